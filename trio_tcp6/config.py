@@ -1,0 +1,95 @@
+"""Tunable parameters of a stack and of each of its connections."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = ["Keepalive", "TCPConfig"]
+
+
+@attrs.frozen
+class Keepalive:
+    """TCP keepalive (RFC 9293 §3.8.4): probe after ``idle`` seconds of silence,
+    every ``interval`` seconds, and give up after ``probes`` unanswered probes."""
+
+    idle: float = 7200.0
+    interval: float = 75.0
+    probes: int = 9
+
+
+def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attr.name} must be positive, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class TCPConfig:
+    """Configuration shared by every connection of a stack.
+
+    Times are in seconds, sizes in bytes. The defaults follow Linux where the RFCs
+    leave a choice, so the stack behaves like the kernel it is measured against.
+    """
+
+    #: Bytes the user may queue before ``send_all``/``write`` blocks.
+    send_buffer: int = attrs.field(default=1 << 20, validator=_positive)
+    #: Bytes received but not yet read that we buffer; bounds the advertised window.
+    receive_buffer: int = attrs.field(default=1 << 20, validator=_positive)
+    #: Congestion control algorithm: ``"cubic"`` (RFC 9438) or ``"newreno"`` (RFC 5681).
+    congestion: Literal["cubic", "newreno"] = "cubic"
+    #: HyStart++ (RFC 9406) slow-start exit for either algorithm.
+    hystart: bool = True
+    #: Nagle's algorithm (RFC 9293 §3.7.4); ``write_nodelay`` bypasses it per write.
+    nagle: bool = True
+    #: Delayed-ACK timer (RFC 9293 §3.8.6.3; at most 0.5 s), or None to ACK every segment.
+    delayed_ack: float | None = 0.04
+    #: Timestamps option with RTTM and PAWS (RFC 7323).
+    timestamps: bool = True
+    #: SACK (RFC 2018) and SACK-based loss recovery (RFC 6675).
+    sack: bool = True
+    #: Window scale option (RFC 7323).
+    window_scale: bool = True
+    #: RACK-TLP loss detection (RFC 8985) when SACK is negotiated.
+    rack: bool = True
+    #: Initial retransmission timeout (RFC 6298: 1 s).
+    initial_rto: float = attrs.field(default=1.0, validator=_positive)
+    #: Lower bound of the RTO (RFC 6298 says 1 s; Linux and most stacks use 0.2 s).
+    min_rto: float = attrs.field(default=0.2, validator=_positive)
+    #: Upper bound of the RTO (RFC 6298: at least 60 s).
+    max_rto: float = attrs.field(default=120.0, validator=_positive)
+    #: SYN (and SYN-ACK) retransmissions before an open fails with Timeout.
+    syn_retries: int = 6
+    #: R1 of RFC 9293 §3.8.3: retransmissions before advising the user (counted in stats).
+    retries1: int = 3
+    #: R2 of RFC 9293 §3.8.3: retransmissions of one segment before the connection is
+    #: aborted with Timeout (Linux ``tcp_retries2``).
+    retries2: int = 15
+    #: If set, abort with Timeout when sent data stays unacknowledged this long
+    #: (RFC 5482 / Linux ``TCP_USER_TIMEOUT``); overrides ``retries2``.
+    user_timeout: float | None = None
+    #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL unless ``time_wait`` is set.
+    msl: float = 30.0
+    #: TIME-WAIT duration; None means 2*msl.
+    time_wait: float | None = None
+    #: Keepalive probing, off by default (RFC 9293 §3.8.4).
+    keepalive: Keepalive | None = None
+    #: Half-open (SYN-RECEIVED) connections per listener before SYN cookies are used.
+    syn_backlog: int = 256
+    #: Answer SYNs with stateless SYN cookies when the SYN backlog is full.
+    syn_cookies: bool = True
+    #: Connections the stack holds at most (all states but LISTEN).
+    max_connections: int = 4096
+    #: Our MSS ceiling; None derives it from the link MTU (MTU - 60).
+    mss: int | None = None
+    #: Initial congestion window in segments (RFC 6928).
+    initial_window: int = 10
+    #: Most challenge ACKs (RFC 5961) one connection sends per second.
+    challenge_ack_limit: int = 10
+    #: Most RSTs the stack sends per second for segments to closed ports.
+    rst_rate_limit: int = 1000
+
+    @property
+    def time_wait_duration(self) -> float:
+        """How long a connection stays in TIME-WAIT."""
+        return self.time_wait if self.time_wait is not None else 2 * self.msl

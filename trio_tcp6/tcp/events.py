@@ -1,0 +1,50 @@
+"""What the engine tells its user (the runtime) besides segments to transmit."""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+__all__ = ["Event", "EventKind", "State"]
+
+
+class State(enum.Enum):
+    """The eleven connection states of RFC 9293 §3.3.2."""
+
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN-SENT"
+    SYN_RECEIVED = "SYN-RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN-WAIT-1"
+    FIN_WAIT_2 = "FIN-WAIT-2"
+    CLOSE_WAIT = "CLOSE-WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST-ACK"
+    TIME_WAIT = "TIME-WAIT"
+
+
+class EventKind(enum.Enum):
+    #: The handshake completed (SYN-SENT/SYN-RECEIVED -> ESTABLISHED).
+    CONNECTED = "connected"
+    #: New in-order data can be taken with ``Connection.receive``.
+    READABLE = "readable"
+    #: The peer's FIN arrived in order: after the buffered data, the stream ends.
+    EOF = "eof"
+    #: Send-buffer space was freed (data acknowledged) or the window opened.
+    WRITABLE = "writable"
+    #: The connection failed: ``Event.error`` is ``"reset"``, ``"refused"``,
+    #: ``"timeout"``, or ``"aborted"``; the connection is now CLOSED.
+    ERROR = "error"
+    #: Everything we sent, FIN included, is acknowledged (our side is done).
+    FIN_ACKED = "fin_acked"
+    #: The connection reached CLOSED (or TIME-WAIT expired): the TCB may be deleted.
+    CLOSED = "closed"
+
+
+@attrs.frozen
+class Event:
+    kind: EventKind
+    #: For ERROR: "reset" | "refused" | "timeout" | "aborted".
+    error: str | None = None
