@@ -1,17 +1,37 @@
 """TCP header and options (RFC 9293 §3.1, RFC 7323, RFC 2018): parse and build.
 
-STUB: the segment type below is fixed (the engine is written against it); the
-parse/build functions are being implemented.
+* :func:`parse_tcp` turns one TCP segment (the IPv6 payload) into a
+  :class:`TCPSegment`. It does **not** verify the checksum — that needs the IPv6
+  addresses; use :func:`verify_tcp_checksum`. Any malformation raises
+  :class:`~trio_tcp6.wire.errors.ParseError` whose ``reason`` is one of
+  :data:`PARSE_ERROR_REASONS`; no other exception escapes for any bytes-like input.
+* :func:`build_tcp` serialises a segment, options laid out as Linux does, with the
+  checksum over the IPv6 pseudo-header filled in.
+* :func:`build_tcp_header` returns only the header (with a checksum that already
+  covers ``seg.payload``), so a caller that prepends an IPv6 header can join
+  ``ipv6 + tcp_header + payload`` once and copy a large payload only once.
+
+Both directions are on the per-packet hot path: one ``struct`` call for the fixed
+header, fast paths for the common option layouts, and the checksum summed piecewise
+(pseudo-header, header, payload) so the payload is never concatenated just to be
+summed.
 """
 
 from __future__ import annotations
 
+import struct
+
 import attrs
+
+from .checksum import ones_sum, verify_transport
+from .errors import ParseError
 
 __all__ = [
     "ACK", "CWR", "ECE", "FIN", "PSH", "RST", "SYN", "URG",
-    "TCPSegment", "build_tcp", "parse_tcp",
-]
+    "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS", "TCP_PROTOCOL",
+    "TCPSegment", "build_tcp", "build_tcp_header", "options_length", "parse_tcp",
+    "verify_tcp_checksum",
+]  # fmt: skip
 
 # Control bits (the low byte of the flags field).
 FIN = 0x01
@@ -22,6 +42,50 @@ ACK = 0x10
 URG = 0x20
 ECE = 0x40
 CWR = 0x80
+
+#: IPv6 next-header value of TCP.
+TCP_PROTOCOL = 6
+#: Options may take at most 40 bytes (data offset 15 words minus the 5 fixed ones).
+MAX_OPTIONS_LEN = 40
+
+#: Every ``ParseError.reason`` :func:`parse_tcp` can raise (stable: used as counter
+#: names in ``stack.stats()``).
+#:
+#: * ``tcp_truncated`` — shorter than the 20-byte fixed header, or the data offset
+#:   points past the end of the packet;
+#: * ``tcp_bad_data_offset`` — data offset below 5 words;
+#: * ``tcp_bad_option_length`` — an option length of 0 or 1, or a length that is
+#:   wrong for a known kind (MSS 4, window scale 3, SACK-permitted 2, timestamps 10,
+#:   SACK 2 + 8n with n = 1..4);
+#: * ``tcp_option_overrun`` — an option (or its length byte) runs past the header.
+PARSE_ERROR_REASONS = (
+    "tcp_truncated",
+    "tcp_bad_data_offset",
+    "tcp_bad_option_length",
+    "tcp_option_overrun",
+)
+
+_M32 = 0xFFFFFFFF
+
+# Fixed header: ports, seq, ack, data offset/reserved byte, flags byte, window,
+# checksum, urgent pointer.
+_HDR = struct.Struct("!HHIIBBHHH")
+# What follows the fixed header in the common data-segment layout: NOP NOP TS.
+_WORD_II = struct.Struct("!III")
+_II = struct.Struct("!II")
+_H = struct.Struct("!H")
+_I = struct.Struct("!I")
+_NOP_NOP_TS = 0x0101080A  # NOP, NOP, kind 8, length 10
+_SACKOK_TS = 0x0402080A  # SACK-permitted (kind 4, len 2), kind 8, length 10
+_NOP_NOP_SACKOK = b"\x01\x01\x04\x02"
+_NOP_NOP_SACK = 0x01010500  # | option length
+# SACK option bodies with 1..4 blocks: 2n 32-bit edges.
+_SACK_BODY = [struct.Struct("!" + "I" * (2 * n)) for n in range(5)]
+# Fast build paths: fixed header followed by NOP NOP TS [NOP NOP SACK(n)].
+_HDR_TS = struct.Struct("!HHIIBBHHHIII")
+_HDR_TS_SACK = [struct.Struct("!HHIIBBHHHIIII" + "I" * (2 * n)) for n in range(4)]
+_OFF_20 = 5 << 4
+_OFF_32 = 8 << 4
 
 
 @attrs.define(slots=True, eq=True)
@@ -74,11 +138,268 @@ class TCPSegment:
         return len(self.payload) + (self.flags & SYN and 1) + (self.flags & FIN and 1)
 
 
+# =====================================================================================
+# Parsing
+# =====================================================================================
+
+
 def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
-    """Parse a TCP header, its options and payload (no checksum check)."""
-    raise NotImplementedError
+    """Parse a TCP header, its options and payload (no checksum check).
+
+    ``data`` is the whole segment (the IPv6 payload); a memoryview must have byte
+    format. The payload is returned as a fresh ``bytes`` copy, so ``data`` may be
+    reused afterwards. Unknown options with a sane length are skipped; a repeated
+    option overrides the earlier one; parsing stops at End of Option List. Raises
+    :class:`ParseError` (reasons in :data:`PARSE_ERROR_REASONS`) for malformed input.
+    """
+    n = len(data)
+    if n < 20:
+        raise ParseError("tcp_truncated", f"TCP segment of {n} bytes is shorter than 20")
+    sport, dport, seq, ack, off, flags, window, _csum, urgent = _HDR.unpack_from(data)
+    hlen = (off >> 4) << 2
+    if hlen == 20:
+        return TCPSegment(sport, dport, seq, ack, flags, window, bytes(data[20:]), urgent)
+    if hlen < 20:
+        raise ParseError("tcp_bad_data_offset", f"TCP data offset {hlen >> 2} is below 5")
+    if hlen > n:
+        raise ParseError(
+            "tcp_truncated", f"TCP header of {hlen} bytes overruns the {n}-byte segment"
+        )
+    if hlen == 32:
+        word, tsval, tsecr = _WORD_II.unpack_from(data, 20)
+        if word == _NOP_NOP_TS:
+            return TCPSegment(
+                sport, dport, seq, ack, flags, window, bytes(data[32:]), urgent,
+                None, None, False, (), (tsval, tsecr),
+            )  # fmt: skip
+    seg = TCPSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urgent)
+    _parse_options(data, hlen, seg)
+    return seg
+
+
+def _parse_options(data: bytes | bytearray | memoryview, end: int, seg: TCPSegment) -> None:
+    """Walk the options in ``data[20:end]`` and store what we understand in ``seg``."""
+    i = 20
+    while i < end:
+        kind = data[i]
+        if kind == 1:  # NOP
+            i += 1
+            continue
+        if kind == 0:  # End of Option List: the rest is padding.
+            return
+        if i + 1 >= end:
+            raise ParseError(
+                "tcp_option_overrun", f"TCP option kind {kind} has no length byte"
+            )
+        length = data[i + 1]
+        if length < 2:
+            raise ParseError(
+                "tcp_bad_option_length", f"TCP option kind {kind} has length {length}"
+            )
+        nxt = i + length
+        if nxt > end:
+            raise ParseError(
+                "tcp_option_overrun",
+                f"TCP option kind {kind} of length {length} overruns the header",
+            )
+        if kind == 8:
+            if length != 10:
+                _bad_length(kind, length)
+            seg.timestamps = _II.unpack_from(data, i + 2)
+        elif kind == 5:
+            count, rest = divmod(length - 2, 8)
+            if rest or not 1 <= count <= 4:
+                _bad_length(kind, length)
+            edges = _SACK_BODY[count].unpack_from(data, i + 2)
+            seg.sack_blocks = tuple(zip(edges[0::2], edges[1::2]))
+        elif kind == 2:
+            if length != 4:
+                _bad_length(kind, length)
+            seg.mss = _H.unpack_from(data, i + 2)[0]
+        elif kind == 3:
+            if length != 3:
+                _bad_length(kind, length)
+            seg.wscale = data[i + 2]
+        elif kind == 4:
+            if length != 2:
+                _bad_length(kind, length)
+            seg.sack_permitted = True
+        i = nxt
+
+
+def _bad_length(kind: int, length: int) -> None:
+    raise ParseError("tcp_bad_option_length", f"TCP option kind {kind} has length {length}")
+
+
+def verify_tcp_checksum(
+    data: bytes | bytearray | memoryview, src: bytes, dst: bytes
+) -> bool:
+    """Whether the TCP segment ``data`` from ``src`` to ``dst`` (16-byte IPv6
+    addresses) has a correct checksum over the IPv6 pseudo-header (RFC 8200 §8.1)."""
+    return verify_transport(src, dst, TCP_PROTOCOL, data)
+
+
+# =====================================================================================
+# Building
+# =====================================================================================
+
+
+def options_length(seg: TCPSegment) -> int:
+    """Bytes of options :func:`build_tcp` emits for ``seg`` (a multiple of 4, <= 40).
+
+    Handy for the engine to size payloads: a full-sized segment carries
+    ``mss - options_length(seg)`` bytes when the MSS excludes options.
+    """
+    used = 0
+    if seg.mss is not None:
+        used += 4
+    if seg.timestamps is not None:
+        used += 12
+    elif seg.sack_permitted:
+        used += 4
+    if seg.wscale is not None:
+        used += 4
+    if seg.sack_blocks:
+        count = min(len(seg.sack_blocks), (MAX_OPTIONS_LEN - 4 - used) // 8)
+        if count > 0:
+            used += 4 + 8 * count
+    return used
+
+
+def _options(seg: TCPSegment) -> bytes:
+    """Serialise the options, Linux's layout, every part 4-byte aligned.
+
+    MSS; timestamps (preceded by SACK-permitted if set, else by NOP NOP);
+    NOP NOP SACK-permitted (only without timestamps); NOP window scale;
+    NOP NOP SACK with as many blocks as still fit in 40 bytes.
+    """
+    parts: list[bytes] = []
+    used = 0
+    if seg.mss is not None:
+        parts.append(struct.pack("!BBH", 2, 4, seg.mss))
+        used += 4
+    if seg.timestamps is not None:
+        tsval, tsecr = seg.timestamps
+        word = _SACKOK_TS if seg.sack_permitted else _NOP_NOP_TS
+        parts.append(_WORD_II.pack(word, tsval & _M32, tsecr & _M32))
+        used += 12
+    elif seg.sack_permitted:
+        parts.append(_NOP_NOP_SACKOK)
+        used += 4
+    if seg.wscale is not None:
+        parts.append(struct.pack("!BBBB", 1, 3, 3, seg.wscale))
+        used += 4
+    if seg.sack_blocks:
+        count = min(len(seg.sack_blocks), (MAX_OPTIONS_LEN - 4 - used) // 8)
+        if count > 0:
+            parts.append(_I.pack(_NOP_NOP_SACK | (2 + 8 * count)))
+            edges = [edge & _M32 for block in seg.sack_blocks[:count] for edge in block]
+            parts.append(_SACK_BODY[count].pack(*edges))
+    return b"".join(parts)
+
+
+def _check_fields(seg: TCPSegment, src: bytes, dst: bytes) -> None:
+    """Explain why ``seg`` cannot be built (called only after struct refused it)."""
+    for name, value, limit in (
+        ("src_port", seg.src_port, 0xFFFF),
+        ("dst_port", seg.dst_port, 0xFFFF),
+        ("flags", seg.flags, 0xFF),
+        ("window", seg.window, 0xFFFF),
+        ("urgent", seg.urgent, 0xFFFF),
+        ("mss", seg.mss, 0xFFFF),
+        ("wscale", seg.wscale, 0xFF),
+    ):
+        if value is not None and not (isinstance(value, int) and 0 <= value <= limit):
+            raise ValueError(f"TCPSegment.{name}={value!r} is not in 0..{limit}")
+    if len(seg.sack_blocks) > 0 and any(len(block) != 2 for block in seg.sack_blocks):
+        raise ValueError(f"TCPSegment.sack_blocks={seg.sack_blocks!r} are not pairs")
+    raise ValueError(f"cannot build {seg!r} from {src!r} to {dst!r}")
+
+
+def build_tcp_header(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
+    """Serialise the header and options of ``seg``, without the payload.
+
+    The checksum covers the IPv6 pseudo-header, this header *and* ``seg.payload``,
+    so ``header + seg.payload`` is the complete segment. This lets a caller build
+    ``ipv6_header + tcp_header + payload`` with a single copy of the payload.
+
+    ``seq``, ``ack``, SACK edges and timestamps are taken mod 2**32; other fields
+    out of range (ports, window, urgent, flags, mss, wscale) raise ``ValueError``,
+    as do addresses that are not 16 bytes: that would be our bug, not a peer's.
+    """
+    payload = seg.payload
+    if len(src) != 16 or len(dst) != 16:
+        raise ValueError("IPv6 addresses must be 16 bytes")
+    try:
+        if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
+            # Fast paths (every data segment): no options, or NOP NOP TS [SACK].
+            ts = seg.timestamps
+            blocks = seg.sack_blocks
+            if ts is None and not blocks:
+                header = _HDR.pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_20,
+                    seg.flags, seg.window, 0, seg.urgent,
+                )  # fmt: skip
+                return _with_checksum(header, payload, src, dst)
+            if ts is not None and not blocks:
+                header = _HDR_TS.pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_32,
+                    seg.flags, seg.window, 0, seg.urgent,
+                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
+                )  # fmt: skip
+                return _with_checksum(header, payload, src, dst)
+            if ts is not None:
+                count = min(len(blocks), 3)
+                edges = [edge & _M32 for block in blocks[:count] for edge in block]
+                header = _HDR_TS_SACK[count].pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
+                    (11 + 2 * count) << 4, seg.flags, seg.window, 0, seg.urgent,
+                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
+                    _NOP_NOP_SACK | (2 + 8 * count), *edges,
+                )  # fmt: skip
+                return _with_checksum(header, payload, src, dst)
+        options = _options(seg)
+        header = _HDR.pack(
+            seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
+            (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, 0, seg.urgent,
+        ) + options  # fmt: skip
+    except (struct.error, TypeError, ValueError):
+        _check_fields(seg, src, dst)
+        raise
+    return _with_checksum(header, payload, src, dst)
+
+
+def _with_checksum(
+    header: bytes, payload: bytes | bytearray | memoryview, src: bytes, dst: bytes
+) -> bytes:
+    """``header`` with its checksum field (offset 16) set for ``header + payload``."""
+    # The header is a whole number of 32-bit words, so sums of the pieces add up.
+    # Pseudo-header (RFC 8200 §8.1): src, dst, 32-bit upper-layer length, next header.
+    length = len(header) + len(payload)
+    total = (
+        ones_sum(src)
+        + ones_sum(dst)
+        + (length >> 16)
+        + (length & 0xFFFF)
+        + TCP_PROTOCOL
+        + ones_sum(header)
+        + (ones_sum(payload) if payload else 0)
+    )
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    csum = ~total & 0xFFFF
+    return header[:16] + _H.pack(csum) + header[18:]
 
 
 def build_tcp(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
-    """Serialise ``seg`` with a correct checksum over the IPv6 pseudo-header."""
-    raise NotImplementedError
+    """Serialise ``seg`` with a correct checksum over the IPv6 pseudo-header.
+
+    ``src`` and ``dst`` are the 16-byte IPv6 addresses. Options are laid out as Linux
+    lays them out (SYN: MSS, SACK-permitted + timestamps, NOP window scale; data:
+    NOP NOP timestamps, NOP NOP SACK) and never exceed 40 bytes: SACK blocks that do
+    not fit are dropped from the end (3 fit with timestamps, 4 without). See
+    :func:`build_tcp_header` for range rules.
+    """
+    header = build_tcp_header(seg, src, dst)
+    payload = seg.payload
+    return header + payload if payload else header

@@ -1,0 +1,14 @@
+"""Sphinx configuration for trio_tcp6."""
+
+from __future__ import annotations
+
+project = "trio_tcp6"
+author = "trio_tcp6 developers"
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.intersphinx", "sphinx.ext.napoleon"]
+source_suffix = {".rst": "restructuredtext"}
+exclude_patterns = ["_build"]
+intersphinx_mapping: dict[str, tuple[str, None]] = {}
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+nitpicky = False
+html_theme = "alabaster"

@@ -1,0 +1,51 @@
+"""Developer sessions: ``nox`` runs tests, lint and typecheck; ``nox -s docs``/``bench`` on demand."""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.error_on_missing_interpreters = False
+nox.options.reuse_existing_virtualenvs = True
+
+# Every supported interpreter that is installed; missing ones are skipped.
+PYTHONS = [v for v in ("3.10", "3.11", "3.12", "3.13") if shutil.which(f"python{v}")]
+
+
+@nox.session(python=PYTHONS or None)
+def tests(session: nox.Session) -> None:
+    """The test suite, on every installed Python from 3.10 to 3.13."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "trio_tcp6")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs; warnings are errors."""
+    session.install("-e", ".", "sphinx")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: figures printed beside trio's SocketStream on loopback."""
+    session.install("-e", ".")
+    for script in sorted(p for p in session.posargs) or ["bench/checksum_bench.py"]:
+        session.run("python", script)
