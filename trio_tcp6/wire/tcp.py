@@ -188,9 +188,7 @@ def _parse_options(data: bytes | bytearray | memoryview, end: int, seg: TCPSegme
         if kind == 0:  # End of Option List: the rest is padding.
             return
         if i + 1 >= end:
-            raise ParseError(
-                "tcp_option_overrun", f"TCP option kind {kind} has no length byte"
-            )
+            raise ParseError("tcp_option_overrun", f"TCP option kind {kind} has no length byte")
         length = data[i + 1]
         if length < 2:
             raise ParseError(
@@ -231,9 +229,7 @@ def _bad_length(kind: int, length: int) -> None:
     raise ParseError("tcp_bad_option_length", f"TCP option kind {kind} has length {length}")
 
 
-def verify_tcp_checksum(
-    data: bytes | bytearray | memoryview, src: bytes, dst: bytes
-) -> bool:
+def verify_tcp_checksum(data: bytes | bytearray | memoryview, src: bytes, dst: bytes) -> bool:
     """Whether the TCP segment ``data`` from ``src`` to ``dst`` (16-byte IPv6
     addresses) has a correct checksum over the IPv6 pseudo-header (RFC 8200 §8.1)."""
     return verify_transport(src, dst, TCP_PROTOCOL, data)
@@ -311,9 +307,60 @@ def _check_fields(seg: TCPSegment, src: bytes, dst: bytes) -> None:
     ):
         if value is not None and not (isinstance(value, int) and 0 <= value <= limit):
             raise ValueError(f"TCPSegment.{name}={value!r} is not in 0..{limit}")
-    if len(seg.sack_blocks) > 0 and any(len(block) != 2 for block in seg.sack_blocks):
-        raise ValueError(f"TCPSegment.sack_blocks={seg.sack_blocks!r} are not pairs")
+    if len(src) != 16 or len(dst) != 16:
+        raise ValueError("IPv6 addresses must be 16 bytes")
     raise ValueError(f"cannot build {seg!r} from {src!r} to {dst!r}")
+
+
+def _header(seg: TCPSegment, src: bytes, dst: bytes) -> tuple[bytes, int]:
+    """The header of ``seg`` with a zero checksum field, and the checksum to patch in
+    (at offset 16) that covers pseudo-header, header and ``seg.payload``."""
+    try:
+        if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
+            # Fast paths (every data segment): no options, or NOP NOP TS [SACK].
+            ts = seg.timestamps
+            blocks = seg.sack_blocks
+            if ts is None and not blocks:
+                header = _HDR.pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_20,
+                    seg.flags, seg.window, 0, seg.urgent,
+                )  # fmt: skip
+            elif not blocks:
+                assert ts is not None
+                header = _HDR_TS.pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_32,
+                    seg.flags, seg.window, 0, seg.urgent,
+                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
+                )  # fmt: skip
+            elif ts is not None:
+                count = min(len(blocks), 3)
+                edges = [edge & _M32 for block in blocks[:count] for edge in block]
+                header = _HDR_TS_SACK[count].pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
+                    (11 + 2 * count) << 4, seg.flags, seg.window, 0, seg.urgent,
+                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
+                    _NOP_NOP_SACK | (2 + 8 * count), *edges,
+                )  # fmt: skip
+            else:
+                header = b""
+        else:
+            header = b""
+        if not header:
+            options = _options(seg)
+            header = _HDR.pack(
+                seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
+                (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, 0, seg.urgent,
+            ) + options  # fmt: skip
+        # The header is a whole number of 32-bit words, so the sums of the pieces
+        # add up; the payload comes last, so its odd byte (if any) is padded right.
+        payload = seg.payload
+        initial = pseudo_header_sum(src, dst, len(header) + len(payload), TCP_PROTOCOL)
+        if payload:
+            initial = ones_sum(payload, initial)
+        return header, checksum(header, initial)
+    except (struct.error, TypeError, ValueError):
+        _check_fields(seg, src, dst)
+        raise
 
 
 def build_tcp_header(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
@@ -327,68 +374,8 @@ def build_tcp_header(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
     out of range (ports, window, urgent, flags, mss, wscale) raise ``ValueError``,
     as do addresses that are not 16 bytes: that would be our bug, not a peer's.
     """
-    payload = seg.payload
-    if len(src) != 16 or len(dst) != 16:
-        raise ValueError("IPv6 addresses must be 16 bytes")
-    try:
-        if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
-            # Fast paths (every data segment): no options, or NOP NOP TS [SACK].
-            ts = seg.timestamps
-            blocks = seg.sack_blocks
-            if ts is None and not blocks:
-                header = _HDR.pack(
-                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_20,
-                    seg.flags, seg.window, 0, seg.urgent,
-                )  # fmt: skip
-                return _with_checksum(header, payload, src, dst)
-            if ts is not None and not blocks:
-                header = _HDR_TS.pack(
-                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_32,
-                    seg.flags, seg.window, 0, seg.urgent,
-                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
-                )  # fmt: skip
-                return _with_checksum(header, payload, src, dst)
-            if ts is not None:
-                count = min(len(blocks), 3)
-                edges = [edge & _M32 for block in blocks[:count] for edge in block]
-                header = _HDR_TS_SACK[count].pack(
-                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
-                    (11 + 2 * count) << 4, seg.flags, seg.window, 0, seg.urgent,
-                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
-                    _NOP_NOP_SACK | (2 + 8 * count), *edges,
-                )  # fmt: skip
-                return _with_checksum(header, payload, src, dst)
-        options = _options(seg)
-        header = _HDR.pack(
-            seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
-            (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, 0, seg.urgent,
-        ) + options  # fmt: skip
-    except (struct.error, TypeError, ValueError):
-        _check_fields(seg, src, dst)
-        raise
-    return _with_checksum(header, payload, src, dst)
-
-
-def _with_checksum(
-    header: bytes, payload: bytes | bytearray | memoryview, src: bytes, dst: bytes
-) -> bytes:
-    """``header`` with its checksum field (offset 16) set for ``header + payload``."""
-    # The header is a whole number of 32-bit words, so sums of the pieces add up.
-    # Pseudo-header (RFC 8200 §8.1): src, dst, 32-bit upper-layer length, next header.
-    length = len(header) + len(payload)
-    total = (
-        ones_sum(src)
-        + ones_sum(dst)
-        + (length >> 16)
-        + (length & 0xFFFF)
-        + TCP_PROTOCOL
-        + ones_sum(header)
-        + (ones_sum(payload) if payload else 0)
-    )
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    csum = ~total & 0xFFFF
-    return header[:16] + _H.pack(csum) + header[18:]
+    header, csum = _header(seg, src, dst)
+    return b"".join((header[:16], _H.pack(csum), header[18:]))
 
 
 def build_tcp(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
@@ -400,6 +387,5 @@ def build_tcp(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
     not fit are dropped from the end (3 fit with timestamps, 4 without). See
     :func:`build_tcp_header` for range rules.
     """
-    header = build_tcp_header(seg, src, dst)
-    payload = seg.payload
-    return header + payload if payload else header
+    header, csum = _header(seg, src, dst)
+    return b"".join((header[:16], _H.pack(csum), header[18:], seg.payload))
