@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -19,7 +19,7 @@ class Keepalive:
     probes: int = 9
 
 
-def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
     if value <= 0:
         raise ValueError(f"{attr.name} must be positive, got {value!r}")
 

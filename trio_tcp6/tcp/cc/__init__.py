@@ -1,0 +1,32 @@
+"""Congestion control: NewReno (RFC 5681/6582) and CUBIC (RFC 9438), both with
+optional HyStart++ (RFC 9406). Sizes in bytes, times in seconds, no I/O."""
+
+from __future__ import annotations
+
+from .base import INFINITE_SSTHRESH, CongestionControl, CongestionControlBase, initial_window_bytes
+from .newreno import NewReno
+
+__all__ = [
+    "INFINITE_SSTHRESH",
+    "CongestionControl",
+    "CongestionControlBase",
+    "NewReno",
+    "initial_window_bytes",
+    "make_congestion_control",
+]
+
+
+def make_congestion_control(
+    name: str, *, mss: int, initial_window: int = 10, hystart: bool = True
+) -> CongestionControl:
+    """Build the controller called ``name`` (``"newreno"`` or ``"cubic"``) with an
+    initial window of ``initial_window`` segments (RFC 6928, see
+    :func:`initial_window_bytes`)."""
+    key = name.lower()
+    if key == "newreno":
+        return NewReno(mss=mss, initial_window=initial_window, hystart=hystart)
+    if key == "cubic":
+        from .cubic import Cubic
+
+        return Cubic(mss=mss, initial_window=initial_window, hystart=hystart)
+    raise ValueError(f"unknown congestion control {name!r} (expected 'newreno' or 'cubic')")

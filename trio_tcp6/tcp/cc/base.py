@@ -1,0 +1,253 @@
+"""The congestion-control interface and what every algorithm shares.
+
+All sizes are in bytes. The engine owns loss detection and recovery (fast
+retransmit, PRR); a controller only answers these events:
+
+* :meth:`~CongestionControl.on_ack` — new data acknowledged outside loss recovery;
+* :meth:`~CongestionControl.on_congestion_event` — loss detected, recovery begins:
+  the controller sets ``ssthresh`` (and its own state) and leaves ``cwnd`` to the
+  engine's recovery algorithm (RFC 6937 PRR writes ``cwnd`` directly);
+* :meth:`~CongestionControl.on_recovery_exit` — recovery over: ``cwnd = ssthresh``
+  (RFC 6582 §3.2 step 3 option 2, RFC 6937 §3);
+* :meth:`~CongestionControl.on_rto` — retransmission timeout: loss window;
+* :meth:`~CongestionControl.save` / :meth:`~CongestionControl.restore` — undo after a
+  spurious timeout or recovery (F-RTO RFC 5682, Eifel RFC 4015, DSACK RFC 3708);
+* :meth:`~CongestionControl.on_idle_restart` — restart after idleness (RFC 5681 §4.1).
+
+Application-limited rule (RFC 7661 spirit): an ACK grows ``cwnd`` only when the
+flight it found, ``in_flight + acked`` (``in_flight`` being what is still outstanding
+after the ACK), is at least half of ``cwnd``: the sender was using its window. This
+is RFC 7661's "validated" condition (pipeACK >= cwnd/2) evaluated per ACK.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from .hystart import HyStartPhase, HyStartPlusPlus
+
+__all__ = [
+    "ABC_L",
+    "INFINITE_SSTHRESH",
+    "CongestionControl",
+    "CongestionControlBase",
+    "initial_window_bytes",
+]
+
+#: The initial, "arbitrarily high" ssthresh of RFC 5681 §3.1.
+INFINITE_SSTHRESH = 1 << 62
+
+#: Appropriate Byte Counting limit in slow start, in SMSS (RFC 3465 §2.2: L = 2).
+ABC_L = 2
+
+
+def initial_window_bytes(mss: int, segments: int = 10) -> int:
+    """RFC 6928 §2 ``min(10*MSS, max(2*MSS, 14600))`` generalised to ``segments``
+    (14600 being 10 * 1460): ``min(n*MSS, max(2*MSS, n*1460))``, at least 1 MSS."""
+    if mss <= 0 or segments <= 0:
+        raise ValueError("mss and the initial window must be positive")
+    return max(mss, min(segments * mss, max(2 * mss, segments * 1460)))
+
+
+@runtime_checkable
+class CongestionControl(Protocol):
+    """What the connection state machine calls. Sizes in bytes, times in seconds."""
+
+    #: Congestion window; the engine may write it during recovery (PRR).
+    cwnd: int
+    #: Slow-start threshold; :data:`INFINITE_SSTHRESH` until the first congestion.
+    ssthresh: int
+    #: Sender maximum segment size (SMSS).
+    mss: int
+
+    def set_mss(self, mss: int) -> None:
+        """The SMSS changed (PMTU discovery): rescale so cwnd keeps its segment count."""
+        ...
+
+    def on_ack(
+        self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, in_flight: int
+    ) -> None:
+        """``acked`` new bytes cumulatively or SACK-newly acknowledged, not in recovery.
+        ``rtt`` is this ACK's RTT sample (if any), ``snd_una``/``snd_nxt`` the values
+        after processing it, ``in_flight`` the bytes still outstanding after it."""
+        ...
+
+    def on_congestion_event(self, now: float, in_flight: int) -> None:
+        """Loss detected, recovery starts: reduce ``ssthresh``; ``cwnd`` is the engine's."""
+        ...
+
+    def on_recovery_exit(self, now: float) -> None:
+        """Recovery is over: ``cwnd = ssthresh``."""
+        ...
+
+    def on_rto(self, now: float, in_flight: int, *, repeated: bool = False) -> None:
+        """Retransmission timeout: reduce ``ssthresh`` and set ``cwnd`` to 1 SMSS.
+        ``repeated``: the timed-out segment had already been retransmitted by the
+        timer, so ssthresh is held (RFC 5681 §3.1, after eq. 4)."""
+        ...
+
+    def save(self) -> object:
+        """A snapshot of the whole state, for :meth:`restore`."""
+        ...
+
+    def restore(self, state: object) -> None:
+        """Undo back to a :meth:`save` snapshot (spurious RTO / spurious recovery)."""
+        ...
+
+    def on_idle_restart(self, now: float, rto: float) -> None:
+        """The engine is about to send after more than ``rto`` seconds without
+        sending: ``cwnd = min(IW, cwnd)`` (RFC 5681 §4.1)."""
+        ...
+
+    def in_slow_start(self) -> bool:
+        """``cwnd < ssthresh``."""
+        ...
+
+
+class CongestionControlBase:
+    """Shared machinery: initial window, slow start with ABC and HyStart++, the
+    application-limited rule, RTO and idle restart, MSS changes, save/restore.
+
+    Subclasses implement :meth:`_congestion_avoidance` and :meth:`on_congestion_event`
+    and may extend the other hooks.
+    """
+
+    name: ClassVar[str] = "base"
+
+    cwnd: int
+    ssthresh: int
+    mss: int
+
+    def __init__(self, *, mss: int, initial_window: int = 10, hystart: bool = True) -> None:
+        if mss <= 0:
+            raise ValueError(f"mss must be positive, got {mss!r}")
+        self.mss = mss
+        self.initial_window = initial_window
+        self.cwnd = initial_window_bytes(mss, initial_window)
+        self.ssthresh = INFINITE_SSTHRESH
+        self.hystart: HyStartPlusPlus | None = HyStartPlusPlus() if hystart else None
+        #: Congestion events (fast retransmits) and timeouts seen, for statistics.
+        self.congestion_events = 0
+        self.rto_events = 0
+
+    # -- helpers ------------------------------------------------------------------
+
+    @property
+    def iw(self) -> int:
+        """The initial window for the current MSS (RFC 6928)."""
+        return initial_window_bytes(self.mss, self.initial_window)
+
+    def in_slow_start(self) -> bool:
+        return self.cwnd < self.ssthresh
+
+    def is_cwnd_limited(self, acked: int, in_flight: int) -> bool:
+        """The application-limited rule of the module docstring."""
+        return 2 * (in_flight + acked) >= self.cwnd
+
+    def reno_ssthresh(self, in_flight: int) -> int:
+        """RFC 5681 eq. (4): ``max(FlightSize / 2, 2*SMSS)``."""
+        return max(in_flight // 2, 2 * self.mss)
+
+    # -- events -------------------------------------------------------------------
+
+    def on_ack(
+        self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, in_flight: int
+    ) -> None:
+        if acked <= 0:
+            return
+        limited = self.is_cwnd_limited(acked, in_flight)
+        if self.in_slow_start():
+            self._slow_start(acked, now, rtt, snd_una, snd_nxt, limited)
+        else:
+            self._congestion_avoidance(acked, now, rtt, limited)
+
+    def _slow_start(
+        self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, limited: bool
+    ) -> None:
+        """RFC 5681 §3.1 slow start with ABC (RFC 3465, L = 2 SMSS) and, during the
+        initial slow start, HyStart++ (RFC 9406)."""
+        divisor = 1
+        hs = self.hystart
+        if hs is not None and not hs.done and self.ssthresh == INFINITE_SSTHRESH:
+            phase = hs.on_ack(rtt, snd_una, snd_nxt)
+            if phase is HyStartPhase.EXIT:
+                self.ssthresh = self.cwnd
+                self._on_slow_start_exit(now)
+                return
+            divisor = hs.growth_divisor
+        if not limited:
+            return
+        increment = min(acked, ABC_L * self.mss) // divisor
+        self.cwnd = min(self.cwnd + increment, max(self.ssthresh, self.cwnd))
+
+    def _on_slow_start_exit(self, now: float) -> None:
+        """HyStart++ ended slow start without a loss (hook for CUBIC)."""
+
+    def _congestion_avoidance(
+        self, acked: int, now: float, rtt: float | None, limited: bool
+    ) -> None:
+        raise NotImplementedError
+
+    def on_congestion_event(self, now: float, in_flight: int) -> None:
+        raise NotImplementedError
+
+    def on_recovery_exit(self, now: float) -> None:
+        if self.ssthresh < INFINITE_SSTHRESH:  # (no congestion event: nothing to do)
+            self.cwnd = self.ssthresh
+
+    def on_rto(self, now: float, in_flight: int, *, repeated: bool = False) -> None:
+        """RFC 5681 §3.1: ``ssthresh`` per eq. (4) (subclasses may differ) and
+        ``cwnd = 1 SMSS`` (the loss window). With ``repeated`` (the segment was already
+        retransmitted by the timer), ssthresh is held constant (RFC 5681 §3.1)."""
+        self.rto_events += 1
+        if not repeated:
+            self.ssthresh = self._ssthresh_after_rto(now, in_flight)
+        self.cwnd = self.mss
+
+    def _ssthresh_after_rto(self, now: float, in_flight: int) -> int:
+        return self.reno_ssthresh(in_flight)
+
+    def on_idle_restart(self, now: float, rto: float) -> None:
+        """RFC 5681 §4.1: ``cwnd = RW = min(IW, cwnd)``."""
+        self.cwnd = min(self.iw, self.cwnd)
+
+    def set_mss(self, mss: int) -> None:
+        if mss <= 0:
+            raise ValueError(f"mss must be positive, got {mss!r}")
+        old = self.mss
+        if mss == old:
+            return
+        self.mss = mss
+        self.cwnd = max(mss, self.cwnd * mss // old)
+        if self.ssthresh != INFINITE_SSTHRESH:
+            self.ssthresh = max(2 * mss, self.ssthresh * mss // old)
+        self._rescale(mss / old)
+
+    def _rescale(self, factor: float) -> None:
+        """Hook: scale byte-valued algorithm state by ``factor`` on an MSS change."""
+
+    # -- undo ---------------------------------------------------------------------
+
+    def save(self) -> object:
+        state: dict[str, Any] = dict(self.__dict__)
+        del state["mss"]
+        if self.hystart is not None:
+            state["hystart"] = self.hystart.copy()
+        return (self.mss, state)
+
+    def restore(self, state: object) -> None:
+        if not (isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict)):
+            raise TypeError("restore() needs a value returned by save()")
+        saved_mss, values = state
+        hs = values.get("hystart")
+        self.__dict__.update(values)
+        if isinstance(hs, HyStartPlusPlus):
+            self.hystart = hs.copy()
+        if saved_mss != self.mss:
+            new_mss = self.mss
+            self.mss = saved_mss
+            self.set_mss(new_mss)
+
+    def __repr__(self) -> str:
+        ssthresh = "inf" if self.ssthresh == INFINITE_SSTHRESH else str(self.ssthresh)
+        return f"<{type(self).__name__} cwnd={self.cwnd} ssthresh={ssthresh} mss={self.mss}>"
