@@ -1,0 +1,635 @@
+"""VirtualNetwork: an in-memory IPv6 network in trio time, with impairments.
+
+Every attached address reaches every other. A packet is routed by the destination
+address in bytes 24..40 of its IPv6 header (the header is not otherwise parsed); the
+source of a path is the *sending link's* address, whatever the packet claims.
+
+Cost model -- this is the project's simulator, so the common case is cheap:
+
+* A packet on an unimpaired path (no delay, no loss, no rate, ...) goes straight into
+  the destination's inbound deque and wakes its parked receiver: no task hop, no
+  random draw, no timer.
+* ``rate``/``queue`` model one outbound wire per *sending link*, shared by all its
+  destinations; each packet occupies it for ``len / rate`` of its own path's rate.
+* Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
+  that module for the order: rate/queue, loss, corrupt, duplicate, delay/jitter,
+  reorder). If it is due later it goes into ONE heap per network, served by ONE
+  delivery task: a trio *system task* spawned lazily on the first delayed packet (so a
+  network needs no ``async with``; the task ends with :meth:`VirtualNetwork.close` or
+  with the trio run). It sleeps with ``trio`` deadlines only, so everything runs in
+  virtual time under ``trio.testing.MockClock(autojump_threshold=0)``.
+
+Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
+(``dropped_mtu``, the network never fragments), shorter than an IPv6 header
+(``dropped_malformed``), unknown destination or destination detached before arrival
+(``dropped_no_route``), the sender's rate queue full (``dropped_queue``), random loss
+(``dropped_loss``), the receiver's bounded inbound queue full (``dropped_rx_overflow``:
+a host that never reads loses packets; default 4096 packets and 16 MiB per link).
+
+Impairments are layered: the network-wide values (constructor, or ``impair()`` with
+both ``src`` and ``dst`` None), then ``impair(dst=B)`` (all traffic *to* B), then
+``impair(src=A)`` (all traffic *from* A), then ``impair(src=A, dst=B)`` (that one
+direction). Each call sets only the named knobs in its layer; the most specific layer
+that sets a knob wins. ``impair(src=A, dst=B, loss=1.0)`` cuts A→B only.
+
+Capture (``net.capture(path)``): every packet is written when it *arrives* at its
+destination (after corruption; both copies of a duplicate; with the trio-clock time
+of arrival), including packets the receiver then drops for a full inbound queue.
+Packets dropped inside the network (loss, queue, MTU, no route) are not written.
+
+Determinism: all randomness comes from one ``random.Random(seed)``, drawn in the order
+packets are sent, so the same seed and the same sequence of ``send`` calls give the
+same run (trio itself may order tasks that are ready at the same instant differently).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+from collections import deque
+from collections.abc import Iterable
+from heapq import heappop, heappush
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import outcome
+import trio
+
+from .base import Packet
+from .impair import (
+    Counters,
+    Impairer,
+    Impairments,
+    PathState,
+    Wire,
+    check_names,
+)
+
+if TYPE_CHECKING:
+    from ..wire.pcap import PcapWriter
+
+__all__ = ["Capture", "VirtualLink", "VirtualNetwork"]
+
+AddressLike = str | ipaddress.IPv6Address | bytes
+
+_DEFAULT_RX_QUEUE = 4096
+_DEFAULT_RX_QUEUE_BYTES = 16 * 1024 * 1024
+
+
+def _packed(address: AddressLike) -> bytes:
+    if isinstance(address, bytes):
+        if len(address) != 16:
+            raise ValueError("a packed IPv6 address has 16 bytes")
+        return address
+    return ipaddress.IPv6Address(address).packed
+
+
+class _Path:
+    """Cached state of one direction src→dst."""
+
+    __slots__ = ("dest", "fast", "imp", "state")
+
+    def __init__(self, imp: Impairments, dest: VirtualLink | None) -> None:
+        self.imp = imp
+        self.dest = dest
+        self.state = PathState()
+        self.fast = imp.trivial
+
+
+class VirtualLink:
+    """One host interface on a :class:`VirtualNetwork` (made by ``net.attach``).
+
+    A :class:`~trio_tcp6.links.Link`: ``mtu``, ``address``, ``send``/``send_batch``,
+    ``receive``/``receive_batch``, ``close``/``aclose`` (detaches; receive then
+    raises ``trio.ClosedResourceError``). One task may receive at a time
+    (``trio.BusyResourceError`` otherwise). Extras: ``send_nowait``,
+    ``receive_nowait``, ``pending()``, ``stats()``.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_net",
+        "_packed",
+        "_paths",
+        "_rx",
+        "_rx_bytes",
+        "_rx_bytes_limit",
+        "_rx_limit",
+        "_waiter",
+        "address",
+        "received",
+        "rx_dropped",
+        "sent",
+    )
+
+    def __init__(
+        self, net: VirtualNetwork, address: bytes, rx_queue: int, rx_queue_bytes: int
+    ) -> None:
+        self._net = net
+        self._packed = address
+        self.address = ipaddress.IPv6Address(address)
+        self._rx: deque[bytes] = deque()
+        self._rx_bytes = 0
+        self._rx_limit = rx_queue
+        self._rx_bytes_limit = rx_queue_bytes
+        self._waiter: trio.lowlevel.Task | None = None
+        self._closed = False
+        # destination address bytes -> _Path (a cache of net._paths for this source)
+        self._paths: dict[bytes, _Path] = {}
+        self.sent = 0
+        self.received = 0
+        self.rx_dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<VirtualLink {self.address} mtu={self.mtu}{' closed' if self._closed else ''}>"
+
+    @property
+    def mtu(self) -> int:
+        return self._net.mtu
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def network(self) -> VirtualNetwork:
+        return self._net
+
+    def stats(self) -> dict[str, int]:
+        """This host's view: packets sent, received, dropped for a full inbound queue."""
+        return {"sent": self.sent, "received": self.received, "rx_dropped": self.rx_dropped}
+
+    async def send(self, packet: Packet) -> None:
+        """Send one IPv6 packet (bytes, bytearray or memoryview; copied)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise trio.ClosedResourceError("link is closed")
+        self._net._send(self, packet)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_batch(self, packets: Iterable[Packet]) -> None:
+        """Send several packets with a single checkpoint."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._closed:
+            raise trio.ClosedResourceError("link is closed")
+        send = self._net._send
+        for packet in packets:
+            send(self, packet)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def send_nowait(self, packet: Packet) -> None:
+        """Send one packet synchronously (no checkpoint): the network never blocks a
+        sender, so this is :meth:`send` without the scheduling point."""
+        if self._closed:
+            raise trio.ClosedResourceError("link is closed")
+        self._net._send(self, packet)
+
+    async def _wait(self) -> None:
+        # Return with at least one packet queued, or raise.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._rx:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        while not self._rx:
+            if self._closed:
+                raise trio.ClosedResourceError("link is closed")
+            if self._waiter is not None:
+                raise trio.BusyResourceError("another task is already receiving on this link")
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            # Woken by an arrival, or by close() (which raises ClosedResourceError here).
+            await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def receive(self) -> bytes:
+        """The next packet (waits for one)."""
+        await self._wait()
+        data = self._rx.popleft()
+        self._rx_bytes -= len(data)
+        return data
+
+    async def receive_batch(self) -> list[bytes]:
+        """Every queued packet, waiting for at least one."""
+        await self._wait()
+        batch = list(self._rx)
+        self._rx.clear()
+        self._rx_bytes = 0
+        return batch
+
+    def receive_nowait(self) -> bytes | None:
+        """The next queued packet, or None (no checkpoint)."""
+        if self._closed:
+            raise trio.ClosedResourceError("link is closed")
+        if not self._rx:
+            return None
+        data = self._rx.popleft()
+        self._rx_bytes -= len(data)
+        return data
+
+    def pending(self) -> int:
+        """How many packets wait in the inbound queue."""
+        return len(self._rx)
+
+    def close(self) -> None:
+        """Detach from the network. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._rx.clear()
+        self._rx_bytes = 0
+        self._net._detach(self)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(w, outcome.Error(trio.ClosedResourceError("link is closed")))
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> VirtualLink:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- called by the network ----------------------------------------------------
+
+    def _arrive(self, data: bytes) -> bool:
+        if len(self._rx) >= self._rx_limit or self._rx_bytes + len(data) > self._rx_bytes_limit:
+            self.rx_dropped += 1
+            return False
+        self._rx.append(data)
+        self._rx_bytes += len(data)
+        self.received += 1
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(w)
+        return True
+
+
+class Capture:
+    """A running capture (from ``net.capture(path)``); stop it with :meth:`close`, or
+    use it as a (sync or async) context manager. ``count`` = packets written."""
+
+    def __init__(self, net: VirtualNetwork, writer: PcapWriter) -> None:
+        self._net = net
+        self.writer = writer
+        self.count = 0
+        self.closed = False
+        self.error: Exception | None = None
+
+    def write(self, data: bytes, timestamp: float) -> None:
+        try:
+            self.writer.write(data, timestamp if timestamp > 0.0 else 0.0)
+        except (OSError, ValueError) as exc:
+            # Never let a capture problem break the network: stop this capture.
+            self.error = exc
+            self.close()
+            return
+        self.count += 1
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._net._captures = [c for c in self._net._captures if c is not self]
+        try:
+            self.writer.close()
+        except OSError as exc:
+            self.error = exc
+
+    def __enter__(self) -> Capture:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Capture:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VirtualNetwork:
+    """An in-memory IPv6 network; see the module docstring for the model.
+
+    ``VirtualNetwork(*, mtu=1500, seed=None, delay=0.0, jitter=0.0, loss=0.0,
+    duplicate=0.0, reorder=0.0, corrupt=0.0, rate=None, queue=None, rx_queue=4096,
+    rx_queue_bytes=16 MiB)``. Usable directly, or as ``async with``/``with`` (closes
+    at the end).
+    """
+
+    def __init__(
+        self,
+        *,
+        mtu: int = 1500,
+        seed: int | None = None,
+        delay: float = 0.0,
+        jitter: float = 0.0,
+        loss: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+        corrupt: float = 0.0,
+        rate: float | None = None,
+        queue: int | None = None,
+        rx_queue: int = _DEFAULT_RX_QUEUE,
+        rx_queue_bytes: int = _DEFAULT_RX_QUEUE_BYTES,
+    ) -> None:
+        if mtu < 40:
+            raise ValueError("mtu must be at least 40 (one IPv6 header)")
+        if rx_queue < 1 or rx_queue_bytes < 1:
+            raise ValueError("rx_queue and rx_queue_bytes must be positive")
+        self.mtu = mtu
+        self.seed = seed
+        self._rx_queue = rx_queue
+        self._rx_queue_bytes = rx_queue_bytes
+        self._counters = Counters()
+        self._impairer = Impairer(seed, self._counters)
+        self._base = Impairments(
+            delay=delay,
+            jitter=jitter,
+            loss=loss,
+            duplicate=duplicate,
+            reorder=reorder,
+            corrupt=corrupt,
+            rate=rate,
+            queue=queue,
+        )
+        # (src, dst) with None wildcards -> knob overrides of that layer
+        self._layers: dict[tuple[bytes | None, bytes | None], dict[str, Any]] = {}
+        self._links: dict[bytes, VirtualLink] = {}
+        self._paths: dict[tuple[bytes, bytes], _Path] = {}
+        self._wires: dict[bytes, Wire] = {}
+        self._heap: list[tuple[float, int, VirtualLink, bytes]] = []
+        self._seq = 0
+        self._delivery_task: trio.lowlevel.Task | None = None
+        self._delivery_scope: trio.CancelScope | None = None
+        self._captures: list[Capture] = []
+        self._closed = False
+
+    # -- hosts --------------------------------------------------------------------
+
+    def attach(
+        self,
+        address: AddressLike,
+        *,
+        rx_queue: int | None = None,
+        rx_queue_bytes: int | None = None,
+    ) -> VirtualLink:
+        """A new host interface with ``address``; ValueError if it is taken."""
+        if self._closed:
+            raise trio.ClosedResourceError("network is closed")
+        key = _packed(address)
+        if key in self._links:
+            raise ValueError(f"address {ipaddress.IPv6Address(key)} is already attached")
+        link = VirtualLink(
+            self,
+            key,
+            rx_queue if rx_queue is not None else self._rx_queue,
+            rx_queue_bytes if rx_queue_bytes is not None else self._rx_queue_bytes,
+        )
+        self._links[key] = link
+        self._wires.setdefault(key, Wire())
+        for (_src, dst), path in self._paths.items():
+            if dst == key:
+                path.dest = link
+        return link
+
+    def _detach(self, link: VirtualLink) -> None:
+        key = link._packed
+        if self._links.get(key) is link:
+            del self._links[key]
+            for (_src, dst), path in self._paths.items():
+                if dst == key:
+                    path.dest = None
+
+    @property
+    def links(self) -> list[VirtualLink]:
+        return list(self._links.values())
+
+    # -- impairments --------------------------------------------------------------
+
+    def impair(
+        self, src: AddressLike | None = None, dst: AddressLike | None = None, **changes: Any
+    ) -> None:
+        """Set impairment knobs for src→dst (None = any); see the module docstring.
+
+        Unknown knob names raise TypeError; invalid values raise ValueError.
+        """
+        check_names(changes)
+        key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
+        if key == (None, None):
+            self._base = self._base.evolve(**changes)
+        else:
+            layer = self._layers.get(key, {})
+            merged = {**layer, **changes}
+            Impairments(**merged)  # validate before storing
+            self._layers[key] = merged
+        self._refresh_paths()
+
+    def clear_impairments(
+        self, src: AddressLike | None = None, dst: AddressLike | None = None
+    ) -> None:
+        """Forget the overrides of one layer (both None: reset everything to zero)."""
+        key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
+        if key == (None, None):
+            self._base = Impairments()
+            self._layers.clear()
+        else:
+            self._layers.pop(key, None)
+        self._refresh_paths()
+
+    def impairments(self, src: AddressLike, dst: AddressLike) -> Impairments:
+        """The impairments that apply now to packets from ``src`` to ``dst``."""
+        return self._resolve(_packed(src), _packed(dst))
+
+    def _resolve(self, src: bytes, dst: bytes) -> Impairments:
+        if not self._layers:
+            return self._base
+        knobs: dict[str, Any] = {}
+        for key in ((None, dst), (src, None), (src, dst)):
+            layer = self._layers.get(key)
+            if layer:
+                knobs.update(layer)
+        return self._base.evolve(**knobs) if knobs else self._base
+
+    def _refresh_paths(self) -> None:
+        now = _now_or(-math.inf)
+        for (src, dst), path in self._paths.items():
+            path.imp = self._resolve(src, dst)
+            path.fast = path.imp.trivial and path.state.last_at <= now
+
+    # -- data path ----------------------------------------------------------------
+
+    def _send(self, link: VirtualLink, packet: Packet) -> None:
+        data = packet if type(packet) is bytes else bytes(packet)
+        c = self._counters
+        c.sent += 1
+        link.sent += 1
+        if len(data) > self.mtu:
+            c.dropped_mtu += 1
+            return
+        path = link._paths.get(data[24:40])
+        if path is None:
+            if len(data) < 40:
+                c.dropped_malformed += 1
+                return
+            path = self._new_path(link, data[24:40])
+        dest = path.dest
+        if dest is None:
+            c.dropped_no_route += 1
+            return
+        if path.fast:
+            if self._captures:
+                self._capture(data, trio.current_time())
+            if dest._arrive(data):
+                c.delivered += 1
+            else:
+                c.dropped_rx_overflow += 1
+            return
+        self._send_impaired(link, path, dest, data)
+
+    def _new_path(self, link: VirtualLink, dst: bytes) -> _Path:
+        src = link._packed
+        path = self._paths.get((src, dst))
+        if path is None:
+            path = _Path(self._resolve(src, dst), self._links.get(dst))
+            self._paths[(src, dst)] = path
+        link._paths[dst] = path
+        return path
+
+    def _send_impaired(
+        self, link: VirtualLink, path: _Path, dest: VirtualLink, data: bytes
+    ) -> None:
+        now = trio.current_time()
+        imp = path.imp
+        at, data, copies = self._impairer.fate(
+            imp, data, now, self._wires[link._packed], path.state
+        )
+        if not copies:
+            return
+        if at <= now:
+            for _ in range(copies):
+                self._deliver(dest, data, now)
+            if imp.trivial:
+                path.fast = True  # nothing of this path is pending any more
+            return
+        heap = self._heap
+        for _ in range(copies):
+            self._seq += 1
+            heappush(heap, (at, self._seq, dest, data))
+        if self._delivery_task is None:
+            self._delivery_task = trio.lowlevel.spawn_system_task(
+                self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
+            )
+        else:
+            scope = self._delivery_scope
+            if scope is not None and at < scope.deadline:
+                scope.deadline = at
+
+    def _deliver(self, dest: VirtualLink, data: bytes, now: float) -> None:
+        c = self._counters
+        if dest._closed:
+            c.dropped_no_route += 1
+            return
+        if self._captures:
+            self._capture(data, now)
+        if dest._arrive(data):
+            c.delivered += 1
+        else:
+            c.dropped_rx_overflow += 1
+
+    def _capture(self, data: bytes, now: float) -> None:
+        for cap in self._captures:
+            cap.write(data, now)
+
+    async def _delivery_loop(self) -> None:
+        heap = self._heap
+        try:
+            while not self._closed:
+                now = trio.current_time()
+                while heap and heap[0][0] <= now:
+                    _at, _seq, dest, data = heappop(heap)
+                    self._deliver(dest, data, now)
+                if self._closed:
+                    break
+                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                    self._delivery_scope = scope
+                    try:
+                        await trio.sleep_forever()
+                    finally:
+                        self._delivery_scope = None
+        finally:
+            self._delivery_task = None
+
+    # -- capture, stats, lifetime ---------------------------------------------------
+
+    def capture(self, target: str | os.PathLike[str] | BinaryIO) -> Capture:
+        """Start writing every packet that arrives anywhere to a pcap file.
+
+        Returns a :class:`Capture`: call ``close()`` or use ``with net.capture(p):``.
+        ``net.close()`` closes every capture.
+        """
+        from ..wire.pcap import PcapWriter
+
+        cap = Capture(self, PcapWriter(target))
+        self._captures = [*self._captures, cap]
+        return cap
+
+    def stats(self) -> dict[str, int]:
+        """Counters: sent, delivered, dropped_* by reason, duplicated, corrupted,
+        reordered; plus ``in_flight`` (packets scheduled but not yet arrived).
+
+        ``sent + duplicated == delivered + dropped_* + in_flight``.
+        """
+        d = self._counters.as_dict()
+        d["in_flight"] = len(self._heap)
+        return d
+
+    def close(self) -> None:
+        """Detach every link, discard packets in flight, stop the captures."""
+        if self._closed:
+            return
+        self._closed = True
+        for link in list(self._links.values()):
+            link.close()
+        self._heap.clear()
+        if self._delivery_scope is not None:
+            self._delivery_scope.cancel()
+        for cap in list(self._captures):
+            cap.close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+    def __enter__(self) -> VirtualNetwork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> VirtualNetwork:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def _now_or(default: float) -> float:
+    try:
+        return trio.current_time()
+    except RuntimeError:
+        return default
