@@ -7,7 +7,7 @@ sum of its 16-bit words, which is exactly what the end-around-carry one's-comple
 sum computes — except that a nonzero multiple of ``0xFFFF`` is ``0xFFFF`` ("negative
 zero") in one's complement, not 0. Only an all-zero buffer sums to 0.
 
-For large buffers the integer is built in chunks whose values are added first (big
+For larger buffers the integer is built in pieces whose values are added first (big
 integer addition is cheap), so the comparatively slow division by ``0xFFFF`` runs
 once over a short integer instead of over the whole buffer.
 
@@ -27,9 +27,11 @@ __all__ = [
     "verify_transport",
 ]
 
-Buffer: TypeAlias = "bytes | bytearray | memoryview"
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
-# Above this size, sum chunk integers before the (single-digit but slow) division.
+# Up to _SMALL bytes: one integer. Above: add the integers of pieces of at most
+# _CHUNK bytes first, so the (single-digit but slow) division runs on a short integer.
+_SMALL = 256
 _CHUNK = 4096
 _from_bytes = int.from_bytes
 
@@ -43,17 +45,21 @@ def _raw_sum(data: Buffer) -> int:
     if type(data) is memoryview and (data.itemsize != 1 or data.ndim != 1):
         data = data.cast("B")
     n = len(data)
-    if n <= _CHUNK:
-        if n & 1:
-            return _from_bytes(data, "big") << 8
-        return _from_bytes(data, "big")
-    mv = memoryview(data)
+    if n <= _SMALL:
+        total = _from_bytes(data, "big")
+        return total << 8 if n & 1 else total
+    if n <= 2 * _CHUNK:
+        # Two pieces split at an even offset: each piece's value is congruent to the
+        # sum of its own words, and the division then runs on half the digits.
+        half = (n >> 2) << 1
+        tail = _from_bytes(data[half:], "big")
+        return _from_bytes(data[:half], "big") + (tail << 8 if n & 1 else tail)
+    # Pieces of _CHUNK bytes (measured fastest on CPython 3.11).
     full = n - n % _CHUNK
-    total = sum([_from_bytes(mv[i : i + _CHUNK], "big") for i in range(0, full, _CHUNK)])
-    rest = n - full
-    if rest:
-        tail = _from_bytes(mv[full:], "big")
-        total += tail << 8 if rest & 1 else tail
+    total = sum([_from_bytes(data[i : i + _CHUNK], "big") for i in range(0, full, _CHUNK)])
+    if full < n:
+        tail = _from_bytes(data[full:], "big")
+        total += tail << 8 if n & 1 else tail
     return total
 
 
