@@ -23,7 +23,7 @@ import struct
 
 import attrs
 
-from .checksum import ones_sum, verify_transport
+from .checksum import checksum, verify_transport
 from .errors import ParseError
 
 __all__ = [
@@ -66,6 +66,7 @@ PARSE_ERROR_REASONS = (
 )
 
 _M32 = 0xFFFFFFFF
+_from_bytes = int.from_bytes
 
 # Fixed header: ports, seq, ack, data offset/reserved byte, flags byte, window,
 # checksum, urgent pointer.
@@ -84,6 +85,8 @@ _SACK_BODY = [struct.Struct("!" + "I" * (2 * n)) for n in range(5)]
 # Fast build paths: fixed header followed by NOP NOP TS [NOP NOP SACK(n)].
 _HDR_TS = struct.Struct("!HHIIBBHHHIII")
 _HDR_TS_SACK = [struct.Struct("!HHIIBBHHHIIII" + "I" * (2 * n)) for n in range(4)]
+# Header lengths of NOP NOP TS NOP NOP SACK(n) -> n.
+_TS_SACK_BLOCKS = {44: 1, 52: 2, 60: 3}
 _OFF_20 = 5 << 4
 _OFF_32 = 8 << 4
 
@@ -146,12 +149,16 @@ class TCPSegment:
 def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
     """Parse a TCP header, its options and payload (no checksum check).
 
-    ``data`` is the whole segment (the IPv6 payload); a memoryview must have byte
-    format. The payload is returned as a fresh ``bytes`` copy, so ``data`` may be
-    reused afterwards. Unknown options with a sane length are skipped; a repeated
-    option overrides the earlier one; parsing stops at End of Option List. Raises
-    :class:`ParseError` (reasons in :data:`PARSE_ERROR_REASONS`) for malformed input.
+    ``data`` is the whole segment (the IPv6 payload). The payload is returned as a
+    fresh ``bytes`` copy, so ``data`` may be reused afterwards. Unknown options with
+    a sane length are skipped; a repeated option overrides the earlier one; parsing
+    stops at End of Option List. The four reserved bits before the flags byte
+    (including AccECN's AE bit) are ignored; :func:`build_tcp` sends them as zero.
+    Raises :class:`ParseError` (reasons in :data:`PARSE_ERROR_REASONS`) for
+    malformed input.
     """
+    if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
+        data = data.tobytes()  # a view of other items: work on its bytes
     n = len(data)
     if n < 20:
         raise ParseError("tcp_truncated", f"TCP segment of {n} bytes is shorter than 20")
@@ -165,13 +172,23 @@ def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
         raise ParseError(
             "tcp_truncated", f"TCP header of {hlen} bytes overruns the {n}-byte segment"
         )
-    if hlen == 32:
+    if hlen >= 32:
         word, tsval, tsecr = _WORD_II.unpack_from(data, 20)
         if word == _NOP_NOP_TS:
-            return TCPSegment(
-                sport, dport, seq, ack, flags, window, bytes(data[32:]), urgent,
-                None, None, False, (), (tsval, tsecr),
-            )  # fmt: skip
+            if hlen == 32:  # NOP NOP TS: every data segment and ACK.
+                return TCPSegment(
+                    sport, dport, seq, ack, flags, window, bytes(data[32:]), urgent,
+                    None, None, False, (), (tsval, tsecr),
+                )  # fmt: skip
+            # NOP NOP TS NOP NOP SACK(1..3 blocks) filling the header exactly.
+            count = _TS_SACK_BLOCKS.get(hlen, 0)
+            if count and _I.unpack_from(data, 32)[0] == _NOP_NOP_SACK | (hlen - 34):
+                edges = _SACK_BODY[count].unpack_from(data, 36)
+                return TCPSegment(
+                    sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urgent,
+                    None, None, False, tuple(zip(edges[0::2], edges[1::2], strict=True)),
+                    (tsval, tsecr),
+                )  # fmt: skip
     seg = TCPSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urgent)
     _parse_options(data, hlen, seg)
     return seg
@@ -209,7 +226,7 @@ def _parse_options(data: bytes | bytearray | memoryview, end: int, seg: TCPSegme
             if rest or not 1 <= count <= 4:
                 _bad_length(kind, length)
             edges = _SACK_BODY[count].unpack_from(data, i + 2)
-            seg.sack_blocks = tuple(zip(edges[0::2], edges[1::2]))
+            seg.sack_blocks = tuple(zip(edges[0::2], edges[1::2], strict=True))
         elif kind == 2:
             if length != 4:
                 _bad_length(kind, length)
@@ -294,7 +311,7 @@ def _options(seg: TCPSegment) -> bytes:
     return b"".join(parts)
 
 
-def _check_fields(seg: TCPSegment, src: bytes, dst: bytes) -> None:
+def _field_error(seg: TCPSegment, src: bytes, dst: bytes) -> ValueError:
     """Explain why ``seg`` cannot be built (called only after struct refused it)."""
     for name, value, limit in (
         ("src_port", seg.src_port, 0xFFFF),
@@ -306,61 +323,71 @@ def _check_fields(seg: TCPSegment, src: bytes, dst: bytes) -> None:
         ("wscale", seg.wscale, 0xFF),
     ):
         if value is not None and not (isinstance(value, int) and 0 <= value <= limit):
-            raise ValueError(f"TCPSegment.{name}={value!r} is not in 0..{limit}")
+            return ValueError(f"TCPSegment.{name}={value!r} is not in 0..{limit}")
     if len(src) != 16 or len(dst) != 16:
-        raise ValueError("IPv6 addresses must be 16 bytes")
-    raise ValueError(f"cannot build {seg!r} from {src!r} to {dst!r}")
+        return ValueError("IPv6 addresses must be 16 bytes")
+    return ValueError(f"cannot build {seg!r} from {src!r} to {dst!r}")
+
+
+def _pack_header(seg: TCPSegment) -> bytes:
+    """Header and options of ``seg``, with a zero checksum field."""
+    if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
+        # Fast paths (every data segment): no options, or NOP NOP TS [NOP NOP SACK].
+        ts = seg.timestamps
+        blocks = seg.sack_blocks
+        if ts is None:
+            if not blocks:
+                return _HDR.pack(
+                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_20,
+                    seg.flags, seg.window, 0, seg.urgent,
+                )  # fmt: skip
+        elif not blocks:
+            return _HDR_TS.pack(
+                seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_32,
+                seg.flags, seg.window, 0, seg.urgent,
+                _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
+            )  # fmt: skip
+        else:
+            count = min(len(blocks), 3)
+            edges = [edge & _M32 for block in blocks[:count] for edge in block]
+            return _HDR_TS_SACK[count].pack(
+                seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
+                (9 + 2 * count) << 4, seg.flags, seg.window, 0, seg.urgent,
+                _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
+                _NOP_NOP_SACK | (2 + 8 * count), *edges,
+            )  # fmt: skip
+    options = _options(seg)
+    return _HDR.pack(
+        seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
+        (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, 0, seg.urgent,
+    ) + options  # fmt: skip
 
 
 def _header(seg: TCPSegment, src: bytes, dst: bytes) -> tuple[bytes, int]:
     """The header of ``seg`` with a zero checksum field, and the checksum to patch in
-    (at offset 16) that covers pseudo-header, header and ``seg.payload``."""
+    (at offset 16) that covers pseudo-header, header and ``seg.payload``.
+
+    The pseudo-header (RFC 8200 §8.1: src, dst, 32-bit length, next header) and the
+    header are summed in one go: a big-endian integer is congruent mod 0xFFFF to the
+    sum of its 16-bit words (``2**16 ≡ 1``), which is what the one's-complement sum
+    computes (see :mod:`.checksum`); the header is whole 32-bit words, so the
+    payload's sum (odd trailing byte padded) simply adds on.
+    """
     try:
-        if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
-            # Fast paths (every data segment): no options, or NOP NOP TS [SACK].
-            ts = seg.timestamps
-            blocks = seg.sack_blocks
-            if ts is None and not blocks:
-                header = _HDR.pack(
-                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_20,
-                    seg.flags, seg.window, 0, seg.urgent,
-                )  # fmt: skip
-            elif not blocks:
-                assert ts is not None
-                header = _HDR_TS.pack(
-                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_32,
-                    seg.flags, seg.window, 0, seg.urgent,
-                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
-                )  # fmt: skip
-            elif ts is not None:
-                count = min(len(blocks), 3)
-                edges = [edge & _M32 for block in blocks[:count] for edge in block]
-                header = _HDR_TS_SACK[count].pack(
-                    seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
-                    (11 + 2 * count) << 4, seg.flags, seg.window, 0, seg.urgent,
-                    _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
-                    _NOP_NOP_SACK | (2 + 8 * count), *edges,
-                )  # fmt: skip
-            else:
-                header = b""
-        else:
-            header = b""
-        if not header:
-            options = _options(seg)
-            header = _HDR.pack(
-                seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
-                (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, 0, seg.urgent,
-            ) + options  # fmt: skip
-        # The header is a whole number of 32-bit words, so the sums of the pieces
-        # add up; the payload comes last, so its odd byte (if any) is padded right.
+        header = _pack_header(seg)
+        if len(src) != 16 or len(dst) != 16:
+            raise ValueError("IPv6 addresses must be 16 bytes")
         payload = seg.payload
-        initial = pseudo_header_sum(src, dst, len(header) + len(payload), TCP_PROTOCOL)
-        if payload:
-            initial = ones_sum(payload, initial)
-        return header, checksum(header, initial)
-    except (struct.error, TypeError, ValueError):
-        _check_fields(seg, src, dst)
-        raise
+        total = (
+            _from_bytes(src, "big") + _from_bytes(dst, "big") + _from_bytes(header, "big")
+            + len(header) + len(payload) + TCP_PROTOCOL
+        ) % 0xFFFF  # fmt: skip
+    except (struct.error, TypeError, ValueError) as exc:
+        raise _field_error(seg, src, dst) from exc
+    if payload:
+        # A nonzero multiple of 0xFFFF is 0xFFFF ("negative zero"), never 0.
+        return header, checksum(payload, total or 0xFFFF)
+    return header, (0xFFFF - total if total else 0)
 
 
 def build_tcp_header(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
