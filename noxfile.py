@@ -1,4 +1,4 @@
-"""Developer sessions: ``nox`` runs tests, lint and typecheck; ``nox -s docs``/``bench`` on demand."""
+"""Developer sessions: ``nox`` runs tests, lint, typecheck; docs and bench on demand."""
 
 from __future__ import annotations
 

@@ -26,7 +26,11 @@ class TCPError(OSError):
         return f"{type(self).__name__}({self.message!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TCPError) and type(other) is type(self) and other.message == self.message
+        return (
+            isinstance(other, TCPError)
+            and type(other) is type(self)
+            and other.message == self.message
+        )
 
     def __hash__(self) -> int:
         return hash((type(self), self.message))

@@ -6,7 +6,18 @@ guarantees for any two sequence numbers that are compared in one connection.
 
 from __future__ import annotations
 
-__all__ = ["MASK", "seq_add", "seq_diff", "seq_ge", "seq_gt", "seq_le", "seq_lt", "seq_max", "seq_min", "seq_between"]
+__all__ = [
+    "MASK",
+    "seq_add",
+    "seq_diff",
+    "seq_ge",
+    "seq_gt",
+    "seq_le",
+    "seq_lt",
+    "seq_max",
+    "seq_min",
+    "seq_between",
+]
 
 MASK = 0xFFFFFFFF
 _HALF = 0x80000000
