@@ -6,6 +6,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# Network-namespace fixtures (netns, netns_factory) for tests against the kernel's TCP.
+pytest_plugins = ["tests.netns"]
+
 # CI: deterministic examples (a red run is reproducible from the log) and no per-example
 # deadline (two shared cores, timing jitter is not a bug). Locally: random exploration.
 settings.register_profile(
