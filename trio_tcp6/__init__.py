@@ -4,11 +4,31 @@ from __future__ import annotations
 
 from .config import Keepalive, TCPConfig
 from .errors import Refused, TCPError, Timeout, Unknown, error_message
+from .links import Link, VirtualNetwork
 from .results import EOF, Eof, Error, Ok, Result
+from .runtime import Flow, FlowInfo, Listener, Stack, open_kernel_stack, open_stack
 
 __all__ = [
-    "EOF", "Eof", "Error", "Keepalive", "Ok", "Refused", "Result", "TCPConfig",
-    "TCPError", "Timeout", "Unknown", "error_message",
+    "EOF",
+    "Eof",
+    "Error",
+    "Flow",
+    "FlowInfo",
+    "Keepalive",
+    "Link",
+    "Listener",
+    "Ok",
+    "Refused",
+    "Result",
+    "Stack",
+    "TCPConfig",
+    "TCPError",
+    "Timeout",
+    "Unknown",
+    "VirtualNetwork",
+    "error_message",
+    "open_kernel_stack",
+    "open_stack",
 ]
 
 __version__ = "0.1.0"

@@ -1,0 +1,259 @@
+"""Benchmarks: trio_tcp6's direct stack over a VirtualNetwork vs trio's SocketStream on ::1.
+
+Prints, for each workload, the figure for the kernel (trio SocketStream over the
+loopback interface) and for our stack, measured in the same run, and the ratio.
+
+    python bench/stack_bench.py [--quick]
+
+Workloads: bulk transfer (MTU 65535 and 1500), 1-byte request/response round trips,
+and connections per second (connect + 1-byte exchange + close). Real time throughout
+(no MockClock): this measures CPU cost, which is what bounds a userspace stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+import trio
+
+import trio_tcp6 as tcp6
+
+CHUNK = 65536
+
+
+# -- kernel baseline: trio SocketStream over ::1 ---------------------------------------
+async def _kernel_pair() -> tuple[trio.abc.Stream, trio.abc.Stream, trio.SocketListener]:
+    listeners = await trio.open_tcp_listeners(0, host="::1")
+    listener = listeners[0]
+    port = listener.socket.getsockname()[1]
+    client = await trio.open_tcp_stream("::1", port)
+    server = await listener.accept()
+    return client, server, listener
+
+
+async def _bulk(sender: trio.abc.Stream, receiver: trio.abc.Stream, nbytes: int) -> float:
+    payload = b"x" * CHUNK
+
+    async def send() -> None:
+        left = nbytes
+        while left > 0:
+            n = min(left, CHUNK)
+            await sender.send_all(payload[:n] if n < CHUNK else payload)
+            left -= n
+
+    async def receive() -> None:
+        got = 0
+        while got < nbytes:
+            data = await receiver.receive_some(CHUNK * 4)
+            if not data:
+                raise RuntimeError("early EOF")
+            got += len(data)
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        nursery.start_soon(receive)
+    return time.perf_counter() - start
+
+
+async def _pingpong(client: trio.abc.Stream, server: trio.abc.Stream, rounds: int) -> list[float]:
+    async def echo() -> None:
+        for _ in range(rounds):
+            data = await server.receive_some(1)
+            await server.send_all(data)
+
+    samples: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(echo)
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await client.send_all(b"!")
+            await client.receive_some(1)
+            samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def _fmt_rate(nbytes: int, seconds: float) -> str:
+    return f"{nbytes * 8 / seconds / 1e6:9.1f} Mbit/s"
+
+
+class Row:
+    def __init__(self, name: str, unit: str, higher_is_better: bool) -> None:
+        self.name, self.unit, self.higher = name, unit, higher_is_better
+        self.kernel: float | None = None
+        self.ours: float | None = None
+
+    def line(self) -> str:
+        k = f"{self.kernel:12.1f}" if self.kernel is not None else f"{'n/a':>12}"
+        o = f"{self.ours:12.1f}" if self.ours is not None else f"{'n/a':>12}"
+        if self.kernel and self.ours:
+            ratio = self.ours / self.kernel if self.higher else self.kernel / self.ours
+            r = f"{ratio:7.2f}x"
+        else:
+            r = f"{'':>8}"
+        return f"{self.name:<34}{k}{o} {r}  {self.unit}"
+
+
+async def kernel_bulk(nbytes: int) -> float:
+    client, server, listener = await _kernel_pair()
+    try:
+        return nbytes / await _bulk(client, server, nbytes)
+    finally:
+        await client.aclose()
+        await server.aclose()
+        await listener.aclose()
+
+
+async def kernel_rr(rounds: int) -> float:
+    client, server, listener = await _kernel_pair()
+    try:
+        samples = await _pingpong(client, server, rounds)
+        return statistics.median(samples) * 1e6
+    finally:
+        await client.aclose()
+        await server.aclose()
+        await listener.aclose()
+
+
+async def kernel_cps(count: int) -> float:
+    listeners = await trio.open_tcp_listeners(0, host="::1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        for _ in range(count):
+            s = await listeners[0].accept()
+            data = await s.receive_some(1)
+            await s.send_all(data)
+            await s.aclose()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve)
+        start = time.perf_counter()
+        for _ in range(count):
+            c = await trio.open_tcp_stream("::1", port)
+            await c.send_all(b"?")
+            await c.receive_some(1)
+            await c.aclose()
+        elapsed = time.perf_counter() - start
+    await listeners[0].aclose()
+    return count / elapsed
+
+
+# -- our stack over a VirtualNetwork -----------------------------------------------------
+A = ipaddress.IPv6Address("fd00::1")
+B = ipaddress.IPv6Address("fd00::2")
+
+
+async def _with_stacks(
+    mtu: int,
+    body: Callable[[tcp6.Stack, tcp6.Stack], Awaitable[float]],  # type: ignore[name-defined]
+) -> float:
+    net = tcp6.VirtualNetwork(mtu=mtu)
+    config = tcp6.TCPConfig(send_buffer=4 << 20, receive_buffer=4 << 20)
+    async with (
+        tcp6.open_stack(net.attach(A), A, config=config) as sa,
+        tcp6.open_stack(net.attach(B), B, config=config) as sb,
+    ):
+        return await body(sa, sb)
+
+
+async def _stack_pair(sa: object, sb: object) -> tuple[trio.abc.Stream, trio.abc.Stream, object]:
+    listener = await sb.open_tcp_listener(0)  # type: ignore[attr-defined]
+    client = await sa.open_tcp_stream(B, listener.port)  # type: ignore[attr-defined]
+    server = await listener.accept()
+    return client, server, listener
+
+
+async def stack_bulk(mtu: int, nbytes: int) -> float:
+    async def body(sa: object, sb: object) -> float:
+        client, server, listener = await _stack_pair(sa, sb)
+        rate = nbytes / await _bulk(client, server, nbytes)
+        await client.aclose()
+        await server.aclose()
+        await listener.aclose()  # type: ignore[attr-defined]
+        return rate
+
+    return await _with_stacks(mtu, body)
+
+
+async def stack_rr(rounds: int) -> float:
+    async def body(sa: object, sb: object) -> float:
+        client, server, listener = await _stack_pair(sa, sb)
+        samples = await _pingpong(client, server, rounds)
+        await client.aclose()
+        await server.aclose()
+        await listener.aclose()  # type: ignore[attr-defined]
+        return statistics.median(samples) * 1e6
+
+    return await _with_stacks(1500, body)
+
+
+async def stack_cps(count: int) -> float:
+    async def body(sa: object, sb: object) -> float:
+        listener = await sb.open_tcp_listener(0)  # type: ignore[attr-defined]
+
+        async def serve(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            for _ in range(count):
+                s = await listener.accept()
+                data = await s.receive_some(1)
+                await s.send_all(data)
+                await s.aclose()
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve)
+            start = time.perf_counter()
+            for _ in range(count):
+                c = await sa.open_tcp_stream(B, listener.port)  # type: ignore[attr-defined]
+                await c.send_all(b"?")
+                await c.receive_some(1)
+                await c.aclose()
+            elapsed = time.perf_counter() - start
+        await listener.aclose()
+        return count / elapsed
+
+    return await _with_stacks(1500, body)
+
+
+async def main(quick: bool) -> None:
+    mb = 1 << 20
+    bulk_bytes = (16 if quick else 64) * mb
+    rounds = 500 if quick else 2000
+    conns = 100 if quick else 300
+    rows = {
+        "bulk65535": Row("bulk, MTU 65535 (MB/s)", "MB/s; ratio ours/kernel", True),
+        "bulk1500": Row("bulk, MTU 1500 (MB/s)", "MB/s; ratio ours/kernel", True),
+        "rr": Row("1-byte request/response (µs)", "µs median RTT; ratio kernel/ours", False),
+        "cps": Row("connections per second", "conn/s; ratio ours/kernel", True),
+    }
+    kernel_bulk_rate = await kernel_bulk(bulk_bytes)
+    rows["bulk65535"].kernel = rows["bulk1500"].kernel = kernel_bulk_rate / mb
+    rows["rr"].kernel = await kernel_rr(rounds)
+    rows["cps"].kernel = await kernel_cps(conns)
+    for mtu, key in ((65535, "bulk65535"), (1500, "bulk1500")):
+        try:
+            rows[key].ours = await stack_bulk(mtu, bulk_bytes // (1 if mtu > 9000 else 4)) / mb
+        except Exception as exc:  # report and keep going: a benchmark, not a test
+            print(f"{key}: failed: {exc!r}", file=sys.stderr)
+    for key, fn in (("rr", lambda: stack_rr(rounds)), ("cps", lambda: stack_cps(conns))):
+        try:
+            rows[key].ours = await fn()
+        except Exception as exc:
+            print(f"{key}: failed: {exc!r}", file=sys.stderr)
+    print(f"python {sys.version.split()[0]}, trio {trio.__version__}")
+    print(f"{'workload':<34}{'kernel ::1':>12}{'trio_tcp6':>12} {'ratio':>8}")
+    for row in rows.values():
+        print(row.line())
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller workloads")
+    args = parser.parse_args()
+    trio.run(main, args.quick)

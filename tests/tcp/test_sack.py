@@ -1,0 +1,131 @@
+"""Property tests of the SACK scoreboard against a slow per-byte reference."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_tcp6.tcp.sack import LOST, RETRANS, SACKED, Scoreboard
+
+MSS = 100
+
+
+def build(n_segs: int, base: int) -> Scoreboard:
+    sb = Scoreboard(base)
+    for i in range(n_segs):
+        sb.add(base + i * MSS, base + (i + 1) * MSS, float(i))
+    return sb
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("sack"), st.integers(0, 3000), st.integers(1, 800)),
+        st.tuples(st.just("ack"), st.integers(0, 3000), st.just(0)),
+        st.tuples(st.just("dupthresh"), st.just(0), st.just(0)),
+        st.tuples(st.just("retx"), st.just(0), st.just(0)),
+        st.tuples(st.just("rto"), st.just(0), st.just(0)),
+        st.tuples(st.just("lose"), st.integers(0, 40), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 30), ops, st.integers(0, 2**33))
+def test_scoreboard_model(n_segs: int, operations: list[tuple[str, int, int]], base: int) -> None:
+    sb = build(n_segs, base)
+    nxt = base + n_segs * MSS
+    una = base
+    sacked: set[int] = set()  # reference: SACKed byte offsets
+    for op, a, b in operations:
+        if op == "sack":
+            s = base + a
+            e = min(s + b, nxt)
+            if s < una or e <= s:
+                continue
+            sb.on_sack([(s, e)])
+            sacked |= set(range(s, e))
+        elif op == "ack":
+            new = min(base + a, nxt)
+            if new <= una:
+                continue
+            sb.on_ack(new)
+            una = new
+            sacked = {x for x in sacked if x >= una}
+        elif op == "dupthresh":
+            before = {id(r) for r in sb.segs if r.flags & LOST}
+            sb.mark_lost_dupthresh(MSS)
+            # Reference IsLost: more than 2*MSS SACKed bytes above, or 3 SACKed records.
+            for r in sb.segs:
+                if r.flags & LOST and id(r) not in before:
+                    assert not r.flags & SACKED
+                    above_bytes = sum(1 for x in sacked if x >= r.end)
+                    above_recs = sum(1 for q in sb.segs if q.start >= r.end and q.flags & SACKED)
+                    assert above_bytes > 2 * MSS or above_recs >= 3
+        elif op == "retx":
+            i = sb.next_lost()
+            if i >= 0:
+                sb.mark_retransmitted(i, 99.0)
+        elif op == "rto":
+            sb.mark_all_lost()
+        elif op == "lose" and sb.segs:
+            sb.mark_lost(a % len(sb.segs))
+        sb.check()
+        assert sb.una == una and sb.nxt == nxt
+        # SACKed bytes never exceed what was sent and match the reference.
+        assert sb.sacked == len(sacked) <= nxt - una
+        for r in sb.segs:
+            inside = all(x in sacked for x in range(r.start, r.end))
+            assert bool(r.flags & SACKED) == inside
+            if not r.flags & SACKED:
+                assert not any(x in sacked for x in range(r.start, r.end))
+        # pipe per RFC 6675 SetPipe, per byte.
+        pipe = 0
+        for r in sb.segs:
+            n = r.end - r.start
+            if r.flags & SACKED:
+                continue
+            if not r.flags & LOST:
+                pipe += n
+            if r.flags & RETRANS:
+                pipe += n
+        assert sb.pipe == pipe
+        assert 0 <= sb.pipe <= 2 * (nxt - una)
+        i = sb.next_lost()
+        if i >= 0:
+            r = sb.segs[i]
+            assert r.flags & LOST and not r.flags & (RETRANS | SACKED)
+            assert all(
+                not (q.flags & LOST and not q.flags & (RETRANS | SACKED)) for q in sb.segs[:i]
+            )
+        else:
+            assert sb.lost_pending == 0
+
+
+def test_dupthresh_marks_head() -> None:
+    sb = build(10, 0)
+    sb.on_sack([(100, 400)])
+    assert sb.mark_lost_dupthresh(MSS)
+    assert sb.segs[0].flags & LOST
+    assert sb.next_lost() == 0
+    assert sb.pipe == 1000 - 300 - 100
+    sb.mark_retransmitted(0, 5.0)
+    assert sb.pipe == 1000 - 300
+    last, _newest = sb.on_ack(400)
+    assert last is None  # the hole was retransmitted: no RTT sample (Karn)
+    assert sb.sacked == 0 and sb.lost == 0 and sb.retrans == 0
+    sb.check()
+
+
+def test_partial_sack_splits() -> None:
+    sb = build(3, 0)
+    sb.on_sack([(150, 250)])
+    sb.check()
+    assert sb.sacked == 100
+    assert [(r.start, r.end) for r in sb.segs] == [
+        (0, 100),
+        (100, 150),
+        (150, 200),
+        (200, 250),
+        (250, 300),
+    ]

@@ -1,0 +1,440 @@
+"""A connection of the direct (userspace) stack: the engine plus its task pair.
+
+Each :class:`DirectFlow` owns one sans-I/O :class:`~trio_tcp6.tcp.connection.Connection`
+and two tasks in the stack's nursery:
+
+* the **receiver** takes inbound segments from a memory channel (the stack's link
+  reader demultiplexes into it), drains everything queued with ``receive_nowait``,
+  feeds it to ``engine.on_segment``, and transmits what that produced (ACKs, data
+  released by the ACKs) at once, without a hop to the sender;
+* the **sender** owns the timers: it sleeps until ``engine.next_deadline`` or until
+  woken (the user queued data, read data that opens the window, closed...), runs
+  ``engine.on_timer`` and transmits.
+
+The user's calls (``send_all``, ``receive_some``, ...) touch the engine synchronously
+and never do link I/O themselves: segments they produce go to an outbox that the
+sender (or the receiver, whichever runs first) transmits. Engine events wake the
+parked user tasks through :class:`trio.lowlevel.ParkingLot` objects.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..errors import Refused, TCPError, Timeout, Unknown
+from ..tcp.connection import Connection
+from ..tcp.events import EventKind, State
+from ..tcp.seq import seq_ge
+from ..wire.tcp import TCPSegment
+from ._util import ConflictDetector, check_max_bytes
+from .base import Buffer, Flow, FlowInfo
+
+if TYPE_CHECKING:
+    from .listener import DirectListener
+    from .stack import DirectStack
+
+__all__ = ["DirectFlow", "engine_error"]
+
+#: Segments queued towards one connection before the stack drops (and counts) more.
+INBOX_SIZE = 4096
+
+_INFINITE_SSTHRESH = 1 << 31
+
+
+def engine_error(kind: str | None) -> TCPError:
+    """The public error for an engine ``ERROR`` event."""
+    if kind == "refused":
+        return Refused()
+    if kind == "timeout":
+        return Timeout()
+    if kind == "reset":
+        return Unknown("connection reset by peer", errno.ECONNRESET)
+    if kind == "aborted":
+        return Unknown("connection aborted", errno.ECONNABORTED)
+    return Unknown(f"connection failed ({kind})")
+
+
+class DirectFlow(Flow):
+    """One connection of :func:`~trio_tcp6.open_stack` (see the module docstring)."""
+
+    def __init__(
+        self,
+        stack: DirectStack,
+        conn: Connection,
+        remote: ipaddress.IPv6Address,
+        remote_port: int,
+        local_port: int,
+        listener: DirectListener | None = None,
+    ) -> None:
+        super().__init__()
+        self._stack = stack
+        self._conn = conn
+        self._remote = remote
+        self._remote_packed = remote.packed
+        self._remote_port = remote_port
+        self._local_port = local_port
+        self._key = (self._remote_packed, remote_port, local_port)
+        self._listener = listener
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        self._outbox: list[TCPSegment] = []
+        self._send_conflict = ConflictDetector("another task is sending on this flow")
+        self._recv_conflict = ConflictDetector("another task is receiving on this flow")
+        self._recv_lot = trio.lowlevel.ParkingLot()
+        self._send_lot = trio.lowlevel.ParkingLot()
+        self._state_lot = trio.lowlevel.ParkingLot()
+        # What the user did.
+        self._closed = False  # aclose() was called
+        self._eof_sent = False  # send_eof()/close() queued our FIN
+        # What the engine told us.
+        self._connected = False
+        self._fin_received = False
+        self._fin_acked = False
+        self._error: TCPError | None = None
+        self._dead = False  # CLOSED: the task pair ends, the 4-tuple is free
+        # The sender's sleep.
+        self._sleep_scope: trio.CancelScope | None = None
+        self._wake = False
+        #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
+        self._orphan_at: float | None = None
+
+    # -- engine plumbing --------------------------------------------------------------------
+    def _drain(self) -> None:
+        """Collect the engine's segments into the outbox and act on its events."""
+        conn = self._conn
+        segs = conn.take_segments()
+        if segs:
+            self._outbox.extend(segs)
+        for ev in conn.take_events():
+            kind = ev.kind
+            if kind is EventKind.READABLE:
+                self._recv_lot.unpark_all()
+            elif kind is EventKind.WRITABLE:
+                self._send_lot.unpark_all()
+                self._state_lot.unpark_all()
+            elif kind is EventKind.EOF:
+                self._fin_received = True
+                self._recv_lot.unpark_all()
+                self._state_lot.unpark_all()
+            elif kind is EventKind.CONNECTED:
+                self._connected = True
+                self._state_lot.unpark_all()
+                if self._listener is not None:
+                    self._listener._connected(self)
+            elif kind is EventKind.FIN_ACKED:
+                self._fin_acked = True
+                self._state_lot.unpark_all()
+            elif kind is EventKind.ERROR:
+                if self._error is None:
+                    self._error = engine_error(ev.error)
+                self._wake_all()
+            elif kind is EventKind.CLOSED:
+                self._on_closed()
+
+    def _wake_all(self) -> None:
+        self._recv_lot.unpark_all()
+        self._send_lot.unpark_all()
+        self._state_lot.unpark_all()
+
+    def _on_closed(self) -> None:
+        if self._dead:
+            return
+        self._dead = True
+        self._stack._unregister(self)
+        if self._listener is not None:
+            self._listener._forget(self)
+        self._inbox_send.close()
+        self._wake_all()
+        self._kick()
+
+    def _kick(self) -> None:
+        """Wake the sender task (there is output, or the timers changed)."""
+        self._wake = True
+        scope = self._sleep_scope
+        if scope is not None:
+            scope.cancel()
+
+    def _deadline(self) -> float:
+        deadline = self._conn.next_deadline
+        if deadline is None:
+            deadline = math.inf
+        orphan = self._orphan_at
+        return deadline if orphan is None or deadline < orphan else orphan
+
+    def _rearm(self) -> None:
+        """Let a sleeping sender know the engine's next deadline (it may be earlier)."""
+        scope = self._sleep_scope
+        if scope is not None:
+            scope.deadline = self._deadline()
+
+    def _after_user_call(self) -> None:
+        self._drain()
+        if self._outbox:
+            self._kick()
+        else:
+            self._rearm()
+
+    async def _send_outbox(self) -> None:
+        segs = self._outbox
+        if segs:
+            self._outbox = []
+            await self._stack._transmit(self._remote_packed, segs)
+
+    def _deliver(self, seg: TCPSegment) -> None:
+        """Called by the stack's reader: queue an inbound segment for the receiver."""
+        try:
+            self._inbox_send.send_nowait(seg)
+        except trio.WouldBlock:
+            self._stack._counters["drop_flow_queue_full"] += 1
+        except trio.ClosedResourceError:
+            self._stack._counters["drop_closed"] += 1
+
+    # -- the task pair ------------------------------------------------------------------------
+    async def _receiver(self) -> None:
+        conn = self._conn
+        inbox = self._inbox_recv
+        while True:
+            try:
+                seg = await inbox.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            now = trio.current_time()
+            conn.on_segment(seg, now)
+            while True:
+                try:
+                    seg = inbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
+                conn.on_segment(seg, now)
+            if self._closed and conn.readable and not self._dead:
+                # Data for a flow the user closed: nobody will ever read it (RST).
+                conn.abort(now)
+            self._drain()
+            if self._state_lot:
+                # write_nodelay()/close() waiters re-check snd_una after every batch.
+                self._state_lot.unpark_all()
+            await self._send_outbox()
+            self._rearm()
+
+    async def _sender(self) -> None:
+        conn = self._conn
+        fired_at = -math.inf
+        while True:
+            self._wake = False
+            deadline = conn.next_deadline
+            if deadline is not None or self._orphan_at is not None:
+                now = trio.current_time()
+                if deadline is not None and deadline <= now:
+                    conn.on_timer(now)
+                    fired_at = now
+                if self._orphan_at is not None and self._orphan_at <= now:
+                    self._orphan_timeout(now)
+            self._drain()
+            await self._send_outbox()
+            if self._dead:
+                return
+            if self._wake:
+                continue
+            deadline = self._deadline()
+            if deadline <= fired_at:
+                # The engine left a timer due that on_timer() did not clear: do not
+                # spin (that would also freeze a virtual clock); look again shortly.
+                self._stack._counters["timer_stuck"] += 1
+                deadline = fired_at + 0.001
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._sleep_scope = scope
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self._sleep_scope = None
+
+    def _orphan_timeout(self, now: float) -> None:
+        """A flow the user closed waited too long for the peer's FIN (like Linux's
+        ``tcp_fin_timeout``): give up on it."""
+        self._orphan_at = None
+        if self._conn.state in (State.FIN_WAIT_1, State.FIN_WAIT_2):
+            self._stack._counters["orphan_timeouts"] += 1
+            self._conn.abort(now)
+
+    # -- used by the stack ----------------------------------------------------------------------
+    async def _wait_connected(self) -> None:
+        while not self._connected:
+            if self._error is not None:
+                raise self._error
+            if self._dead:
+                raise Unknown("connection closed during the handshake", errno.ECONNABORTED)
+            await self._state_lot.park()
+
+    def _abort(self, error: TCPError | None = None) -> None:
+        """Reset the connection now (RST if synchronized); blocked users get ``error``."""
+        if self._error is None and error is not None:
+            self._error = error
+        if not self._dead:
+            self._conn.abort(trio.current_time())
+            self._drain()
+            self._kick()
+        self._wake_all()
+
+    # -- trio stream -------------------------------------------------------------------
+    def _check_send(self) -> None:
+        if self._closed or self._eof_sent:
+            raise trio.ClosedResourceError("flow was closed for sending")
+        if self._error is not None:
+            raise trio.BrokenResourceError(str(self._error)) from self._error
+        if self._dead:
+            raise trio.BrokenResourceError("connection is closed") from Unknown(
+                "connection is closed", errno.EPIPE
+            )
+
+    async def send_all(self, data: Buffer) -> None:
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            await self._send(data, nodelay=False)
+
+    async def _send(self, data: Buffer, *, nodelay: bool) -> None:
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        conn = self._conn
+        total = len(view)
+        offset = 0
+        parked = False
+        self._check_send()
+        while offset < total:
+            self._check_send()
+            if conn.send_space > 0:
+                offset += conn.send(view[offset:], trio.current_time(), nodelay=nodelay)
+                self._after_user_call()
+            else:
+                await self._send_lot.park()
+                parked = True
+        if not parked:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            parked = False
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("flow was closed")
+                if self._conn.send_space > 0 or self._eof_sent or self._error or self._dead:
+                    break
+                await self._send_lot.park()
+                parked = True
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            if self._closed:
+                raise trio.ClosedResourceError("flow was closed")
+            if not self._eof_sent:
+                self._eof_sent = True
+                if self._error is None and not self._dead:
+                    self._conn.shutdown(trio.current_time())
+                    self._after_user_call()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        max_bytes = check_max_bytes(max_bytes)
+        with self._recv_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            conn = self._conn
+            parked = False
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("flow was closed")
+                if self._error is not None:
+                    raise trio.BrokenResourceError(str(self._error)) from self._error
+                if conn.readable:
+                    data = conn.receive(max_bytes, trio.current_time())
+                    self._after_user_call()
+                    break
+                if conn.at_eof or self._dead:
+                    data = b""
+                    break
+                await self._recv_lot.park()
+                parked = True
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if not self._dead and self._error is None:
+                now = trio.current_time()
+                if self._conn.readable:
+                    # Unread data would be lost: tell the peer (RFC 9293 §3.10.4).
+                    self._conn.abort(now)
+                else:
+                    if not self._eof_sent:
+                        self._eof_sent = True
+                        self._conn.shutdown(now)  # the FIN handshake goes on in the background
+                    self._orphan_at = now + self._stack.config.time_wait_duration
+                self._after_user_call()
+            self._wake_all()
+        await trio.lowlevel.checkpoint()
+
+    # -- mirage hooks ------------------------------------------------------------------
+    async def _write_nodelay(self, bufs: Sequence[Buffer]) -> None:
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            for buf in bufs:
+                await self._send(buf, nodelay=True)
+            target = self._conn.send_queue_end
+            while not seq_ge(self._conn.snd_una, target):
+                self._check_ack_wait()
+                await self._state_lot.park()
+
+    def _check_ack_wait(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("flow was closed")
+        if self._error is not None:
+            raise trio.BrokenResourceError(str(self._error)) from self._error
+        if self._dead:
+            raise trio.BrokenResourceError("connection is closed") from Unknown(
+                "connection closed before the data was acknowledged", errno.EPIPE
+            )
+
+    async def _close_gracefully(self) -> None:
+        if not self._eof_sent:
+            await self.send_eof()
+        else:
+            await trio.lowlevel.checkpoint()
+        while not (self._fin_received and (self._fin_acked or self._dead)):
+            self._check_ack_wait()
+            await self._state_lot.park()
+
+    # -- introspection -----------------------------------------------------------------
+    def get_dest(self) -> tuple[ipaddress.IPv6Address, int]:
+        return (self._remote, self._remote_port)
+
+    @property
+    def local_port(self) -> int:
+        return self._local_port
+
+    @property
+    def state(self) -> State:
+        """The connection's RFC 9293 state."""
+        return self._conn.state
+
+    def info(self) -> FlowInfo:
+        raw = dict(self._conn.info())
+        ssthresh = raw.get("ssthresh")
+        if isinstance(ssthresh, int) and ssthresh >= _INFINITE_SSTHRESH:
+            raw["ssthresh"] = None
+        return FlowInfo.from_mapping(raw)
+
+    def __repr__(self) -> str:
+        return (
+            f"<DirectFlow {self._local_port} -> [{self._remote}]:{self._remote_port}"
+            f" {self._conn.state.value}>"
+        )

@@ -1,0 +1,546 @@
+"""The same API on the operating system's TCP, through trio sockets (AF_INET6).
+
+This is the "conventional kernel" baseline the userspace stack is measured against.
+``TCPConfig`` maps onto socket options where the kernel has one: buffer sizes (only
+when changed from the defaults, so the kernel's autotuning stays on otherwise),
+Nagle, keepalive, ``TCP_USER_TIMEOUT``, ``TCP_SYNCNT`` and ``TCP_CONGESTION``.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket as _stdsocket
+import struct
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+
+import trio
+
+from ..config import TCPConfig
+from ..errors import TCPError, Unknown
+from ..tcp.events import State
+from ._util import ConflictDetector, check_max_bytes
+from .base import Buffer, Flow, FlowInfo, Listener, Stack, as_tcp_error, parse_host
+
+__all__ = ["KernelFlow", "KernelListener", "KernelStack", "open_kernel_stack", "parse_tcp_info"]
+
+_DEFAULTS = TCPConfig()
+
+# Linux socket option numbers that the socket module may not name.
+_TCP_INFO = getattr(_stdsocket, "TCP_INFO", 11)
+_TCP_CONGESTION = getattr(_stdsocket, "TCP_CONGESTION", 13)
+_TCP_USER_TIMEOUT = getattr(_stdsocket, "TCP_USER_TIMEOUT", 18)
+_TCP_SYNCNT = getattr(_stdsocket, "TCP_SYNCNT", 7)
+_SIOCOUTQ = 0x5411  # == TIOCOUTQ: bytes written but not yet acknowledged (Linux)
+
+# struct tcp_info (linux/tcp.h): 8 u8, 24 u32, 4 u64, 6 u32, 1 u64, 3 u64, 2 u32,
+# 2 u64, 2 u32, 1 u32, 1 u32 (snd_wnd) and, since Linux 6.2, rcv_wnd.
+_TCP_INFO_FMT = "=8B24I4Q6IQ3Q2I2Q2III"
+_TCP_INFO_SIZE = struct.calcsize(_TCP_INFO_FMT)
+_TCP_INFO_FIELDS = [
+    "state",
+    "ca_state",
+    "retransmits",
+    "probes",
+    "backoff",
+    "options",
+    "wscale",
+    "app_limited",
+    "rto",
+    "ato",
+    "snd_mss",
+    "rcv_mss",
+    "unacked",
+    "sacked",
+    "lost",
+    "retrans",
+    "fackets",
+    "last_data_sent",
+    "last_ack_sent",
+    "last_data_recv",
+    "last_ack_recv",
+    "pmtu",
+    "rcv_ssthresh",
+    "rtt",
+    "rttvar",
+    "snd_ssthresh",
+    "snd_cwnd",
+    "advmss",
+    "reordering",
+    "rcv_rtt",
+    "rcv_space",
+    "total_retrans",
+    "pacing_rate",
+    "max_pacing_rate",
+    "bytes_acked",
+    "bytes_received",
+    "segs_out",
+    "segs_in",
+    "notsent_bytes",
+    "min_rtt",
+    "data_segs_in",
+    "data_segs_out",
+    "delivery_rate",
+    "busy_time",
+    "rwnd_limited",
+    "sndbuf_limited",
+    "delivered",
+    "delivered_ce",
+    "bytes_sent",
+    "bytes_retrans",
+    "dsack_dups",
+    "reord_seen",
+    "rcv_ooopack",
+    "snd_wnd",
+]
+assert len(_TCP_INFO_FIELDS) == len(struct.unpack(_TCP_INFO_FMT, bytes(_TCP_INFO_SIZE)))
+
+_TCPI_OPT_TIMESTAMPS = 1
+_TCPI_OPT_SACK = 2
+_TCPI_OPT_WSCALE = 4
+
+_KERNEL_STATES = {
+    1: State.ESTABLISHED,
+    2: State.SYN_SENT,
+    3: State.SYN_RECEIVED,
+    4: State.FIN_WAIT_1,
+    5: State.FIN_WAIT_2,
+    6: State.TIME_WAIT,
+    7: State.CLOSED,
+    8: State.CLOSE_WAIT,
+    9: State.LAST_ACK,
+    10: State.LISTEN,
+    11: State.CLOSING,
+}
+_INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+def parse_tcp_info(raw: bytes) -> dict[str, int]:
+    """Decode Linux ``struct tcp_info`` (shorter answers from old kernels are padded
+    with zeros); ``rcv_wnd`` is present when the kernel reports it."""
+    padded = raw[:_TCP_INFO_SIZE].ljust(_TCP_INFO_SIZE, b"\0")
+    fields = dict(zip(_TCP_INFO_FIELDS, struct.unpack(_TCP_INFO_FMT, padded), strict=True))
+    if len(raw) >= _TCP_INFO_SIZE + 4:
+        fields["rcv_wnd"] = struct.unpack_from("=I", raw, _TCP_INFO_SIZE)[0]
+    return fields
+
+
+def tcp_info_to_flow_info(t: dict[str, int]) -> FlowInfo:
+    mss = t["snd_mss"]
+    opts = t["options"]
+    wscale = (t["wscale"] & 0x0F, t["wscale"] >> 4) if opts & _TCPI_OPT_WSCALE else None
+    ssthresh = t["snd_ssthresh"]
+    return FlowInfo(
+        state=_KERNEL_STATES.get(t["state"], State.CLOSED),
+        srtt=t["rtt"] / 1e6 if t["rtt"] else None,
+        rttvar=t["rttvar"] / 1e6 if t["rtt"] else None,
+        rto=t["rto"] / 1e6,
+        cwnd=t["snd_cwnd"] * mss,
+        ssthresh=None if ssthresh >= _INFINITE_SSTHRESH else ssthresh * mss,
+        mss=mss,
+        snd_wnd=t["snd_wnd"],
+        rcv_wnd=t.get("rcv_wnd", t["rcv_space"]),
+        retransmits=t["total_retrans"],
+        bytes_acked=t["bytes_acked"],
+        bytes_received=t["bytes_received"],
+        sack=bool(opts & _TCPI_OPT_SACK),
+        timestamps=bool(opts & _TCPI_OPT_TIMESTAMPS),
+        wscale=wscale,
+    )
+
+
+def _read_tcp_info(sock: trio.socket.SocketType) -> dict[str, int] | None:
+    if not sys.platform.startswith("linux") or sock.fileno() == -1:
+        return None
+    try:
+        raw = sock.getsockopt(_stdsocket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE + 64)
+    except OSError:
+        return None
+    return parse_tcp_info(raw)
+
+
+def _unacked_bytes(sock: trio.socket.SocketType) -> int:
+    """Bytes written to the socket that the peer has not acknowledged yet."""
+    import fcntl
+
+    buf = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", buf)[0])
+
+
+@contextmanager
+def _raising_tcp_errors() -> Iterator[None]:
+    try:
+        yield
+    except TCPError:
+        raise
+    except OSError as exc:
+        raise as_tcp_error(exc) from exc
+
+
+class KernelFlow(Flow):
+    """A kernel TCP connection (wraps :class:`trio.SocketStream`)."""
+
+    def __init__(self, stream: trio.SocketStream, stack: KernelStack) -> None:
+        super().__init__()
+        self._stream = stream
+        self._sock = stream.socket
+        self._stack = stack
+        self._closed = False
+        self._aborted = False
+        self._receive_conflict = ConflictDetector("another task is receiving on this flow")
+        # The socket's receive side is shared by the user's reads and close()'s drain:
+        # close() keeps reading (into _pending) until the peer's FIN shows up.
+        self._recv_lock = trio.Lock()
+        self._pending = bytearray()
+        self._pending_taken = trio.Event()
+        self._eof = False
+        peer = self._sock.getpeername()
+        self._dest = (ipaddress.IPv6Address(str(peer[0]).split("%", 1)[0]), int(peer[1]))
+        self._apply_nagle()
+
+    def _apply_nagle(self) -> None:
+        # trio.SocketStream turns TCP_NODELAY on; follow the config instead.
+        self._stream.setsockopt(
+            _stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, not self._stack.config.nagle
+        )
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except trio.ClosedResourceError:
+            if self._aborted:
+                raise trio.BrokenResourceError("the stack was closed") from Unknown(
+                    "connection aborted: the stack was closed", errno.ECONNABORTED
+                )
+            raise
+
+    # -- trio stream -------------------------------------------------------------------
+    async def send_all(self, data: Buffer) -> None:
+        with self._translate():
+            await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._translate():
+            await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        with self._translate():
+            await self._stream.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        max_bytes = check_max_bytes(max_bytes)
+        with self._receive_conflict, self._translate():
+            if self._closed:
+                raise trio.ClosedResourceError("flow was closed")
+            async with self._recv_lock:
+                if self._closed:
+                    raise trio.ClosedResourceError("flow was closed")
+                if self._pending:
+                    chunk = bytes(self._pending[:max_bytes])
+                    del self._pending[:max_bytes]
+                    self._pending_taken.set()
+                    return chunk
+                if self._eof:
+                    return b""
+                data = await self._stream.receive_some(max_bytes)
+                if not data:
+                    self._eof = True
+                return data
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._pending and self._sock.fileno() != -1:
+                # Data we read for the user will never be read: tell the peer (RST).
+                self._sock.setsockopt(
+                    _stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            self._stack._forget_flow(self)
+            self._pending_taken.set()
+        await self._stream.aclose()
+
+    def _abort(self) -> None:
+        """Reset the connection at once (the stack is closing)."""
+        if self._closed:
+            return
+        self._aborted = True
+        self._closed = True
+        self._stack._forget_flow(self)
+        if self._sock.fileno() != -1:
+            try:
+                self._sock.setsockopt(
+                    _stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            except OSError:
+                pass
+            self._sock.close()
+        self._pending_taken.set()
+
+    # -- mirage hooks -------------------------------------------------------------------
+    async def _write_nodelay(self, bufs: Sequence[Buffer]) -> None:
+        data = b"".join(bufs)
+        with self._translate():
+            if self._sock.fileno() == -1:
+                raise trio.ClosedResourceError("flow was closed")
+            self._stream.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, True)
+            try:
+                await self._stream.send_all(data)
+                await self._wait_all_acked()
+            finally:
+                if self._sock.fileno() != -1:
+                    self._apply_nagle()
+
+    async def _wait_all_acked(self) -> None:
+        delay = 0.0002
+        while True:
+            if self._sock.fileno() == -1:
+                raise trio.ClosedResourceError("flow was closed")
+            if not sys.platform.startswith("linux"):
+                await trio.lowlevel.checkpoint()
+                return
+            if _unacked_bytes(self._sock) == 0:
+                await trio.lowlevel.checkpoint()
+                return
+            info = _read_tcp_info(self._sock)
+            if info is not None and info["state"] == 7:  # TCP_CLOSE: reset or timed out
+                err = self._sock.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_ERROR)
+                raise trio.BrokenResourceError("connection failed") from as_tcp_error(
+                    OSError(err or errno.ECONNRESET, "connection failed")
+                )
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    async def _close_gracefully(self) -> None:
+        await self.send_eof()
+        limit = self._stack.config.receive_buffer
+        while True:
+            with self._translate():
+                if self._closed:
+                    raise trio.ClosedResourceError("flow was closed")
+                async with self._recv_lock:
+                    if self._eof:
+                        return
+                    if len(self._pending) < limit:
+                        data = await self._stream.receive_some(65536)
+                        if not data:
+                            self._eof = True
+                            return
+                        self._pending += data
+                        continue
+                    self._pending_taken = trio.Event()
+                await self._pending_taken.wait()
+
+    # -- introspection -------------------------------------------------------------------
+    def get_dest(self) -> tuple[ipaddress.IPv6Address, int]:
+        return self._dest
+
+    def info(self) -> FlowInfo:
+        raw = _read_tcp_info(self._sock)
+        if raw is None:
+            return FlowInfo.from_mapping({"state": State.CLOSED})
+        return tcp_info_to_flow_info(raw)
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        """The underlying trio socket."""
+        return self._sock
+
+    def __repr__(self) -> str:
+        addr, port = self._dest
+        return f"<KernelFlow to [{addr}]:{port}{' closed' if self._closed else ''}>"
+
+
+class KernelListener(Listener):
+    """A listening kernel socket."""
+
+    def __init__(self, sock: trio.socket.SocketType, stack: KernelStack) -> None:
+        self._inner = trio.SocketListener(sock)
+        self._stack = stack
+        self._port = int(sock.getsockname()[1])
+        self._closed = False
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    async def accept(self) -> KernelFlow:
+        while True:
+            try:
+                stream = await self._inner.accept()
+            except trio.ClosedResourceError:
+                if self._stack._shut_down:
+                    raise trio.BrokenResourceError("the stack was closed") from None
+                raise
+            try:
+                flow = KernelFlow(stream, self._stack)
+            except OSError:
+                # Reset before we got to it (getpeername: ENOTCONN): take the next one.
+                stream.socket.close()
+                continue
+            self._stack._counters["passive_opens"] += 1
+            self._stack._flows.add(flow)
+            return flow
+
+    def _close_nowait(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._stack._listeners.discard(self)
+            self._inner.socket.close()
+
+    async def aclose(self) -> None:
+        self._close_nowait()
+        await trio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<KernelListener port={self._port}>"
+
+
+class KernelStack(Stack):
+    """TCP through the kernel: see :func:`open_kernel_stack`."""
+
+    def __init__(self, nursery: trio.Nursery, config: TCPConfig) -> None:
+        super().__init__(nursery)
+        self.config = config
+        self._flows: set[KernelFlow] = set()
+        self._listeners: set[KernelListener] = set()
+        self._counters: Counter[str] = Counter()
+        self._shut_down = False
+
+    # -- socket options ------------------------------------------------------------------
+    def _configure(self, sock: _stdsocket.socket | trio.socket.SocketType) -> None:
+        cfg = self.config
+        sol, tcp = _stdsocket.SOL_SOCKET, _stdsocket.IPPROTO_TCP
+        if cfg.send_buffer != _DEFAULTS.send_buffer:
+            sock.setsockopt(sol, _stdsocket.SO_SNDBUF, cfg.send_buffer)
+        if cfg.receive_buffer != _DEFAULTS.receive_buffer:
+            sock.setsockopt(sol, _stdsocket.SO_RCVBUF, cfg.receive_buffer)
+        sock.setsockopt(tcp, _stdsocket.TCP_NODELAY, not cfg.nagle)
+        if not sys.platform.startswith("linux"):
+            return
+        if cfg.keepalive is not None:
+            sock.setsockopt(sol, _stdsocket.SO_KEEPALIVE, 1)
+            sock.setsockopt(tcp, _stdsocket.TCP_KEEPIDLE, max(1, int(cfg.keepalive.idle)))
+            sock.setsockopt(tcp, _stdsocket.TCP_KEEPINTVL, max(1, int(cfg.keepalive.interval)))
+            sock.setsockopt(tcp, _stdsocket.TCP_KEEPCNT, max(1, cfg.keepalive.probes))
+        if cfg.user_timeout is not None:
+            sock.setsockopt(tcp, _TCP_USER_TIMEOUT, max(1, int(cfg.user_timeout * 1000)))
+        sock.setsockopt(tcp, _TCP_SYNCNT, min(127, max(1, cfg.syn_retries)))
+        algorithm = b"reno" if cfg.congestion == "newreno" else b"cubic"
+        try:
+            sock.setsockopt(tcp, _TCP_CONGESTION, algorithm)
+        except OSError:
+            pass  # not available in this kernel: keep its default
+
+    # -- Stack API ---------------------------------------------------------------------
+    async def open_tcp_stream(self, host: str | ipaddress.IPv6Address, port: int) -> KernelFlow:
+        addr = parse_host(host)
+        if self._shut_down:
+            raise trio.ClosedResourceError("the stack was closed")
+        sock = trio.socket.socket(_stdsocket.AF_INET6, _stdsocket.SOCK_STREAM)
+        try:
+            self._configure(sock)
+            with _raising_tcp_errors():
+                await sock.connect((str(addr), port))
+        except TCPError:
+            sock.close()
+            self._counters["attempt_fails"] += 1
+            raise
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            flow = KernelFlow(trio.SocketStream(sock), self)
+        except OSError as exc:  # reset right after the handshake (getpeername: ENOTCONN)
+            sock.close()
+            self._counters["attempt_fails"] += 1
+            raise as_tcp_error(exc) from exc
+        self._counters["active_opens"] += 1
+        self._flows.add(flow)
+        return flow
+
+    async def open_tcp_listener(self, port: int, *, backlog: int | None = None) -> KernelListener:
+        """Listen on ``port`` on every address (0 picks a free one; see ``listener.port``)."""
+        await trio.lowlevel.checkpoint()
+        return self._listen_nowait(port, backlog)
+
+    def _listen_nowait(self, port: int, backlog: int | None) -> KernelListener:
+        if self._shut_down:
+            raise trio.ClosedResourceError("the stack was closed")
+        sock = _stdsocket.socket(_stdsocket.AF_INET6, _stdsocket.SOCK_STREAM)
+        try:
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
+            self._configure(sock)
+            sock.bind(("::", port))
+            sock.listen(backlog if backlog is not None else self.config.syn_backlog)
+        except BaseException:
+            sock.close()
+            raise
+        listener = KernelListener(trio.socket.from_stdlib_socket(sock), self)
+        self._listeners.add(listener)
+        return listener
+
+    async def input(
+        self,
+        src: str | ipaddress.IPv6Address,
+        dst: str | ipaddress.IPv6Address,
+        payload: Buffer,
+    ) -> None:
+        """The kernel does its own IP input: nothing to do."""
+        await trio.lowlevel.checkpoint()
+
+    def stats(self) -> dict[str, int]:
+        """This stack's connection counters plus the kernel's per-connection counters
+        (``TCP_INFO``) summed over its flows, open and closed."""
+        totals = Counter(self._counters)
+        for flow in self._flows:
+            info = _read_tcp_info(flow.socket)
+            if info is not None:
+                _add_flow_counters(totals, info)
+        totals["flows_open"] = len(self._flows)
+        totals["listeners_open"] = len(self._listeners)
+        for key in ("segments_in", "segments_out", "retransmits", "bytes_acked"):
+            totals.setdefault(key, 0)
+        return dict(totals)
+
+    def _forget_flow(self, flow: KernelFlow) -> None:
+        if flow in self._flows:
+            self._flows.discard(flow)
+            info = _read_tcp_info(flow.socket)
+            if info is not None:
+                _add_flow_counters(self._counters, info)
+
+    def _shutdown(self) -> None:
+        self._shut_down = True
+        self._close_mirage_listeners()
+        for listener in list(self._listeners):
+            listener._close_nowait()
+        for flow in list(self._flows):
+            flow._abort()
+        self._nursery.cancel_scope.cancel()
+
+
+def _add_flow_counters(totals: Counter[str], info: dict[str, int]) -> None:
+    totals["segments_in"] += info["segs_in"]
+    totals["segments_out"] += info["segs_out"]
+    totals["retransmits"] += info["total_retrans"]
+    totals["bytes_acked"] += info["bytes_acked"]
+    totals["bytes_received"] += info["bytes_received"]
+
+
+@asynccontextmanager
+async def open_kernel_stack(*, config: TCPConfig | None = None) -> AsyncIterator[KernelStack]:
+    """A stack on the operating system's TCP, with the same API as :func:`open_stack`.
+
+    Its tasks (mirage ``listen`` callbacks) live in a nursery scoped to this block;
+    leaving the block resets the flows still open and closes every listener.
+    """
+    async with trio.open_nursery() as nursery:
+        stack = KernelStack(nursery, config if config is not None else TCPConfig())
+        try:
+            yield stack
+        finally:
+            stack._shutdown()

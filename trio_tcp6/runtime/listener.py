@@ -1,0 +1,112 @@
+"""A listening port of the direct stack."""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..errors import Unknown
+from .base import Listener
+
+if TYPE_CHECKING:
+    from .flow import DirectFlow
+    from .stack import DirectStack
+
+__all__ = ["DirectListener"]
+
+
+class DirectListener(Listener):
+    """``trio.abc.Listener[Flow]`` on one port of a direct stack.
+
+    ``backlog`` bounds the accept queue (handshakes completed, not yet accepted); the
+    stack's ``config.syn_backlog`` bounds the half-open (SYN-RECEIVED) connections,
+    beyond which SYN cookies answer (if enabled) or SYNs are dropped.
+    """
+
+    def __init__(self, stack: DirectStack, port: int, backlog: int) -> None:
+        self._stack = stack
+        self._port = port
+        self.backlog = max(1, backlog)
+        self._queue: deque[DirectFlow] = deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        #: Passive flows of this listener still in SYN-RECEIVED.
+        self._half_open: set[DirectFlow] = set()
+        self._closed = False
+        self._accepting = False
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def half_open(self) -> int:
+        """Connections in SYN-RECEIVED."""
+        return len(self._half_open)
+
+    @property
+    def queued(self) -> int:
+        """Established connections waiting for ``accept()``."""
+        return len(self._queue)
+
+    def _accept_queue_full(self) -> bool:
+        return len(self._queue) >= self.backlog
+
+    # -- called by flows --------------------------------------------------------------
+    def _connected(self, flow: DirectFlow) -> None:
+        self._half_open.discard(flow)
+        if self._closed:
+            flow._abort(Unknown("listener closed", errno.ECONNABORTED))
+            return
+        self._queue.append(flow)
+        self._lot.unpark()
+
+    def _forget(self, flow: DirectFlow) -> None:
+        self._half_open.discard(flow)
+
+    # -- Listener API -------------------------------------------------------------------
+    async def accept(self) -> DirectFlow:
+        if self._accepting:
+            raise trio.BusyResourceError("another task is accepting on this listener")
+        self._accepting = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            parked = False
+            while True:
+                if self._closed:
+                    if self._stack._shut_down:
+                        raise trio.BrokenResourceError("the stack was closed")
+                    raise trio.ClosedResourceError("listener was closed")
+                if self._queue:
+                    flow = self._queue.popleft()
+                    break
+                await self._lot.park()
+                parked = True
+            if not parked:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return flow
+        finally:
+            self._accepting = False
+
+    def _close_nowait(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stack._remove_listener(self)
+        error = Unknown("listener closed", errno.ECONNABORTED)
+        # Like Linux: connections nobody accepted (or that are still half-open) are reset.
+        while self._queue:
+            self._queue.popleft()._abort(error)
+        for flow in list(self._half_open):
+            flow._abort(error)
+        self._half_open.clear()
+        self._lot.unpark_all()
+
+    async def aclose(self) -> None:
+        self._close_nowait()
+        await trio.lowlevel.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"<DirectListener port={self._port}{' closed' if self._closed else ''}>"

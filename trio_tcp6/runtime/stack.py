@@ -1,0 +1,641 @@
+"""The direct, userspace TCP/IPv6 stack: :func:`open_stack`.
+
+One task reads the link (``receive_batch`` when the link has it) and, for each
+packet, synchronously: parses the IPv6 header, verifies the checksum, answers ICMPv6
+echo requests, applies Packet Too Big to the connection it quotes, and hands TCP
+segments to their connection by 4-tuple — or to a listener (new connection, SYN
+cookie), or answers with a RST (RFC 9293 §3.10.7.1). Packets the reader itself
+produces (RSTs, echo replies, cookie SYN-ACKs) are sent once per batch.
+
+Every connection is a :class:`~trio_tcp6.runtime.flow.DirectFlow` with a task pair in
+this stack's nursery. Leaving ``open_stack`` resets every flow still open, closes
+every listener and cancels every task.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import struct
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from ..config import TCPConfig
+from ..errors import Refused, TCPError, Unknown
+from ..links.base import Link
+from ..tcp.connection import Connection
+from ..tcp.events import State
+from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
+from ..tcp.ports import EphemeralPorts
+from ..tcp.seq import MASK, seq_ge, seq_le
+from ..wire.errors import ParseError
+from ..wire.icmpv6 import (
+    DestinationUnreachable,
+    EchoReply,
+    EchoRequest,
+    PacketTooBig,
+    build_icmpv6,
+    parse_icmpv6,
+    parse_invoking,
+)
+from ..wire.ipv6 import PROTO_ICMPV6, PROTO_TCP, build_ipv6_header, parse_ipv6
+from ..wire.tcp import ACK, RST, SYN, TCPSegment, build_tcp_header, parse_tcp, verify_tcp_checksum
+from .base import Buffer, Stack, parse_host
+from .flow import DirectFlow
+from .listener import DirectListener
+
+__all__ = ["DirectStack", "open_stack"]
+
+#: IPv6 + TCP headers without options: MSS = MTU - 60.
+HEADERS = 60
+#: RFC 8200 §5: the minimum link MTU; Packet Too Big below it is raised to it.
+IPV6_MIN_MTU = 1280
+#: Seconds after the last cookie we sent during which cookie ACKs are checked.
+COOKIE_CHECK_WINDOW = 128.0
+_PORTS = struct.Struct("!HHI")
+
+
+class DirectStack(Stack):
+    """A userspace TCP/IPv6 stack on one link and one address (see :func:`open_stack`)."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        link: Link,
+        address: str | ipaddress.IPv6Address,
+        config: TCPConfig,
+    ) -> None:
+        super().__init__(nursery)
+        self.link = link
+        self.address = parse_host(address)
+        self.config = config
+        self._addr = self.address.packed
+        #: Largest payload our link carries; the engine caps it with ``config.mss``.
+        self._mtu = int(link.mtu)
+        self._link_mss = max(64, self._mtu - HEADERS)
+        self._our_mss = min(self._link_mss, config.mss) if config.mss else self._link_mss
+        self._flows: dict[tuple[bytes, int, int], DirectFlow] = {}
+        self._listeners: dict[int, DirectListener] = {}
+        self._local_ports: Counter[int] = Counter()
+        self._counters: Counter[str] = Counter()
+        self._isn = ISNGenerator()
+        self._ts_offsets = ISNGenerator()  # an independent secret: TSval must not leak F
+        self._cookies = SynCookies()
+        self._last_cookie: float | None = None
+        self._ports = EphemeralPorts()
+        self._rst_second = -1
+        self._rst_count = 0
+        self._pending: list[bytes] = []
+        self._send_batch: Callable[[list[bytes]], Any] | None = getattr(link, "send_batch", None)
+        self._shut_down = False
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def _register(self, flow: DirectFlow) -> None:
+        self._flows[flow._key] = flow
+        self._local_ports[flow._local_port] += 1
+        self._nursery.start_soon(flow._receiver)
+        self._nursery.start_soon(flow._sender)
+
+    def _unregister(self, flow: DirectFlow) -> None:
+        if self._flows.get(flow._key) is flow:
+            del self._flows[flow._key]
+            port = flow._local_port
+            self._local_ports[port] -= 1
+            if self._local_ports[port] <= 0:
+                del self._local_ports[port]
+
+    def _remove_listener(self, listener: DirectListener) -> None:
+        if self._listeners.get(listener.port) is listener:
+            del self._listeners[listener.port]
+
+    def _ts_offset(self, local_port: int, remote: bytes, remote_port: int) -> int:
+        return self._ts_offsets.offset(self._addr, local_port, remote, remote_port)
+
+    @property
+    def flows(self) -> list[DirectFlow]:
+        """The connections the stack holds (every state but CLOSED)."""
+        return list(self._flows.values())
+
+    # -- output -----------------------------------------------------------------------------
+    def _packet(self, dst: bytes, seg: TCPSegment) -> bytes:
+        src = self._addr
+        header = build_tcp_header(seg, src, dst)
+        payload = seg.payload
+        size = len(header) + len(payload)
+        if size + 40 > self._mtu and seg.sack_blocks:
+            # SACK blocks are advisory: shed them rather than send a packet the link
+            # cannot carry (counted: the engine should have left room for them).
+            self._counters["sack_blocks_trimmed"] += 1
+            blocks = seg.sack_blocks
+            while blocks and size + 40 > self._mtu:
+                blocks = blocks[:-1]
+                header = build_tcp_header(attrs.evolve(seg, sack_blocks=blocks), src, dst)
+                size = len(header) + len(payload)
+        ip = build_ipv6_header(src, dst, PROTO_TCP, size)
+        return b"".join((ip, header, payload)) if payload else ip + header
+
+    async def _transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
+        self._counters["segments_out"] += len(segs)
+        await self._send_packets([self._packet(dst, seg) for seg in segs])
+
+    async def _send_packets(self, packets: list[bytes]) -> None:
+        try:
+            if self._send_batch is not None:
+                await self._send_batch(packets)
+            else:
+                for packet in packets:
+                    await self.link.send(packet)
+        except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+            self._counters["drop_link_error"] += len(packets)
+
+    async def _flush_pending(self) -> None:
+        packets = self._pending
+        if packets:
+            self._pending = []
+            await self._send_packets(packets)
+
+    def _rst_allowed(self, now: float) -> bool:
+        second = int(now)
+        if second != self._rst_second:
+            self._rst_second = second
+            self._rst_count = 0
+        if self._rst_count >= self.config.rst_rate_limit:
+            return False
+        self._rst_count += 1
+        return True
+
+    def _reset_for(self, src: bytes, seg: TCPSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.1: answer a segment nobody owns (never a RST for a RST)."""
+        if seg.flags & RST:
+            return
+        if not self._rst_allowed(now):
+            self._counters["resets_rate_limited"] += 1
+            return
+        if seg.flags & ACK:
+            rst = TCPSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            ack = (seg.seq + seg.seg_len) & MASK
+            rst = TCPSegment(seg.dst_port, seg.src_port, 0, ack, RST | ACK, 0)
+        self._pending.append(self._packet(src, rst))
+        self._counters["resets_sent"] += 1
+        self._counters["segments_out"] += 1
+
+    # -- input ------------------------------------------------------------------------------
+    async def _reader(self) -> None:
+        link = self.link
+        receive_batch = getattr(link, "receive_batch", None)
+        while True:
+            try:
+                if receive_batch is not None:
+                    packets = await receive_batch()
+                else:
+                    packets = [await link.receive()]
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.EndOfChannel):
+                self._counters["link_closed"] += 1
+                return
+            now = trio.current_time()
+            for packet in packets:
+                self._ip_input(packet, now)
+            if self._pending:
+                await self._flush_pending()
+
+    def _drop(self, reason: str) -> None:
+        self._counters["drop_" + reason] += 1
+
+    def _malformed(self, exc: ParseError) -> None:
+        c = self._counters
+        c["drop_malformed"] += 1
+        c["drop_malformed_" + exc.reason] += 1
+
+    def _ip_input(self, data: Buffer, now: float) -> None:
+        c = self._counters
+        c["packets_in"] += 1
+        try:
+            pkt = parse_ipv6(data)
+        except ParseError as exc:
+            self._malformed(exc)
+            return
+        if pkt.dst != self._addr:
+            self._drop("not_for_us")
+            return
+        nh = pkt.next_header
+        if nh == PROTO_TCP:
+            self._tcp_input(pkt.src, pkt.payload, now)
+        elif nh == PROTO_ICMPV6:
+            self._icmp_input(pkt.src, pkt.payload, now)
+        else:
+            self._drop("unknown_protocol")
+
+    def _tcp_input(self, src: bytes, payload: Buffer, now: float) -> None:
+        c = self._counters
+        if not verify_tcp_checksum(payload, src, self._addr):
+            c["drop_bad_checksum"] += 1
+            return
+        try:
+            seg = parse_tcp(payload)
+        except ParseError as exc:
+            self._malformed(exc)
+            return
+        c["segments_in"] += 1
+        flow = self._flows.get((src, seg.src_port, seg.dst_port))
+        if flow is not None:
+            conn = flow._conn
+            if not (
+                seg.flags & SYN
+                and conn.state is State.TIME_WAIT
+                and seg.dst_port in self._listeners
+                and conn.time_wait_accepts_syn(seg)
+            ):
+                flow._deliver(seg)
+                return
+            # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple.
+            c["time_wait_reused"] += 1
+            flow._abort()
+        listener = self._listeners.get(seg.dst_port)
+        if listener is not None:
+            self._listen_input(listener, src, seg, now)
+            return
+        c["drop_no_listener"] += 1
+        self._reset_for(src, seg, now)
+
+    def _listen_input(
+        self, listener: DirectListener, src: bytes, seg: TCPSegment, now: float
+    ) -> None:
+        """RFC 9293 §3.10.7.2: a segment for a listening port."""
+        c = self._counters
+        cfg = self.config
+        flags = seg.flags
+        if flags & RST:
+            c["drop_listen_rst"] += 1
+            return
+        if flags & ACK:
+            if not flags & SYN and self._cookie_ack(listener, src, seg, now):
+                return
+            c["drop_listen_bad_ack"] += 1
+            self._reset_for(src, seg, now)
+            return
+        if not flags & SYN:
+            c["drop_listen_no_syn"] += 1
+            return
+        if len(self._flows) >= cfg.max_connections:
+            c["drop_max_connections"] += 1
+            return
+        if listener._accept_queue_full():
+            c["drop_accept_queue_full"] += 1
+            return
+        if listener.half_open >= cfg.syn_backlog:
+            if cfg.syn_cookies:
+                self._send_cookie(src, seg, now)
+            else:
+                c["drop_syn_backlog_full"] += 1
+            return
+        lport, rport = seg.dst_port, seg.src_port
+        conn = Connection.accept(
+            cfg,
+            seg,
+            iss=self._isn.isn(self._addr, lport, src, rport, now),
+            mss=self._link_mss,
+            now=now,
+            stats=c,
+            ts_offset=self._ts_offset(lport, src, rport),
+        )
+        flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
+        listener._half_open.add(flow)
+        c["passive_opens"] += 1
+        self._register(flow)
+
+    def _send_cookie(self, src: bytes, seg: TCPSegment, now: float) -> None:
+        """A stateless SYN-ACK whose ISN is a SYN cookie (RFC 4987 §3.6)."""
+        cfg = self.config
+        lport, rport = seg.dst_port, seg.src_port
+        peer_mss = seg.mss if seg.mss is not None else 1220
+        cookie = self._cookies.make(
+            self._addr, lport, src, rport, seg.seq, min(peer_mss, self._our_mss), now
+        )
+        wscale: int | None = None
+        sack = False
+        timestamps: tuple[int, int] | None = None
+        if cfg.timestamps and seg.timestamps is not None:
+            # Without timestamps there is nowhere to keep window scale and SACK.
+            peer_ws = min(seg.wscale, 14) if cfg.window_scale and seg.wscale is not None else None
+            sack = cfg.sack and seg.sack_permitted
+            tsval = (int(now * 1000) + self._ts_offset(lport, src, rport)) & MASK
+            timestamps = (encode_ts_options(tsval, peer_ws, sack), seg.timestamps[0])
+            if peer_ws is not None:
+                wscale = _choose_shift(cfg.receive_buffer)
+        syn_ack = TCPSegment(
+            lport,
+            rport,
+            cookie,
+            (seg.seq + 1) & MASK,
+            SYN | ACK,
+            min(cfg.receive_buffer, 0xFFFF),
+            mss=self._our_mss,
+            wscale=wscale,
+            sack_permitted=sack,
+            timestamps=timestamps,
+        )
+        self._pending.append(self._packet(src, syn_ack))
+        self._last_cookie = now
+        c = self._counters
+        c["syn_cookies_sent"] += 1
+        c["segments_out"] += 1
+
+    def _cookie_ack(
+        self, listener: DirectListener, src: bytes, seg: TCPSegment, now: float
+    ) -> bool:
+        """The ACK completing a SYN-cookie handshake? Then the connection is made."""
+        cfg = self.config
+        if not cfg.syn_cookies or self._last_cookie is None:
+            return False
+        if now - self._last_cookie > COOKIE_CHECK_WINDOW:
+            return False
+        c = self._counters
+        lport, rport = seg.dst_port, seg.src_port
+        cookie = (seg.ack - 1) & MASK
+        mss = self._cookies.check(self._addr, lport, src, rport, (seg.seq - 1) & MASK, cookie, now)
+        if mss is None:
+            c["syn_cookies_failed"] += 1
+            return False
+        c["syn_cookies_validated"] += 1
+        if len(self._flows) >= cfg.max_connections or listener._accept_queue_full():
+            c["drop_accept_queue_full"] += 1
+            return True
+        if seg.timestamps is not None:
+            peer_ws, sack = decode_ts_options(seg.timestamps[1])
+        else:
+            peer_ws, sack = None, False
+        conn = Connection.accept_cookie(
+            cfg,
+            seg,
+            iss=cookie,
+            peer_mss=mss,
+            peer_wscale=peer_ws,
+            sack_permitted=sack,
+            timestamps=seg.timestamps is not None,
+            mss=self._link_mss,
+            now=now,
+            stats=c,
+            ts_offset=self._ts_offset(lport, src, rport),
+        )
+        flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
+        c["passive_opens"] += 1
+        self._register(flow)
+        return True
+
+    def _icmp_input(self, src: bytes, payload: Buffer, now: float) -> None:
+        c = self._counters
+        try:
+            msg = parse_icmpv6(payload, src, self._addr)
+        except ParseError as exc:
+            if exc.reason == "icmpv6_bad_checksum":
+                c["drop_bad_checksum"] += 1
+            else:
+                self._malformed(exc)
+            return
+        c["icmp_in"] += 1
+        if isinstance(msg, EchoRequest):
+            body = build_icmpv6(EchoReply(msg.identifier, msg.sequence, msg.data), self._addr, src)
+            header = build_ipv6_header(self._addr, src, PROTO_ICMPV6, len(body))
+            self._pending.append(header + body)
+            c["icmp_echo_replies"] += 1
+        elif isinstance(msg, PacketTooBig):
+            self._packet_too_big(msg, now)
+        elif isinstance(msg, DestinationUnreachable):
+            self._unreachable(msg)
+        else:
+            c["icmp_ignored"] += 1
+
+    def _quoted_flow(self, invoking: bytes) -> tuple[DirectFlow, int] | None:
+        """The connection (and quoted sequence number) an ICMPv6 error is about."""
+        c = self._counters
+        try:
+            inner = parse_invoking(invoking)
+        except ParseError:
+            c["drop_icmp_bad_quote"] += 1
+            return None
+        if inner.src != self._addr or inner.next_header != PROTO_TCP or len(inner.payload) < 8:
+            c["drop_icmp_bad_quote"] += 1
+            return None
+        sport, dport, seq = _PORTS.unpack_from(inner.payload)
+        flow = self._flows.get((inner.dst, dport, sport))
+        if flow is None:
+            c["drop_icmp_no_connection"] += 1
+            return None
+        return flow, seq
+
+    def _packet_too_big(self, msg: PacketTooBig, now: float) -> None:
+        """RFC 8201 §4 with RFC 5927 §4.1's check that the quoted segment is ours."""
+        c = self._counters
+        found = self._quoted_flow(msg.invoking)
+        if found is None:
+            return
+        flow, seq = found
+        conn = flow._conn
+        if not (seq_ge(seq, conn.snd_una) and seq_le(seq, conn.snd_nxt)):
+            c["drop_icmp_bad_seq"] += 1
+            return
+        c["icmp_packet_too_big"] += 1
+        conn.set_path_mtu(max(msg.mtu, IPV6_MIN_MTU), now)
+        flow._after_user_call()
+
+    def _unreachable(self, msg: DestinationUnreachable) -> None:
+        """Destination Unreachable is a hard error while connecting (our SYN is quoted,
+        as Linux does) and a soft one otherwise (RFC 5461: TCP recovers by itself)."""
+        c = self._counters
+        found = self._quoted_flow(msg.invoking)
+        if found is None:
+            return
+        flow, seq = found
+        if flow._conn.state is not State.SYN_SENT or seq != flow._conn.iss:
+            c["icmp_unreachable_ignored"] += 1
+            return
+        c["icmp_unreachable_aborts"] += 1
+        flow._abort(_UNREACHABLE.get(msg.code, _UNREACHABLE[0])())
+
+    # -- Stack API ----------------------------------------------------------------------------
+    async def open_tcp_stream(self, host: str | ipaddress.IPv6Address, port: int) -> DirectFlow:
+        remote = parse_host(host)
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be 1..65535, got {port}")
+        if self._shut_down:
+            raise trio.ClosedResourceError("the stack was closed")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        c = self._counters
+        cfg = self.config
+        if len(self._flows) >= cfg.max_connections:
+            c["attempt_fails"] += 1
+            raise Unknown("too many connections", errno.ENOBUFS)
+        rp = remote.packed
+        flows, listeners = self._flows, self._listeners
+        lport = self._ports.choose(
+            self._addr, rp, port, lambda p: p in listeners or (rp, port, p) in flows
+        )
+        if lport is None:
+            c["attempt_fails"] += 1
+            raise Unknown("no free local port", errno.EADDRNOTAVAIL)
+        now = trio.current_time()
+        conn = Connection.connect(
+            cfg,
+            local_port=lport,
+            remote_port=port,
+            iss=self._isn.isn(self._addr, lport, rp, port, now),
+            mss=self._link_mss,
+            now=now,
+            stats=c,
+            ts_offset=self._ts_offset(lport, rp, port),
+        )
+        flow = DirectFlow(self, conn, remote, port, lport)
+        c["active_opens"] += 1
+        self._register(flow)
+        try:
+            await flow._wait_connected()
+        except TCPError:
+            c["attempt_fails"] += 1
+            flow._abort()
+            raise
+        except BaseException:
+            c["attempt_fails"] += 1
+            flow._abort(Unknown("connection attempt cancelled", errno.ECANCELED))
+            raise
+        return flow
+
+    async def open_tcp_listener(self, port: int, *, backlog: int | None = None) -> DirectListener:
+        """Listen on ``port`` (0 picks a free one; see ``listener.port``)."""
+        await trio.lowlevel.checkpoint()
+        return self._listen_nowait(port, backlog)
+
+    def _listen_nowait(self, port: int, backlog: int | None) -> DirectListener:
+        if self._shut_down:
+            raise trio.ClosedResourceError("the stack was closed")
+        if not 0 <= port < 65536:
+            raise ValueError(f"port must be 0..65535, got {port}")
+        if port == 0:
+            chosen = self._ports.choose(
+                self._addr,
+                b"",
+                0,
+                lambda p: p in self._listeners or p in self._local_ports,
+            )
+            if chosen is None:
+                raise OSError(errno.EADDRINUSE, "no free port to listen on")
+            port = chosen
+        elif port in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
+        listener = DirectListener(
+            self, port, backlog if backlog is not None else self.config.syn_backlog
+        )
+        self._listeners[port] = listener
+        return listener
+
+    async def input(
+        self,
+        src: str | ipaddress.IPv6Address,
+        dst: str | ipaddress.IPv6Address,
+        payload: Buffer,
+    ) -> None:
+        """Process one TCP segment (an IPv6 payload) from ``src`` to ``dst``."""
+        src_b, dst_b = parse_host(src).packed, parse_host(dst).packed
+        if dst_b != self._addr:
+            self._drop("not_for_us")
+        else:
+            self._tcp_input(src_b, payload, trio.current_time())
+        if self._pending:
+            await self._flush_pending()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def stats(self) -> dict[str, int]:
+        """Counters: ``segments_in``/``segments_out``, ``retransmits``, ``resets_sent``,
+        ``challenge_acks``, ``syn_cookies_sent``/``syn_cookies_validated``,
+        ``icmp_echo_replies``, every ``drop_<reason>`` (``drop_bad_checksum``,
+        ``drop_malformed`` and ``drop_malformed_<ParseError.reason>``,
+        ``drop_no_listener``, ...) and the engine's own counters."""
+        d = dict.fromkeys(_ALWAYS, 0)
+        d.update(self._counters)
+        d["flows_open"] = len(self._flows)
+        d["listeners_open"] = len(self._listeners)
+        return d
+
+    # -- shutdown ---------------------------------------------------------------------------
+    async def _shutdown(self) -> None:
+        self._shut_down = True
+        self._close_mirage_listeners()
+        for listener in list(self._listeners.values()):
+            listener._close_nowait()
+        error = Unknown("connection aborted: the stack was closed", errno.ECONNABORTED)
+        final: list[tuple[bytes, list[TCPSegment]]] = []
+        for flow in list(self._flows.values()):
+            flow._abort(error)
+            if flow._outbox:
+                final.append((flow._remote_packed, flow._outbox))
+                flow._outbox = []
+        self._nursery.cancel_scope.cancel()
+        if final or self._pending:
+            # Tell the peers (RST), but never hang on a stuck link.
+            with trio.move_on_after(1.0) as scope:
+                scope.shield = True
+                await self._flush_pending()
+                for dst, segs in final:
+                    await self._transmit(dst, segs)
+
+    def __repr__(self) -> str:
+        return f"<DirectStack [{self.address}] flows={len(self._flows)}>"
+
+
+_UNREACHABLE: dict[int, Callable[[], TCPError]] = {
+    0: lambda: Unknown("network is unreachable", errno.ENETUNREACH),
+    1: lambda: Unknown("communication administratively prohibited", errno.EACCES),
+    3: lambda: Unknown("host is unreachable", errno.EHOSTUNREACH),
+    4: Refused,
+}
+
+_ALWAYS = (
+    "segments_in",
+    "segments_out",
+    "retransmits",
+    "resets_sent",
+    "challenge_acks",
+    "syn_cookies_sent",
+    "syn_cookies_validated",
+    "icmp_echo_replies",
+    "drop_bad_checksum",
+    "drop_malformed",
+    "drop_no_listener",
+)
+
+
+def _choose_shift(buffer: int) -> int:
+    """The window-scale shift the engine announces for ``buffer`` (RFC 7323 §2.3)."""
+    shift = 0
+    while shift < 14 and (buffer >> shift) > 0xFFFF:
+        shift += 1
+    return shift
+
+
+@asynccontextmanager
+async def open_stack(
+    link: Link,
+    address: str | ipaddress.IPv6Address,
+    *,
+    config: TCPConfig | None = None,
+) -> AsyncIterator[DirectStack]:
+    """The direct, userspace TCP/IPv6 stack on ``link`` with ``address``.
+
+    Its tasks (the link reader, each connection's task pair, mirage ``listen``
+    callbacks) live in a nursery scoped to this block; leaving the block resets
+    what is still open (users get ``BrokenResourceError`` / ``Error(Unknown)``),
+    frees every port and cancels every task.
+    """
+    async with trio.open_nursery() as nursery:
+        stack = DirectStack(nursery, link, address, config if config is not None else TCPConfig())
+        nursery.start_soon(stack._reader)
+        try:
+            yield stack
+        finally:
+            await stack._shutdown()
