@@ -29,8 +29,9 @@ Errors are :class:`~trio_tcp6.wire.errors.ParseError` with these reasons:
     a real fragment (:class:`FragmentError`, carrying offset/more/identification);
     reassembly is not implemented. Atomic fragments (offset 0, M clear; RFC 6946)
     are processed as ordinary packets.
-``ipv6_hop_by_hop_not_first``, ``ipv6_unrecognized_option``,
-``ipv6_routing_header``, ``ipv6_unknown_next_header``
+Parameter problems
+    ``ipv6_hop_by_hop_not_first``, ``ipv6_unrecognized_option``,
+    ``ipv6_routing_header`` and ``ipv6_unknown_next_header`` raise
     :class:`ParameterProblemError`: RFC 8200 asks for an ICMPv6 Parameter Problem
     with the given ``code`` and ``pointer`` when ``send_icmp`` is true.
 
