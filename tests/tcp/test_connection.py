@@ -472,7 +472,8 @@ def test_zero_window_persist_never_aborts_while_answered() -> None:
     c.on_segment(pseg(PEER_ISS + 1, 1001, ACK, window=65535), t + 1)
     segs = c.take_segments()
     assert segs[0].seq == 1001
-    assert sum(len(s.payload) for s in segs) == 4320  # the 680-byte tail waits for Nagle
+    # Minshall's Nagle: no small segment is unacknowledged, so the 680-byte tail goes too.
+    assert sum(len(s.payload) for s in segs) == 5000
 
 
 def test_keepalive() -> None:
@@ -824,4 +825,79 @@ def test_sender_sws_override_timer() -> None:
     assert seg.seq == 1001 and len(seg.payload) == 500
     # A full segment goes at once.
     c.on_segment(pseg(PEER_ISS + 1, 1501, ACK, window=40000), 1.4)
-    assert [len(x.payload) for x in c.take_segments()] == [1440]  # Nagle holds the tail
+    # The small 500-byte segment was acknowledged: Minshall's Nagle lets the tail go.
+    assert [len(x.payload) for x in c.take_segments()] == [1440, 940]
+
+
+def _rto_now(c: Connection, stats: Counter[str]) -> float:
+    t = 0.0
+    while stats["rto"] == 0:
+        d = c.next_deadline
+        assert d is not None
+        t = d
+        c.on_timer(t)
+    return t
+
+
+def test_frto_detects_spurious_timeout() -> None:
+    c, stats = active(ts=False, sack=False)
+    c.on_segment(pseg(PEER_ISS + 1, 1001, ACK), 0.5)
+    send_and_collect(c, b"q" * 30000, 1.0)  # 10 segments out, more queued
+    cwnd = c.info()["cwnd"]
+    t = _rto_now(c, stats)
+    (rtx,) = c.take_segments()
+    assert rtx.seq == 1001
+    # First ACK advances SND.UNA: F-RTO sends two new segments instead.
+    c.on_segment(pseg(PEER_ISS + 1, 1001 + 2880, ACK), t + 0.01)
+    segs = c.take_segments()
+    assert [s.seq for s in segs] == [1001 + 14400, 1001 + 15840]
+    # Second ACK advances it again: the originals arrived, the timeout was spurious.
+    c.on_segment(pseg(PEER_ISS + 1, 1001 + 5760, ACK), t + 0.02)
+    assert stats["frto_spurious_rto"] == 1
+    assert c.info()["ca_state"] == "open"
+    assert c.info()["cwnd"] >= cwnd  # type: ignore[operator]
+
+
+def test_frto_falls_back_on_duplicate_ack() -> None:
+    c, stats = active(ts=False, sack=False)
+    c.on_segment(pseg(PEER_ISS + 1, 1001, ACK), 0.5)
+    send_and_collect(c, b"q" * 30000, 1.0)
+    t = _rto_now(c, stats)
+    c.take_segments()
+    c.on_segment(pseg(PEER_ISS + 1, 1001 + 1440, ACK), t + 0.01)
+    assert len(c.take_segments()) == 2  # new data probes
+    c.on_segment(pseg(PEER_ISS + 1, 1001 + 1440, ACK), t + 0.02)  # duplicate ACK
+    segs = c.take_segments()
+    assert segs and segs[0].seq == 1001 + 1440  # conventional: retransmit the hole
+    assert stats["frto_spurious_rto"] == 0
+    assert c.info()["ca_state"] == "loss"
+
+
+def test_paws_accepts_disordered_duplicate_ack() -> None:
+    c, stats = active()
+    send_and_collect(c, b"q" * 14400, 1.0)
+    p = PEER_ISS + 1
+    c.on_segment(pseg(p, 1001, ACK, sack_blocks=((2441, 3881),), timestamps=(700, 0)), 1.05)
+    # An older duplicate ACK overtaken by the one above still brings its SACK block.
+    c.on_segment(pseg(p, 1001, ACK, sack_blocks=((3881, 5321),), timestamps=(690, 0)), 1.05)
+    assert stats["paws_disordered_ack"] == 1 and stats["drop_paws"] == 0
+    assert c.info()["sacked"] == 2880  # both blocks were taken
+    # Data with an old timestamp is still dropped.
+    c.on_segment(pseg(p, 1001, ACK, b"x", timestamps=(690, 0)), 1.06)
+    assert stats["drop_paws"] == 1 and c.readable == 0
+
+
+def test_pmtu_learnt_before_the_synack_is_kept() -> None:
+    c = Connection.connect(cfg(), local_port=1111, remote_port=80, iss=1000, mss=8000, now=0.0)
+    c.take_segments()
+    c.set_path_mtu(1500, 0.05)
+    c.on_segment(pseg(PEER_ISS, 1001, SYN | ACK, mss=8000), 0.1)
+    assert c.state is State.ESTABLISHED
+    assert c.mss == 1440
+
+
+def test_rst_with_data_starting_before_rcv_nxt_is_challenged() -> None:
+    c, stats = active(ts=False)
+    c.on_segment(pseg(PEER_ISS - 10, 0, RST, b"x" * 50), 1.0)
+    assert c.state is State.ESTABLISHED
+    assert stats["challenge_acks"] == 1

@@ -32,14 +32,17 @@ What is implemented, and where:
   :mod:`.recovery`); the cc module sets ssthresh/cwnd; TLP probes tails;
 * timers share one slot for RTO (RFC 6298, Karn), TLP and the persist timer, plus
   the RACK reordering, delayed-ACK, keepalive and TIME-WAIT timers;
-* Nagle and sender/receiver SWS avoidance (RFC 9293 §3.7.4, §3.8.6.2), zero-window
+* Nagle (Minshall's variant) and sender/receiver SWS avoidance (RFC 9293 §3.7.4,
+  Appendix A.3, §3.8.6.2), zero-window
   probes (SEQ = SND.UNA - 1), keepalive, path-MTU reduction, RFC 6191 TIME-WAIT reuse.
 
 Choices where the RFCs leave room: segments without timestamps on a timestamp
 connection are dropped (RFC 7323 §3.2 SHOULD; Linux accepts them); the sender SWS
 override timeout is 0.2 s; PMTU reports below 1280 are discarded (RFC 8201 §4);
 a spurious timeout is undone with timestamps (Eifel) and a spurious fast recovery
-with D-SACK (RFC 3708 spirit); F-RTO is not implemented.
+with D-SACK (RFC 3708 spirit), or without timestamps by F-RTO (RFC 5682); a pure
+duplicate ACK that fails PAWS only because it was overtaken by a later ACK is
+accepted (as Linux does) so its SACK blocks are not lost.
 """
 
 from __future__ import annotations
@@ -160,6 +163,8 @@ class Connection:
         self.our_mss = max(mss, 64)
         #: MSS from the path (peer option, our link, PMTU), without option overhead.
         self._path_mss = self.our_mss
+        #: The path MTU (minus headers) learnt from Packet Too Big, if any.
+        self._pmtu_mss: int | None = None
         #: Effective send MSS: max payload per segment (options subtracted).
         self.mss = min(self.our_mss, DEFAULT_IPV6_MSS)
         self._ts_offset = ts_offset
@@ -179,6 +184,7 @@ class Connection:
         self._nxt = 0
         self._sndbuf = SendBuffer(config.send_buffer, 1)
         self._push_end = 0  # data before this offset was written with nodelay
+        self._small_end = 0  # end of the last new segment shorter than the MSS (Minshall)
         self._fin_queued = False
         self._fin_off = -1  # absolute offset of our FIN once queued
         self._fin_sent = False
@@ -420,6 +426,8 @@ class Connection:
         """The handshake fixed the send MSS: the congestion controller starts with
         the initial window for it (RFC 6928 §2), not a rescaled provisional one."""
         base = min(self.our_mss, peer_mss if peer_mss else DEFAULT_IPV6_MSS)
+        if self._pmtu_mss is not None:
+            base = min(base, self._pmtu_mss)
         self._path_mss = max(base, 64)
         self._update_mss()
         self.cc = self._new_cc()
@@ -765,11 +773,13 @@ class Connection:
                     n < mss
                     and not fin_pending
                     and cfg_nagle
-                    and nxt != self._una
+                    and self._small_end > self._una
                     and nxt >= self._push_end
                 ):
-                    # Nagle (RFC 9293 §3.7.4): hold a small segment while data is
-                    # outstanding, unless written with nodelay.
+                    # Nagle (RFC 9293 §3.7.4) in Minshall's variant (Appendix A.3, as
+                    # Linux): hold a small segment while an earlier *small* one is
+                    # unacknowledged, unless written with nodelay. A bulk transfer's
+                    # tail then never waits for a delayed ACK of full segments.
                     break
                 end = nxt + n
                 if fin_pending and end == buf.end:
@@ -781,6 +791,8 @@ class Connection:
             self._xmit(nxt, end, now)
             sb.add(nxt, end, now)
             self._nxt = end
+            if end - nxt < mss:
+                self._small_end = end
             self._t_sws = None
             self.bytes_sent += end - nxt
             if self._ca == CA_RECOVERY:
@@ -1158,12 +1170,18 @@ class Connection:
         # -- PAWS (RFC 7323 §5.3) ------------------------------------------------------
         if ts is not None and not flags & RST and seq_lt(ts[0], self.ts_recent):
             if now - self._ts_recent_age <= PAWS_IDLE:
-                stats["drop_paws"] += 1
-                self._ack_now = True
-                return
-            # RFC 7323 §5.5: after 24 days of idleness TS.Recent is invalid.
-            self.ts_recent = ts[0]
-            self._ts_recent_age = now
+                if self._disordered_ack(seg, ts[0]):
+                    # A duplicate ACK overtaken by a later one (Linux's "disordered
+                    # ACK"): harmless, and its SACK blocks are worth keeping.
+                    stats["paws_disordered_ack"] += 1
+                else:
+                    stats["drop_paws"] += 1
+                    self._ack_now = True
+                    return
+            else:
+                # RFC 7323 §5.5: after 24 days of idleness TS.Recent is invalid.
+                self.ts_recent = ts[0]
+                self._ts_recent_age = now
         # -- SYN in a synchronized state (RFC 5961 §4; RFC 9293 fourth) -----------------
         if flags & SYN and not flags & RST:
             if self._una == 0 and seg.seq == self.irs:
@@ -1233,8 +1251,6 @@ class Connection:
             fin = False
             stats["trimmed_beyond_window"] += 1
             self._ack_now = True  # RFC 9293 §3.10.7.4: unacceptable data gets an ACK
-        elif fin and start + plen >= right and wnd == 0 and plen == 0:
-            pass  # a FIN at the edge of a zero window is still accepted
         # TS.Recent update (RFC 7323 §4.3).
         if ts is not None and seq_ge(ts[0], self.ts_recent) and seg_start <= self._last_ack_sent:
             self.ts_recent = ts[0]
@@ -1243,7 +1259,7 @@ class Connection:
         self._ka_probes = 0
         # -- second: RST (RFC 9293 + RFC 5961 §3) -------------------------------------
         if flags & RST:
-            if start != nxt:
+            if seg_start != nxt:
                 self._challenge_ack(now)
                 return
             stats["resets_received"] += 1
@@ -1282,8 +1298,18 @@ class Connection:
         # -- sixth: URG ignored; seventh: text; eighth: FIN --------------------------
         if plen or fin:
             self._text_and_fin(seg, start, payload, fin, now)
-        elif st is State.TIME_WAIT:
-            pass
+
+    def _disordered_ack(self, seg: TCPSegment, tsval: int) -> bool:
+        """A pure duplicate ACK (no data, same SEQ/ACK/window as now) whose TSval is
+        only slightly older than TS.Recent: reordered, not a wrapped old segment."""
+        return (
+            seg.flags == ACK
+            and not seg.payload
+            and seg.seq == self.rcv_nxt
+            and seg.ack == self.snd_una
+            and (seg.window << self.snd_shift) == self.snd_wnd
+            and ((self.ts_recent - tsval) & MASK) <= self._rtt.rto * 1000
+        )
 
     def _text_and_fin(
         self, seg: TCPSegment, start: int, payload: bytes, fin: bool, now: float
@@ -1634,6 +1660,7 @@ class Connection:
         if new >= self._path_mss:
             return
         self.stats["pmtu_reductions"] += 1
+        self._pmtu_mss = new
         self._path_mss = new
         self._update_mss()
         sb = self._sb
