@@ -16,6 +16,27 @@ class Link(Protocol):
     A link may additionally offer the batch forms ``receive_batch() -> list[bytes]``
     (everything queued, at least one packet, waiting if none) and
     ``send_batch(packets)``; the stack prefers them when present.
+
+    Checksum offload (optional; how Linux's loopback and NICs spare the CPU):
+
+    * ``checksum_offload: bool`` -- may change over time; absent means False. While
+      it is True the stack may send TCP packets (no extension headers) with a
+      *partial* checksum, ``await link.send(packet, partial_checksum=True)`` or
+      ``await link.send_batch(packets, partial_checksum=True)``: the checksum field
+      holds only the folded IPv6 pseudo-header sum (Linux ``CHECKSUM_PARTIAL``,
+      virtio ``NEEDS_CSUM``; see :func:`~trio_tcp6.wire.tcp.build_tcp_header_partial`).
+      The link then completes the checksum wherever a full one is needed (a wire, a
+      capture, a receiver that does not take partial packets, a corrupting path).
+    * ``receive_batch_offload() -> list[tuple[bytes, bool]]`` -- like
+      ``receive_batch`` but each packet comes with a ``partial`` mark: True means a
+      TCP packet an offloading sender sent with a partial checksum and nobody altered
+      since, so the receiver skips verifying it (and completes it,
+      :func:`~trio_tcp6.wire.tcp.complete_tcp_checksum`, before passing it on).
+      Unmarked packets are verified as usual.
+
+    :class:`~trio_tcp6.links.virtual.VirtualNetwork` links offer both (offload on
+    until corruption is configured on the network); :class:`~trio_tcp6.links.tun.TunLink`
+    accepts ``send(packet, partial_checksum=True)``.
     """
 
     @property

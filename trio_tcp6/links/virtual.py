@@ -32,6 +32,22 @@ both ``src`` and ``dst`` None), then ``impair(dst=B)`` (all traffic *to* B), the
 direction). Each call sets only the named knobs in its layer; the most specific layer
 that sets a knob wins. ``impair(src=A, dst=B, loss=1.0)`` cuts A→B only.
 
+Checksum offload (like Linux's loopback, which never checksums TCP on ``lo``): a link
+has ``checksum_offload`` True while the network can carry partial checksums -- from
+creation (``VirtualNetwork(checksum_offload=True)``, the default) until corruption is
+configured anywhere on the network (``corrupt`` > 0 in the constructor or any
+``impair()`` call: then False for every link, for good). While it is True a stack may
+send a TCP packet whose checksum field holds only the pseudo-header sum
+(``send(packet, partial_checksum=True)``, as Linux ``CHECKSUM_PARTIAL``). The network
+keeps that mark with the packet and completes the checksum whenever a full one is
+needed: before corrupting it, for every capture (pcaps always show correct
+checksums), and when a receiver reads it with the plain ``receive``/``receive_batch``/
+``receive_nowait``. Only ``receive_batch_offload()`` hands partial packets up as they
+are, marked, so that an offload-aware stack skips both the completion and its own
+verification of them (they are correct by construction and were never corrupted);
+every packet sent without the mark (a hand-made packet with a bad checksum, say) is
+delivered unmarked and verified as usual.
+
 Capture (``net.capture(path)``): every packet is written when it *arrives* at its
 destination (after corruption; both copies of a duplicate; with the trio-clock time
 of arrival), including packets the receiver then drops for a full inbound queue.
@@ -56,6 +72,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import outcome
 import trio
 
+from ..wire.tcp import complete_tcp_checksum
 from .base import Packet
 from .impair import (
     Counters,
@@ -103,8 +120,10 @@ class VirtualLink:
     A :class:`~trio_tcp6.links.Link`: ``mtu``, ``address``, ``send``/``send_batch``,
     ``receive``/``receive_batch``, ``close``/``aclose`` (detaches; receive then
     raises ``trio.ClosedResourceError``). One task may receive at a time
-    (``trio.BusyResourceError`` otherwise). Extras: ``send_nowait``,
-    ``receive_nowait``, ``pending()``, ``stats()``.
+    (``trio.BusyResourceError`` otherwise). Checksum offload (see the module
+    docstring): ``checksum_offload``, ``partial_checksum=`` on the send forms,
+    ``receive_batch_offload``. Extras: ``send_nowait``, ``receive_nowait``,
+    ``pending()``, ``stats()``.
     """
 
     __slots__ = (
@@ -129,7 +148,8 @@ class VirtualLink:
         self._net = net
         self._packed = address
         self.address = ipaddress.IPv6Address(address)
-        self._rx: deque[bytes] = deque()
+        # (packet, partial): partial packets hold only the pseudo-header sum.
+        self._rx: deque[tuple[bytes, bool]] = deque()
         self._rx_bytes = 0
         self._rx_limit = rx_queue
         self._rx_bytes_limit = rx_queue_bytes
@@ -153,6 +173,12 @@ class VirtualLink:
         return self._closed
 
     @property
+    def checksum_offload(self) -> bool:
+        """Whether partial TCP checksums may be sent now (False for good once the
+        network may corrupt packets; see the module docstring)."""
+        return self._net._offload
+
+    @property
     def network(self) -> VirtualNetwork:
         return self._net
 
@@ -160,30 +186,37 @@ class VirtualLink:
         """This host's view: packets sent, received, dropped for a full inbound queue."""
         return {"sent": self.sent, "received": self.received, "rx_dropped": self.rx_dropped}
 
-    async def send(self, packet: Packet) -> None:
-        """Send one IPv6 packet (bytes, bytearray or memoryview; copied)."""
+    async def send(self, packet: Packet, *, partial_checksum: bool = False) -> None:
+        """Send one IPv6 packet (bytes, bytearray or memoryview; copied).
+
+        ``partial_checksum``: a TCP packet (no extension headers) whose checksum field
+        holds only the pseudo-header sum; the network completes it where needed.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
-        self._net._send(self, packet)
+        self._net._send(self, packet, partial_checksum)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def send_batch(self, packets: Iterable[Packet]) -> None:
-        """Send several packets with a single checkpoint."""
+    async def send_batch(
+        self, packets: Iterable[Packet], *, partial_checksum: bool = False
+    ) -> None:
+        """Send several packets with a single checkpoint (``partial_checksum`` applies
+        to every one of them, see :meth:`send`)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
         send = self._net._send
         for packet in packets:
-            send(self, packet)
+            send(self, packet, partial_checksum)
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def send_nowait(self, packet: Packet) -> None:
+    def send_nowait(self, packet: Packet, *, partial_checksum: bool = False) -> None:
         """Send one packet synchronously (no checkpoint): the network never blocks a
         sender, so this is :meth:`send` without the scheduling point."""
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
-        self._net._send(self, packet)
+        self._net._send(self, packet, partial_checksum)
 
     async def _wait(self) -> None:
         # Return with at least one packet queued, or raise.
@@ -206,14 +239,29 @@ class VirtualLink:
             await trio.lowlevel.wait_task_rescheduled(abort)
 
     async def receive(self) -> bytes:
-        """The next packet (waits for one)."""
+        """The next packet (waits for one), its checksum complete."""
         await self._wait()
-        data = self._rx.popleft()
+        data, partial = self._rx.popleft()
         self._rx_bytes -= len(data)
-        return data
+        return complete_tcp_checksum(data) if partial else data
 
     async def receive_batch(self) -> list[bytes]:
-        """Every queued packet, waiting for at least one."""
+        """Every queued packet, waiting for at least one; checksums complete."""
+        await self._wait()
+        batch = [complete_tcp_checksum(data) if partial else data for data, partial in self._rx]
+        self._rx.clear()
+        self._rx_bytes = 0
+        return batch
+
+    async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
+        """Every queued packet as ``(packet, partial)``, waiting for at least one.
+
+        ``partial`` packets are TCP packets as an offloading sender sent them: the
+        checksum field holds only the pseudo-header sum, and the packet was neither
+        corrupted nor altered on the way, so a receiver need not verify it (and must
+        complete it, :func:`~trio_tcp6.wire.tcp.complete_tcp_checksum`, before
+        passing it anywhere else). Other packets are verified as usual.
+        """
         await self._wait()
         batch = list(self._rx)
         self._rx.clear()
@@ -221,14 +269,14 @@ class VirtualLink:
         return batch
 
     def receive_nowait(self) -> bytes | None:
-        """The next queued packet, or None (no checkpoint)."""
+        """The next queued packet (checksum complete), or None (no checkpoint)."""
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
         if not self._rx:
             return None
-        data = self._rx.popleft()
+        data, partial = self._rx.popleft()
         self._rx_bytes -= len(data)
-        return data
+        return complete_tcp_checksum(data) if partial else data
 
     def pending(self) -> int:
         """How many packets wait in the inbound queue."""
@@ -259,11 +307,11 @@ class VirtualLink:
 
     # -- called by the network ----------------------------------------------------
 
-    def _arrive(self, data: bytes) -> bool:
+    def _arrive(self, data: bytes, partial: bool = False) -> bool:
         if len(self._rx) >= self._rx_limit or self._rx_bytes + len(data) > self._rx_bytes_limit:
             self.rx_dropped += 1
             return False
-        self._rx.append(data)
+        self._rx.append((data, partial))
         self._rx_bytes += len(data)
         self.received += 1
         w = self._waiter
@@ -327,8 +375,9 @@ class VirtualNetwork:
 
     ``VirtualNetwork(*, mtu=1500, seed=None, delay=0.0, jitter=0.0, loss=0.0,
     duplicate=0.0, reorder=0.0, corrupt=0.0, rate=None, queue=None, rx_queue=4096,
-    rx_queue_bytes=16 MiB)``. Usable directly, or as ``async with``/``with`` (closes
-    at the end).
+    rx_queue_bytes=16 MiB, checksum_offload=True)``. ``checksum_offload=False``
+    makes every stack compute and verify every checksum (as over a real wire).
+    Usable directly, or as ``async with``/``with`` (closes at the end).
     """
 
     def __init__(
@@ -346,6 +395,7 @@ class VirtualNetwork:
         queue: int | None = None,
         rx_queue: int = _DEFAULT_RX_QUEUE,
         rx_queue_bytes: int = _DEFAULT_RX_QUEUE_BYTES,
+        checksum_offload: bool = True,
     ) -> None:
         if mtu < 40:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
@@ -372,12 +422,14 @@ class VirtualNetwork:
         self._links: dict[bytes, VirtualLink] = {}
         self._paths: dict[tuple[bytes, bytes], _Path] = {}
         self._wires: dict[bytes, Wire] = {}
-        self._heap: list[tuple[float, int, VirtualLink, bytes]] = []
+        self._heap: list[tuple[float, int, VirtualLink, bytes, bool]] = []
         self._seq = 0
         self._delivery_task: trio.lowlevel.Task | None = None
         self._delivery_scope: trio.CancelScope | None = None
         self._captures: list[Capture] = []
         self._closed = False
+        # Checksum offload: off for good once corruption is configured anywhere.
+        self._offload = bool(checksum_offload) and not self._base.corrupt
 
     # -- hosts --------------------------------------------------------------------
 
@@ -430,6 +482,9 @@ class VirtualNetwork:
         """
         check_names(changes)
         key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
+        if changes.get("corrupt"):
+            # Sticky: a receiver must never trust a packet that may be corrupted.
+            self._offload = False
         if key == (None, None):
             self._base = self._base.evolve(**changes)
         else:
@@ -473,7 +528,7 @@ class VirtualNetwork:
 
     # -- data path ----------------------------------------------------------------
 
-    def _send(self, link: VirtualLink, packet: Packet) -> None:
+    def _send(self, link: VirtualLink, packet: Packet, partial: bool = False) -> None:
         data = packet if type(packet) is bytes else bytes(packet)
         c = self._counters
         c.sent += 1
@@ -493,13 +548,15 @@ class VirtualNetwork:
             return
         if path.fast:
             if self._captures:
-                self._capture(data, trio.current_time())
-            if dest._arrive(data):
+                self._capture(
+                    complete_tcp_checksum(data) if partial else data, trio.current_time()
+                )
+            if dest._arrive(data, partial):
                 c.delivered += 1
             else:
                 c.dropped_rx_overflow += 1
             return
-        self._send_impaired(link, path, dest, data)
+        self._send_impaired(link, path, dest, data, partial)
 
     def _new_path(self, link: VirtualLink, dst: bytes) -> _Path:
         src = link._packed
@@ -511,10 +568,14 @@ class VirtualNetwork:
         return path
 
     def _send_impaired(
-        self, link: VirtualLink, path: _Path, dest: VirtualLink, data: bytes
+        self, link: VirtualLink, path: _Path, dest: VirtualLink, data: bytes, partial: bool
     ) -> None:
         now = trio.current_time()
         imp = path.imp
+        if partial and imp.corrupt:
+            # Corruption must hit a complete checksum (the receiver has to catch it).
+            data = complete_tcp_checksum(data)
+            partial = False
         at, data, copies = self._impairer.fate(
             imp, data, now, self._wires[link._packed], path.state
         )
@@ -522,14 +583,14 @@ class VirtualNetwork:
             return
         if at <= now:
             for _ in range(copies):
-                self._deliver(dest, data, now)
+                self._deliver(dest, data, now, partial)
             if imp.trivial:
                 path.fast = True  # nothing of this path is pending any more
             return
         heap = self._heap
         for _ in range(copies):
             self._seq += 1
-            heappush(heap, (at, self._seq, dest, data))
+            heappush(heap, (at, self._seq, dest, data, partial))
         if self._delivery_task is None:
             self._delivery_task = trio.lowlevel.spawn_system_task(
                 self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
@@ -539,14 +600,14 @@ class VirtualNetwork:
             if scope is not None and at < scope.deadline:
                 scope.deadline = at
 
-    def _deliver(self, dest: VirtualLink, data: bytes, now: float) -> None:
+    def _deliver(self, dest: VirtualLink, data: bytes, now: float, partial: bool) -> None:
         c = self._counters
         if dest._closed:
             c.dropped_no_route += 1
             return
         if self._captures:
-            self._capture(data, now)
-        if dest._arrive(data):
+            self._capture(complete_tcp_checksum(data) if partial else data, now)
+        if dest._arrive(data, partial):
             c.delivered += 1
         else:
             c.dropped_rx_overflow += 1
@@ -561,8 +622,8 @@ class VirtualNetwork:
             while not self._closed:
                 now = trio.current_time()
                 while heap and heap[0][0] <= now:
-                    _at, _seq, dest, data = heappop(heap)
-                    self._deliver(dest, data, now)
+                    _at, _seq, dest, data, partial = heappop(heap)
+                    self._deliver(dest, data, now, partial)
                 if self._closed:
                     break
                 with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:

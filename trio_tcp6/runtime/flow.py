@@ -15,15 +15,29 @@ The user's calls (``send_all``, ``receive_some``, ...) touch the engine synchron
 and never do link I/O themselves: segments they produce go to an outbox that the
 sender (or the receiver, whichever runs first) transmits. Engine events wake the
 parked user tasks through :class:`trio.lowlevel.ParkingLot` objects.
+
+Cost (see ``docs/performance.md``): the inbox is a plain deque and both tasks park
+with :func:`trio.lowlevel.wait_task_rescheduled`, woken by a direct ``reschedule``
+(no memory channel, no cancellation to wake the sender); the sender's timer is a
+cancel-scope deadline that is only ever moved *earlier* while it sleeps (a later
+engine deadline just costs one spurious wake-up, as Linux's lazy timers do).
+
+Containment: an unexpected exception from the engine while processing peer input or
+a timer aborts only this connection (RST if synchronized; the user gets
+``BrokenResourceError`` / ``Error(Unknown("internal error: ..."))``), is counted in
+``stack.stats()["engine_errors"]`` and logged with its traceback (logger
+``"trio_tcp6"``).
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import math
+from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -31,7 +45,7 @@ from ..errors import Refused, TCPError, Timeout, Unknown
 from ..tcp.connection import Connection
 from ..tcp.events import EventKind, State
 from ..tcp.seq import seq_ge
-from ..wire.tcp import TCPSegment
+from ..wire.tcp import RST, TCPSegment
 from ._util import ConflictDetector, check_max_bytes
 from .base import Buffer, Flow, FlowInfo
 
@@ -45,6 +59,26 @@ __all__ = ["DirectFlow", "engine_error"]
 INBOX_SIZE = 4096
 
 _INFINITE_SSTHRESH = 1 << 31
+
+logger = logging.getLogger("trio_tcp6")
+
+_reschedule = trio.lowlevel.reschedule
+_current_task = trio.lowlevel.current_task
+_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+_now = trio.current_time
+_SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
+#: States in which our RST is acceptable to the peer (RFC 9293 §3.10.7.4).
+_SYNCHRONIZED = frozenset(
+    {
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.CLOSE_WAIT,
+        State.CLOSING,
+        State.LAST_ACK,
+        State.SYN_RECEIVED,
+    }
+)
 
 
 def engine_error(kind: str | None) -> TCPError:
@@ -81,7 +115,10 @@ class DirectFlow(Flow):
         self._local_port = local_port
         self._key = (self._remote_packed, remote_port, local_port)
         self._listener = listener
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        # Inbound segments from the stack's reader; the receiver parks when empty.
+        self._inbox: deque[TCPSegment] = deque()
+        self._inbox_closed = False
+        self._receiver_task: trio.lowlevel.Task | None = None
         self._outbox: list[TCPSegment] = []
         self._send_conflict = ConflictDetector("another task is sending on this flow")
         self._recv_conflict = ConflictDetector("another task is receiving on this flow")
@@ -97,7 +134,8 @@ class DirectFlow(Flow):
         self._fin_acked = False
         self._error: TCPError | None = None
         self._dead = False  # CLOSED: the task pair ends, the 4-tuple is free
-        # The sender's sleep.
+        # The sender's sleep: its task while parked, and the timer scope (if any).
+        self._sender_task: trio.lowlevel.Task | None = None
         self._sleep_scope: trio.CancelScope | None = None
         self._wake = False
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
@@ -148,16 +186,48 @@ class DirectFlow(Flow):
         self._stack._unregister(self)
         if self._listener is not None:
             self._listener._forget(self)
-        self._inbox_send.close()
+        self._inbox_closed = True
+        task = self._receiver_task
+        if task is not None:
+            self._receiver_task = None
+            _reschedule(task)
         self._wake_all()
         self._kick()
 
     def _kick(self) -> None:
         """Wake the sender task (there is output, or the timers changed)."""
         self._wake = True
-        scope = self._sleep_scope
-        if scope is not None:
-            scope.cancel()
+        task = self._sender_task
+        if task is not None:
+            self._sender_task = None
+            _reschedule(task)
+
+    def _engine_failed(self, exc: Exception) -> None:
+        """An unexpected exception from the engine: abort this connection only."""
+        stack = self._stack
+        stack._counters["engine_errors"] += 1
+        logger.error("trio_tcp6: internal error in %r; aborting it", self, exc_info=exc)
+        if self._error is None:
+            self._error = Unknown(f"internal error: {exc!r}", errno.ECONNABORTED)
+        self._outbox = []
+        conn = self._conn
+        try:
+            synchronized = conn.state in _SYNCHRONIZED
+            seq = conn.snd_nxt
+            ack = conn.rcv_nxt
+        except Exception:  # the engine is beyond inspection: no RST
+            synchronized = False
+            seq = ack = 0
+        try:
+            conn.take_segments()
+            conn.take_events()
+        except Exception:
+            pass
+        if synchronized and not self._dead:
+            # Built here, not by the engine: it may fail again.
+            self._outbox.append(TCPSegment(self._local_port, self._remote_port, seq, ack, RST, 0))
+            stack._counters["resets_sent"] += 1
+        self._on_closed()
 
     def _deadline(self) -> float:
         deadline = self._conn.next_deadline
@@ -167,10 +237,18 @@ class DirectFlow(Flow):
         return deadline if orphan is None or deadline < orphan else orphan
 
     def _rearm(self) -> None:
-        """Let a sleeping sender know the engine's next deadline (it may be earlier)."""
+        """Let a sleeping sender know the engine's next deadline if it is *earlier*
+        than the one it sleeps until (a later one costs a spurious wake-up only)."""
+        task = self._sender_task
+        if task is None:
+            return
+        deadline = self._deadline()
         scope = self._sleep_scope
-        if scope is not None:
-            scope.deadline = self._deadline()
+        if scope is None:
+            if deadline != math.inf:
+                self._kick()  # asleep without a timer: sleep again with one
+        elif deadline < scope.deadline:
+            scope.deadline = deadline
 
     def _after_user_call(self) -> None:
         self._drain()
@@ -187,38 +265,55 @@ class DirectFlow(Flow):
 
     def _deliver(self, seg: TCPSegment) -> None:
         """Called by the stack's reader: queue an inbound segment for the receiver."""
-        try:
-            self._inbox_send.send_nowait(seg)
-        except trio.WouldBlock:
-            self._stack._counters["drop_flow_queue_full"] += 1
-        except trio.ClosedResourceError:
+        if self._inbox_closed:
             self._stack._counters["drop_closed"] += 1
+            return
+        inbox = self._inbox
+        if len(inbox) >= INBOX_SIZE:
+            self._stack._counters["drop_flow_queue_full"] += 1
+            return
+        inbox.append(seg)
+        task = self._receiver_task
+        if task is not None:
+            self._receiver_task = None
+            _reschedule(task)
+
+    def _abort_receiver_wait(self, _: Any) -> trio.lowlevel.Abort:
+        self._receiver_task = None
+        return _SUCCEEDED
+
+    def _abort_sender_wait(self, _: Any) -> trio.lowlevel.Abort:
+        self._sender_task = None
+        return _SUCCEEDED
 
     # -- the task pair ------------------------------------------------------------------------
     async def _receiver(self) -> None:
         conn = self._conn
-        inbox = self._inbox_recv
+        inbox = self._inbox
         while True:
+            if not inbox:
+                if self._inbox_closed:
+                    return
+                # Park until the reader queues a segment (or the flow closes).
+                self._receiver_task = _current_task()
+                await _wait_task_rescheduled(self._abort_receiver_wait)
+                continue
+            now = _now()
             try:
-                seg = await inbox.receive()
-            except (trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            now = trio.current_time()
-            conn.on_segment(seg, now)
-            while True:
-                try:
-                    seg = inbox.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-                    break
-                conn.on_segment(seg, now)
-            if self._closed and conn.readable and not self._dead:
-                # Data for a flow the user closed: nobody will ever read it (RST).
-                conn.abort(now)
-            self._drain()
+                while inbox:
+                    conn.on_segment(inbox.popleft(), now)
+                if self._closed and conn.readable and not self._dead:
+                    # Data for a flow the user closed: nobody will ever read it (RST).
+                    conn.abort(now)
+                self._drain()
+            except Exception as exc:
+                inbox.clear()
+                self._engine_failed(exc)
             if self._state_lot:
                 # write_nodelay()/close() waiters re-check snd_una after every batch.
                 self._state_lot.unpark_all()
-            await self._send_outbox()
+            if self._outbox:
+                await self._send_outbox()
             self._rearm()
 
     async def _sender(self) -> None:
@@ -226,16 +321,20 @@ class DirectFlow(Flow):
         fired_at = -math.inf
         while True:
             self._wake = False
-            deadline = conn.next_deadline
-            if deadline is not None or self._orphan_at is not None:
-                now = trio.current_time()
-                if deadline is not None and deadline <= now:
-                    conn.on_timer(now)
-                    fired_at = now
-                if self._orphan_at is not None and self._orphan_at <= now:
-                    self._orphan_timeout(now)
-            self._drain()
-            await self._send_outbox()
+            try:
+                deadline = conn.next_deadline
+                if deadline is not None or self._orphan_at is not None:
+                    now = _now()
+                    if deadline is not None and deadline <= now:
+                        conn.on_timer(now)
+                        fired_at = now
+                    if self._orphan_at is not None and self._orphan_at <= now:
+                        self._orphan_timeout(now)
+                self._drain()
+            except Exception as exc:
+                self._engine_failed(exc)
+            if self._outbox:
+                await self._send_outbox()
             if self._dead:
                 return
             if self._wake:
@@ -246,12 +345,17 @@ class DirectFlow(Flow):
                 # spin (that would also freeze a virtual clock); look again shortly.
                 self._stack._counters["timer_stuck"] += 1
                 deadline = fired_at + 0.001
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._sleep_scope = scope
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    self._sleep_scope = None
+            self._sender_task = _current_task()
+            if deadline == math.inf:
+                await _wait_task_rescheduled(self._abort_sender_wait)
+            else:
+                with trio.CancelScope(deadline=deadline) as scope:
+                    self._sleep_scope = scope
+                    try:
+                        await _wait_task_rescheduled(self._abort_sender_wait)
+                    finally:
+                        self._sleep_scope = None
+            self._sender_task = None
 
     def _orphan_timeout(self, now: float) -> None:
         """A flow the user closed waited too long for the peer's FIN (like Linux's

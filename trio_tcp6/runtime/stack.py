@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import logging
 import struct
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,16 +37,36 @@ from ..tcp.ports import EphemeralPorts
 from ..tcp.seq import MASK, seq_ge, seq_le
 from ..wire.errors import ParseError
 from ..wire.icmpv6 import (
+    MAX_QUOTE,
     DestinationUnreachable,
     EchoReply,
     EchoRequest,
     PacketTooBig,
+    ParameterProblem,
+    TimeExceeded,
     build_icmpv6,
     parse_icmpv6,
     parse_invoking,
 )
-from ..wire.ipv6 import PROTO_ICMPV6, PROTO_TCP, build_ipv6_header, parse_ipv6
-from ..wire.tcp import ACK, RST, SYN, TCPSegment, build_tcp_header, parse_tcp, verify_tcp_checksum
+from ..wire.ipv6 import (
+    PP_UNRECOGNIZED_NEXT_HEADER,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    IPv6Packet,
+    ParameterProblemError,
+    build_ipv6_header,
+    parse_ipv6,
+)
+from ..wire.tcp import (
+    ACK,
+    RST,
+    SYN,
+    TCPSegment,
+    build_tcp_header,
+    build_tcp_header_partial,
+    parse_tcp,
+    verify_tcp_checksum,
+)
 from .base import Buffer, Stack, parse_host
 from .flow import DirectFlow
 from .listener import DirectListener
@@ -53,11 +75,25 @@ __all__ = ["DirectStack", "open_stack"]
 
 #: IPv6 + TCP headers without options: MSS = MTU - 60.
 HEADERS = 60
-#: RFC 8200 §5: the minimum link MTU; Packet Too Big below it is raised to it.
+#: RFC 8200 §5: the minimum link MTU; a Packet Too Big below it is discarded (RFC 8201 §4).
 IPV6_MIN_MTU = 1280
+#: Seconds a path MTU learnt from Packet Too Big is kept (RFC 8201 §4: at least 5 min).
+PMTU_TIMEOUT = 600.0
+#: Destinations whose path MTU is remembered (the oldest entry goes first).
+PMTU_CACHE_SIZE = 1024
+#: ICMPv6 errors we send (RFC 4443 §2.4 (f)): a token bucket of this many messages ...
+ICMP_ERROR_BURST = 10
+#: ... refilled at this many per second.
+ICMP_ERROR_RATE = 10.0
+_UNSPECIFIED = bytes(16)
 #: Seconds after the last cookie we sent during which cookie ACKs are checked.
 COOKIE_CHECK_WINDOW = 128.0
 _PORTS = struct.Struct("!HHI")
+#: IPv6 fixed header + TCP header with NOP NOP Timestamps: every data segment and ACK.
+_IP6_TCP_TS = struct.Struct("!IHBB16s16sHHIIBBHHHIII")
+_NOP_NOP_TS = 0x0101080A
+_TS_DOFF = 8 << 4
+logger = logging.getLogger("trio_tcp6")
 
 
 class DirectStack(Stack):
@@ -91,8 +127,21 @@ class DirectStack(Stack):
         self._rst_second = -1
         self._rst_count = 0
         self._pending: list[bytes] = []
-        self._send_batch: Callable[[list[bytes]], Any] | None = getattr(link, "send_batch", None)
+        self._send_batch: Callable[..., Any] | None = getattr(link, "send_batch", None)
+        #: A link that never blocks a sender may offer ``send_nowait``: flows then
+        #: transmit without a scheduling point per batch.
+        self._send_nowait: Callable[..., Any] | None = getattr(link, "send_nowait", None)
+        #: Pseudo-header sums without the length, by destination (fast packet path).
+        self._pseudo: dict[bytes, int] = {}
         self._shut_down = False
+        # ICMPv6: path MTUs by destination (mtu, expiry), soft errors by flow, and the
+        # token bucket of the errors we send.
+        self._pmtu: dict[bytes, tuple[int, float]] = {}
+        self._soft_errors: weakref.WeakKeyDictionary[DirectFlow, TCPError] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._icmp_tokens = float(ICMP_ERROR_BURST)
+        self._icmp_time = 0.0
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _register(self, flow: DirectFlow) -> None:
@@ -100,6 +149,7 @@ class DirectStack(Stack):
         self._local_ports[flow._local_port] += 1
         self._nursery.start_soon(flow._receiver)
         self._nursery.start_soon(flow._sender)
+        self._apply_path_mtu(flow, trio.current_time())
 
     def _unregister(self, flow: DirectFlow) -> None:
         if self._flows.get(flow._key) is flow:
@@ -122,9 +172,44 @@ class DirectStack(Stack):
         return list(self._flows.values())
 
     # -- output -----------------------------------------------------------------------------
-    def _packet(self, dst: bytes, seg: TCPSegment) -> bytes:
+    def _packet(self, dst: bytes, seg: TCPSegment, partial: bool = False) -> bytes:
+        """The IPv6 packet carrying ``seg``; ``partial``: with a partial checksum (for
+        a link that offloads checksums: the payload is not summed)."""
+        if (
+            partial
+            and seg.timestamps is not None
+            and not seg.sack_blocks
+            and seg.mss is None
+            and seg.wscale is None
+            and not seg.sack_permitted
+        ):
+            # Fast path (every data segment and ACK with offload): one struct call for
+            # both headers; the partial checksum is the pseudo-header sum, from a
+            # per-destination constant plus the TCP length (RFC 8200 §8.1).
+            payload = seg.payload
+            tcp_len = 32 + len(payload)
+            base = self._pseudo.get(dst)
+            if base is None:
+                if len(self._pseudo) >= 4096:
+                    self._pseudo.clear()
+                base = self._pseudo[dst] = (
+                    int.from_bytes(self._addr, "big") + int.from_bytes(dst, "big") + PROTO_TCP
+                )
+            csum = (base + tcp_len) % 0xFFFF or 0xFFFF  # the sum is never zero
+            tsval, tsecr = seg.timestamps
+            try:
+                header = _IP6_TCP_TS.pack(
+                    0x60000000, tcp_len, PROTO_TCP, 64, self._addr, dst,
+                    seg.src_port, seg.dst_port, seg.seq, seg.ack, _TS_DOFF, seg.flags,
+                    seg.window, csum, seg.urgent, _NOP_NOP_TS, tsval, tsecr,
+                )  # fmt: skip
+            except struct.error:
+                pass  # out-of-range fields: the general path explains them
+            else:
+                return header + payload if payload else header
         src = self._addr
-        header = build_tcp_header(seg, src, dst)
+        build = build_tcp_header_partial if partial else build_tcp_header
+        header = build(seg, src, dst)
         payload = seg.payload
         size = len(header) + len(payload)
         if size + 40 > self._mtu and seg.sack_blocks:
@@ -134,18 +219,44 @@ class DirectStack(Stack):
             blocks = seg.sack_blocks
             while blocks and size + 40 > self._mtu:
                 blocks = blocks[:-1]
-                header = build_tcp_header(attrs.evolve(seg, sack_blocks=blocks), src, dst)
+                header = build(attrs.evolve(seg, sack_blocks=blocks), src, dst)
                 size = len(header) + len(payload)
         ip = build_ipv6_header(src, dst, PROTO_TCP, size)
         return b"".join((ip, header, payload)) if payload else ip + header
 
     async def _transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
         self._counters["segments_out"] += len(segs)
-        await self._send_packets([self._packet(dst, seg) for seg in segs])
+        # Checksum offload (see the Link protocol): asked per batch, it may change.
+        partial = getattr(self.link, "checksum_offload", False) is True
+        packet = self._packet
+        packets = [packet(dst, seg, partial) for seg in segs]
+        send_nowait = self._send_nowait
+        if send_nowait is not None:
+            i = 0
+            try:
+                if partial:
+                    for i, pkt in enumerate(packets):  # noqa: B007
+                        send_nowait(pkt, partial_checksum=True)
+                else:
+                    for i, pkt in enumerate(packets):  # noqa: B007
+                        send_nowait(pkt)
+                return
+            except trio.WouldBlock:
+                packets = packets[i:]  # the link is full after all: wait for it
+            except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+                self._counters["drop_link_error"] += len(packets) - i
+                return
+        await self._send_packets(packets, partial)
 
-    async def _send_packets(self, packets: list[bytes]) -> None:
+    async def _send_packets(self, packets: list[bytes], partial: bool = False) -> None:
         try:
-            if self._send_batch is not None:
+            if partial:
+                if self._send_batch is not None:
+                    await self._send_batch(packets, partial_checksum=True)
+                else:
+                    for packet in packets:
+                        await self.link.send(packet, partial_checksum=True)  # type: ignore[call-arg]
+            elif self._send_batch is not None:
                 await self._send_batch(packets)
             else:
                 for packet in packets:
@@ -188,6 +299,10 @@ class DirectStack(Stack):
     # -- input ------------------------------------------------------------------------------
     async def _reader(self) -> None:
         link = self.link
+        receive_offload = getattr(link, "receive_batch_offload", None)
+        if receive_offload is not None:
+            await self._offload_reader(receive_offload)
+            return
         receive_batch = getattr(link, "receive_batch", None)
         while True:
             try:
@@ -200,9 +315,37 @@ class DirectStack(Stack):
                 return
             now = trio.current_time()
             for packet in packets:
-                self._ip_input(packet, now)
+                try:
+                    self._ip_input(packet, now)
+                except Exception as exc:
+                    self._input_failed(exc)
             if self._pending:
                 await self._flush_pending()
+
+    async def _offload_reader(self, receive: Callable[[], Any]) -> None:
+        """:meth:`_reader` for a link with ``receive_batch_offload``: packets marked
+        partial are TCP packets whose checksum needs no verification."""
+        ip_input = self._ip_input
+        while True:
+            try:
+                batch: list[tuple[bytes, bool]] = await receive()
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.EndOfChannel):
+                self._counters["link_closed"] += 1
+                return
+            now = trio.current_time()
+            for packet, partial in batch:
+                try:
+                    ip_input(packet, now, partial)
+                except Exception as exc:
+                    self._input_failed(exc)
+            if self._pending:
+                await self._flush_pending()
+
+    def _input_failed(self, exc: Exception) -> None:
+        """A bug hit while processing one inbound packet (outside any connection's
+        own processing): drop the packet, count and log it, keep the stack going."""
+        self._counters["engine_errors"] += 1
+        logger.error("trio_tcp6: internal error processing a packet; dropped", exc_info=exc)
 
     def _drop(self, reason: str) -> None:
         self._counters["drop_" + reason] += 1
@@ -212,11 +355,29 @@ class DirectStack(Stack):
         c["drop_malformed"] += 1
         c["drop_malformed_" + exc.reason] += 1
 
-    def _ip_input(self, data: Buffer, now: float) -> None:
+    def _ip_input(self, data: Buffer, now: float, partial: bool = False) -> None:
+        """One IPv6 packet from the link; ``partial``: a TCP packet with a partial
+        checksum from an offloading link (trusted, not verified)."""
         c = self._counters
         c["packets_in"] += 1
+        if (
+            type(data) is bytes
+            and len(data) >= 60
+            and data[6] == PROTO_TCP
+            and data[0] >> 4 == 6
+            and data[24:40] == self._addr
+        ):
+            # Fast path: TCP right after the fixed header (what parse_ipv6 would find
+            # with no extension headers), payload trimmed to the payload length.
+            end = 40 + ((data[4] << 8) | data[5])
+            if end <= len(data):
+                self._tcp_input(data[8:24], memoryview(data)[40:end], now, partial)
+                return
         try:
             pkt = parse_ipv6(data)
+        except ParameterProblemError as exc:
+            self._parameter_problem(data, exc, now)
+            return
         except ParseError as exc:
             self._malformed(exc)
             return
@@ -225,15 +386,15 @@ class DirectStack(Stack):
             return
         nh = pkt.next_header
         if nh == PROTO_TCP:
-            self._tcp_input(pkt.src, pkt.payload, now)
+            self._tcp_input(pkt.src, pkt.payload, now, partial)
         elif nh == PROTO_ICMPV6:
             self._icmp_input(pkt.src, pkt.payload, now)
         else:
-            self._drop("unknown_protocol")
+            self._unknown_protocol(data, pkt, now)
 
-    def _tcp_input(self, src: bytes, payload: Buffer, now: float) -> None:
+    def _tcp_input(self, src: bytes, payload: Buffer, now: float, trusted: bool = False) -> None:
         c = self._counters
-        if not verify_tcp_checksum(payload, src, self._addr):
+        if not trusted and not verify_tcp_checksum(payload, src, self._addr):
             c["drop_bad_checksum"] += 1
             return
         try:
@@ -245,12 +406,17 @@ class DirectStack(Stack):
         flow = self._flows.get((src, seg.src_port, seg.dst_port))
         if flow is not None:
             conn = flow._conn
-            if not (
-                seg.flags & SYN
-                and conn.state is State.TIME_WAIT
-                and seg.dst_port in self._listeners
-                and conn.time_wait_accepts_syn(seg)
-            ):
+            try:
+                reuse = (
+                    seg.flags & SYN
+                    and conn.state is State.TIME_WAIT
+                    and seg.dst_port in self._listeners
+                    and conn.time_wait_accepts_syn(seg)
+                )
+            except Exception as exc:
+                flow._engine_failed(exc)
+                return
+            if not reuse:
                 flow._deliver(seg)
                 return
             # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple.
@@ -388,7 +554,11 @@ class DirectStack(Stack):
         self._register(flow)
         return True
 
+    # -- ICMPv6 -------------------------------------------------------------------------------
     def _icmp_input(self, src: bytes, payload: Buffer, now: float) -> None:
+        """RFC 4443: answer echo requests; apply errors to the connection they quote
+        (Packet Too Big, Destination Unreachable, Time Exceeded, Parameter Problem).
+        Nothing here ever answers an error with an error (§2.4 (e))."""
         c = self._counters
         try:
             msg = parse_icmpv6(payload, src, self._addr)
@@ -400,19 +570,25 @@ class DirectStack(Stack):
             return
         c["icmp_in"] += 1
         if isinstance(msg, EchoRequest):
+            if src[0] == 0xFF or src == _UNSPECIFIED:
+                c["drop_icmp_bad_source"] += 1
+                return
             body = build_icmpv6(EchoReply(msg.identifier, msg.sequence, msg.data), self._addr, src)
             header = build_ipv6_header(self._addr, src, PROTO_ICMPV6, len(body))
             self._pending.append(header + body)
             c["icmp_echo_replies"] += 1
+            c["icmp_out"] += 1
         elif isinstance(msg, PacketTooBig):
             self._packet_too_big(msg, now)
-        elif isinstance(msg, DestinationUnreachable):
-            self._unreachable(msg)
+        elif isinstance(msg, (DestinationUnreachable, TimeExceeded, ParameterProblem)):
+            self._icmp_error_input(msg)
         else:
             c["icmp_ignored"] += 1
 
     def _quoted_flow(self, invoking: bytes) -> tuple[DirectFlow, int] | None:
-        """The connection (and quoted sequence number) an ICMPv6 error is about."""
+        """The connection (and quoted sequence number) an ICMPv6 error is about, if
+        the quote is one of our segments, of a live connection, with a sequence
+        number in SND.UNA..SND.NXT (RFC 5927 §4.1: anything else is ignored)."""
         c = self._counters
         try:
             inner = parse_invoking(invoking)
@@ -427,36 +603,139 @@ class DirectStack(Stack):
         if flow is None:
             c["drop_icmp_no_connection"] += 1
             return None
-        return flow, seq
-
-    def _packet_too_big(self, msg: PacketTooBig, now: float) -> None:
-        """RFC 8201 §4 with RFC 5927 §4.1's check that the quoted segment is ours."""
-        c = self._counters
-        found = self._quoted_flow(msg.invoking)
-        if found is None:
-            return
-        flow, seq = found
         conn = flow._conn
         if not (seq_ge(seq, conn.snd_una) and seq_le(seq, conn.snd_nxt)):
             c["drop_icmp_bad_seq"] += 1
-            return
-        c["icmp_packet_too_big"] += 1
-        conn.set_path_mtu(max(msg.mtu, IPV6_MIN_MTU), now)
-        flow._after_user_call()
+            return None
+        return flow, seq
 
-    def _unreachable(self, msg: DestinationUnreachable) -> None:
-        """Destination Unreachable is a hard error while connecting (our SYN is quoted,
-        as Linux does) and a soft one otherwise (RFC 5461: TCP recovers by itself)."""
+    def _packet_too_big(self, msg: PacketTooBig, now: float) -> None:
+        """RFC 8201 §4 with RFC 5927 §4.1's check that the quoted segment is ours.
+
+        An MTU below 1280 is discarded (RFC 8201 §4), and a PTB never raises the path
+        MTU. The MTU is remembered per destination for :data:`PMTU_TIMEOUT` seconds:
+        every connection to that destination, open now or opened later, uses it."""
+        c = self._counters
+        if msg.mtu < IPV6_MIN_MTU:
+            c["drop_icmp_ptb_below_minimum"] += 1
+            return
+        found = self._quoted_flow(msg.invoking)
+        if found is None:
+            return
+        flow, _seq = found
+        c["icmp_packet_too_big"] += 1
+        dst = flow._remote_packed
+        mtu = min(msg.mtu, self._mtu)
+        cached = self.path_mtu(dst, now)
+        if mtu >= cached:
+            c["icmp_ptb_not_lower"] += 1
+            return
+        if len(self._pmtu) >= PMTU_CACHE_SIZE and dst not in self._pmtu:
+            del self._pmtu[next(iter(self._pmtu))]  # the oldest entry
+        self._pmtu[dst] = (mtu, now + PMTU_TIMEOUT)
+        for other in self.flows:
+            if other._remote_packed == dst:
+                other._conn.set_path_mtu(mtu, now)
+                other._after_user_call()
+
+    def path_mtu(self, destination: bytes | str | ipaddress.IPv6Address, now: float) -> int:
+        """The path MTU we use towards ``destination``: the link MTU unless a Packet
+        Too Big lowered it less than :data:`PMTU_TIMEOUT` seconds before ``now``."""
+        dst = destination if isinstance(destination, bytes) else parse_host(destination).packed
+        entry = self._pmtu.get(dst)
+        if entry is None:
+            return self._mtu
+        if now >= entry[1]:
+            del self._pmtu[dst]  # RFC 8201 §4: try the larger MTU again
+            return self._mtu
+        return entry[0]
+
+    def _apply_path_mtu(self, flow: DirectFlow, now: float) -> None:
+        """A new connection starts with the remembered path MTU of its destination."""
+        if self._pmtu:
+            mtu = self.path_mtu(flow._remote_packed, now)
+            if mtu < self._mtu:
+                flow._conn.set_path_mtu(mtu, now)
+
+    def _icmp_error_input(
+        self, msg: DestinationUnreachable | TimeExceeded | ParameterProblem
+    ) -> None:
+        """Hard error while connecting, soft error afterwards, as Linux does.
+
+        While our SYN is outstanding (SYN-SENT, the quote is the SYN) the attempt fails
+        at once: Port Unreachable as ``Refused``, the rest as ``Unknown`` with Linux's
+        errno (``ENETUNREACH``, ``EHOSTUNREACH``, ``EACCES``, ...). On a synchronized
+        connection the error is only recorded (RFC 5461, RFC 1122 §4.2.3.9: TCP
+        recovers by itself); :meth:`soft_error` tells the last one."""
         c = self._counters
         found = self._quoted_flow(msg.invoking)
         if found is None:
             return
         flow, seq = found
-        if flow._conn.state is not State.SYN_SENT or seq != flow._conn.iss:
-            c["icmp_unreachable_ignored"] += 1
+        error = _icmp_error(msg)
+        conn = flow._conn
+        if conn.state is State.SYN_SENT and seq == conn.iss:
+            c["icmp_unreachable_aborts"] += 1
+            flow._abort(error)
             return
-        c["icmp_unreachable_aborts"] += 1
-        flow._abort(_UNREACHABLE.get(msg.code, _UNREACHABLE[0])())
+        c["icmp_soft_errors"] += 1
+        self._soft_errors[flow] = error
+
+    def soft_error(self, flow: DirectFlow) -> TCPError | None:
+        """The last ICMPv6 error reported for ``flow`` that did not abort it (Linux's
+        ``sk_err_soft``), or None."""
+        return self._soft_errors.get(flow)
+
+    def _icmp_error_allowed(self, now: float) -> bool:
+        """RFC 4443 §2.4 (f): a token bucket of :data:`ICMP_ERROR_BURST` messages
+        refilled at :data:`ICMP_ERROR_RATE` per second."""
+        tokens = min(
+            float(ICMP_ERROR_BURST), self._icmp_tokens + (now - self._icmp_time) * ICMP_ERROR_RATE
+        )
+        self._icmp_time = now
+        if tokens < 1.0:
+            self._icmp_tokens = tokens
+            return False
+        self._icmp_tokens = tokens - 1.0
+        return True
+
+    def _send_icmp_error(
+        self, data: Buffer, msg: ParameterProblem | DestinationUnreachable, now: float
+    ) -> None:
+        """Answer the invoking packet ``data`` with the error ``msg`` (its quote is
+        filled in here), unless RFC 4443 §2.4 (e) forbids it or the rate limit says
+        no. Never for a packet not addressed to us, from an unspecified or multicast
+        source, or carrying an ICMPv6 error itself."""
+        c = self._counters
+        src, dst = bytes(data[8:24]), bytes(data[24:40])
+        if dst != self._addr or src[0] == 0xFF or src == _UNSPECIFIED or src == self._addr:
+            c["icmp_errors_suppressed"] += 1
+            return
+        if data[6] == PROTO_ICMPV6 and len(data) > 40 and data[40] < 128:
+            c["icmp_errors_suppressed"] += 1  # never an error about an error
+            return
+        if not self._icmp_error_allowed(now):
+            c["icmp_errors_rate_limited"] += 1
+            return
+        msg.invoking = bytes(data[:MAX_QUOTE])
+        body = build_icmpv6(msg, self._addr, src)
+        self._pending.append(build_ipv6_header(self._addr, src, PROTO_ICMPV6, len(body)) + body)
+        c["icmp_errors_sent"] += 1
+        c["icmp_out"] += 1
+
+    def _parameter_problem(self, data: Buffer, exc: ParameterProblemError, now: float) -> None:
+        """RFC 8200 §4: a header we cannot process; RFC 4443 §3.4 Parameter Problem."""
+        self._malformed(exc)
+        if exc.send_icmp:
+            self._send_icmp_error(data, ParameterProblem(exc.code, exc.pointer), now)
+
+    def _unknown_protocol(self, data: Buffer, pkt: IPv6Packet, now: float) -> None:
+        """RFC 8200 §4: an upper layer we do not implement (anything but TCP and
+        ICMPv6): Parameter Problem code 1 pointing at the Next Header field."""
+        self._drop("unknown_protocol")
+        self._send_icmp_error(
+            data, ParameterProblem(PP_UNRECOGNIZED_NEXT_HEADER, pkt.next_header_pointer), now
+        )
 
     # -- Stack API ----------------------------------------------------------------------------
     async def open_tcp_stream(self, host: str | ipaddress.IPv6Address, port: int) -> DirectFlow:
@@ -555,7 +834,8 @@ class DirectStack(Stack):
         ``challenge_acks``, ``syn_cookies_sent``/``syn_cookies_validated``,
         ``icmp_echo_replies``, every ``drop_<reason>`` (``drop_bad_checksum``,
         ``drop_malformed`` and ``drop_malformed_<ParseError.reason>``,
-        ``drop_no_listener``, ...) and the engine's own counters."""
+        ``drop_no_listener``, ...), ``engine_errors`` (internal errors contained: each
+        aborted one connection or dropped one packet) and the engine's own counters."""
         d = dict.fromkeys(_ALWAYS, 0)
         d.update(self._counters)
         d["flows_open"] = len(self._flows)
@@ -588,12 +868,30 @@ class DirectStack(Stack):
         return f"<DirectStack [{self.address}] flows={len(self._flows)}>"
 
 
-_UNREACHABLE: dict[int, Callable[[], TCPError]] = {
-    0: lambda: Unknown("network is unreachable", errno.ENETUNREACH),
-    1: lambda: Unknown("communication administratively prohibited", errno.EACCES),
-    3: lambda: Unknown("host is unreachable", errno.EHOSTUNREACH),
-    4: Refused,
+#: Destination Unreachable codes (RFC 4443 §3.1) as Linux's icmpv6_err_convert maps them.
+_UNREACHABLE: dict[int, tuple[str, int]] = {
+    0: ("network is unreachable", errno.ENETUNREACH),
+    1: ("communication administratively prohibited", errno.EACCES),
+    2: ("host is unreachable (beyond the scope of the source address)", errno.EHOSTUNREACH),
+    3: ("host is unreachable", errno.EHOSTUNREACH),
+    5: ("source address failed ingress/egress policy", errno.EACCES),
+    6: ("reject route to destination", errno.EACCES),
 }
+
+
+def _icmp_error(msg: DestinationUnreachable | TimeExceeded | ParameterProblem) -> TCPError:
+    """The public error for an ICMPv6 error message about one of our segments."""
+    if isinstance(msg, DestinationUnreachable):
+        if msg.code == 4:
+            return Refused("connection refused (ICMPv6 port unreachable)")
+        text, err = _UNREACHABLE.get(msg.code, _UNREACHABLE[0])
+        return Unknown(f"{text} (ICMPv6 destination unreachable, code {msg.code})", err)
+    if isinstance(msg, TimeExceeded):
+        return Unknown("host is unreachable (ICMPv6 time exceeded)", errno.EHOSTUNREACH)
+    if msg.code == 1:  # our TCP is unknown there: as Linux, a refusal
+        return Refused("connection refused (ICMPv6 parameter problem: next header)")
+    return Unknown(f"protocol error (ICMPv6 parameter problem, code {msg.code})", errno.EPROTO)
+
 
 _ALWAYS = (
     "segments_in",
@@ -607,6 +905,7 @@ _ALWAYS = (
     "drop_bad_checksum",
     "drop_malformed",
     "drop_no_listener",
+    "engine_errors",
 )
 
 

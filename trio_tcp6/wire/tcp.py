@@ -10,6 +10,10 @@
 * :func:`build_tcp_header` returns only the header (with a checksum that already
   covers ``seg.payload``), so a caller that prepends an IPv6 header can join
   ``ipv6 + tcp_header + payload`` once and copy a large payload only once.
+* :func:`build_tcp_header_partial` is the same with a *partial* checksum (checksum
+  offload: the field holds only the pseudo-header sum, as Linux ``CHECKSUM_PARTIAL`` /
+  virtio ``NEEDS_CSUM``), and :func:`complete_tcp_checksum` completes one: the
+  payload is never summed by the sender of a link that offloads checksums.
 
 Both directions are on the per-packet hot path: one ``struct`` call for the fixed
 header, fast paths for the common option layouts, and the checksum summed piecewise
@@ -23,13 +27,14 @@ import struct
 
 import attrs
 
-from .checksum import checksum, verify_transport
+from .checksum import checksum, pseudo_header_sum, verify_transport
 from .errors import ParseError
 
 __all__ = [
     "ACK", "CWR", "ECE", "FIN", "PSH", "RST", "SYN", "URG",
     "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS", "TCP_PROTOCOL",
-    "TCPSegment", "build_tcp", "build_tcp_header", "options_length", "parse_tcp",
+    "TCPSegment", "build_tcp", "build_tcp_header", "build_tcp_header_partial",
+    "complete_tcp_checksum", "options_length", "parse_tcp", "partial_tcp_checksum",
     "verify_tcp_checksum",
 ]  # fmt: skip
 
@@ -329,8 +334,8 @@ def _field_error(seg: TCPSegment, src: bytes, dst: bytes) -> ValueError:
     return ValueError(f"cannot build {seg!r} from {src!r} to {dst!r}")
 
 
-def _pack_header(seg: TCPSegment) -> bytes:
-    """Header and options of ``seg``, with a zero checksum field."""
+def _pack_header(seg: TCPSegment, csum: int = 0) -> bytes:
+    """Header and options of ``seg``, with ``csum`` in the checksum field."""
     if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
         # Fast paths (every data segment): no options, or NOP NOP TS [NOP NOP SACK].
         ts = seg.timestamps
@@ -339,12 +344,12 @@ def _pack_header(seg: TCPSegment) -> bytes:
             if not blocks:
                 return _HDR.pack(
                     seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_20,
-                    seg.flags, seg.window, 0, seg.urgent,
+                    seg.flags, seg.window, csum, seg.urgent,
                 )  # fmt: skip
         elif not blocks:
             return _HDR_TS.pack(
                 seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32, _OFF_32,
-                seg.flags, seg.window, 0, seg.urgent,
+                seg.flags, seg.window, csum, seg.urgent,
                 _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
             )  # fmt: skip
         else:
@@ -352,14 +357,14 @@ def _pack_header(seg: TCPSegment) -> bytes:
             edges = [edge & _M32 for block in blocks[:count] for edge in block]
             return _HDR_TS_SACK[count].pack(
                 seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
-                (9 + 2 * count) << 4, seg.flags, seg.window, 0, seg.urgent,
+                (9 + 2 * count) << 4, seg.flags, seg.window, csum, seg.urgent,
                 _NOP_NOP_TS, ts[0] & _M32, ts[1] & _M32,
                 _NOP_NOP_SACK | (2 + 8 * count), *edges,
             )  # fmt: skip
     options = _options(seg)
     return _HDR.pack(
         seg.src_port, seg.dst_port, seg.seq & _M32, seg.ack & _M32,
-        (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, 0, seg.urgent,
+        (5 + (len(options) >> 2)) << 4, seg.flags, seg.window, csum, seg.urgent,
     ) + options  # fmt: skip
 
 
@@ -403,6 +408,64 @@ def build_tcp_header(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
     """
     header, csum = _header(seg, src, dst)
     return b"".join((header[:16], _H.pack(csum), header[18:]))
+
+
+def build_tcp_header_partial(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
+    """:func:`build_tcp_header` with a *partial* checksum (checksum offload).
+
+    The checksum field holds the folded, uncomplemented IPv6 pseudo-header sum
+    (addresses, TCP length = header + ``seg.payload``, next header 6): the value
+    Linux keeps in a ``CHECKSUM_PARTIAL`` packet and a virtio ``NEEDS_CSUM`` header
+    promises. Summing the whole segment over that field and complementing gives the
+    real checksum (:func:`complete_tcp_checksum`). Cost: independent of the payload.
+    Send such a header only on a link that offloads checksums
+    (``send(packet, partial_checksum=True)``).
+    """
+    try:
+        if len(src) != 16 or len(dst) != 16:
+            raise ValueError("IPv6 addresses must be 16 bytes")
+        length = _options_len_fast(seg) + len(seg.payload)
+        return _pack_header(seg, pseudo_header_sum(src, dst, length, TCP_PROTOCOL))
+    except (struct.error, TypeError, ValueError) as exc:
+        raise _field_error(seg, src, dst) from exc
+
+
+def _options_len_fast(seg: TCPSegment) -> int:
+    """The TCP header length :func:`_pack_header` produces for ``seg``."""
+    if seg.mss is None and seg.wscale is None and not seg.sack_permitted:
+        if seg.timestamps is None:
+            if not seg.sack_blocks:
+                return 20
+        elif not seg.sack_blocks:
+            return 32
+        else:
+            return 36 + 8 * min(len(seg.sack_blocks), 3)
+    return 20 + len(_options(seg))
+
+
+#: Offsets in an IPv6 packet whose TCP header follows the 40-byte fixed header.
+_IP6_LEN = 40
+_CSUM_AT = _IP6_LEN + 16
+
+
+def partial_tcp_checksum(packet: bytes | bytearray | memoryview) -> int:
+    """The partial checksum of a whole IPv6 packet carrying TCP right after its fixed
+    header: the folded pseudo-header sum (reads only the IPv6 header)."""
+    mv = memoryview(packet)
+    return pseudo_header_sum(mv[8:24], mv[24:40], len(mv) - _IP6_LEN, TCP_PROTOCOL)
+
+
+def complete_tcp_checksum(packet: bytes | bytearray | memoryview) -> bytes:
+    """Complete the partial checksum of a whole IPv6 packet carrying TCP right after
+    its fixed header (see :func:`build_tcp_header_partial`): the Internet checksum of
+    the TCP segment, summed over the partial value in its field, replaces that value.
+    Returns a new packet (one copy); a packet too short to hold a TCP header is
+    returned unchanged (as bytes)."""
+    mv = memoryview(packet)
+    if len(mv) < _IP6_LEN + 20:
+        return bytes(mv)
+    csum = checksum(mv[_IP6_LEN:])
+    return b"".join((mv[:_CSUM_AT], _H.pack(csum), mv[_CSUM_AT + 2 :]))
 
 
 def build_tcp(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
