@@ -24,6 +24,12 @@ def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"{attr.name} must be positive, got {value!r}")
 
 
+def _delayed_ack(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
+    # RFC 9293 §3.8.6.3 (MUST-40): an ACK must not be delayed 0.5 s or more.
+    if value is not None and not 0 < value < 0.5:
+        raise ValueError(f"{attr.name} must be None or in (0, 0.5) seconds, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class TCPConfig:
     """Configuration shared by every connection of a stack.
@@ -42,8 +48,9 @@ class TCPConfig:
     hystart: bool = True
     #: Nagle's algorithm (RFC 9293 §3.7.4); ``write_nodelay`` bypasses it per write.
     nagle: bool = True
-    #: Delayed-ACK timer (RFC 9293 §3.8.6.3; at most 0.5 s), or None to ACK every segment.
-    delayed_ack: float | None = 0.04
+    #: Delayed-ACK timer (RFC 9293 §3.8.6.3, MUST-40: less than 0.5 s), or None to ACK
+    #: every segment.
+    delayed_ack: float | None = attrs.field(default=0.04, validator=_delayed_ack)
     #: Timestamps option with RTTM and PAWS (RFC 7323).
     timestamps: bool = True
     #: SACK (RFC 2018) and SACK-based loss recovery (RFC 6675).
@@ -58,8 +65,12 @@ class TCPConfig:
     min_rto: float = attrs.field(default=0.2, validator=_positive)
     #: Upper bound of the RTO (RFC 6298: at least 60 s).
     max_rto: float = attrs.field(default=120.0, validator=_positive)
-    #: SYN (and SYN-ACK) retransmissions before an open fails with Timeout.
-    syn_retries: int = 6
+    #: SYN (and SYN-ACK) retransmissions before an open fails with Timeout. RFC 9293
+    #: §3.8.3 (MUST-23) wants R2 for a SYN to last at least 3 minutes: with the 1 s
+    #: initial RTO doubling, 7 retransmissions go out at 1, 3, 7, ..., 127 s and the
+    #: open gives up after the last one times out (1 + 2 + ... + 128 = 255 s, or 247 s
+    #: with the default 120 s ``max_rto``). Linux's 6 gives up after 127 s.
+    syn_retries: int = 7
     #: R1 of RFC 9293 §3.8.3: retransmissions before advising the user (counted in stats).
     retries1: int = 3
     #: R2 of RFC 9293 §3.8.3: retransmissions of one segment before the connection is

@@ -34,7 +34,7 @@ from ..tcp.connection import Connection
 from ..tcp.events import State
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.ports import EphemeralPorts
-from ..tcp.seq import MASK, seq_ge, seq_le
+from ..tcp.seq import MASK, seq_ge, seq_gt, seq_le
 from ..wire.errors import ParseError
 from ..wire.icmpv6 import (
     MAX_QUOTE,
@@ -225,28 +225,38 @@ class DirectStack(Stack):
         return b"".join((ip, header, payload)) if payload else ip + header
 
     async def _transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
+        rest = self._transmit_nowait(dst, segs)
+        if rest is not None:
+            await self._send_packets(*rest)
+
+    def _transmit_nowait(
+        self, dst: bytes, segs: list[TCPSegment]
+    ) -> tuple[list[bytes], bool] | None:
+        """Build the packets of ``segs`` and send what the link takes without
+        waiting (``send_nowait``, a link that never blocks a sender); returns None
+        when all went, else the packets left and their ``partial`` flag, to be sent
+        with :meth:`_send_packets`."""
         self._counters["segments_out"] += len(segs)
         # Checksum offload (see the Link protocol): asked per batch, it may change.
         partial = getattr(self.link, "checksum_offload", False) is True
         packet = self._packet
         packets = [packet(dst, seg, partial) for seg in segs]
         send_nowait = self._send_nowait
-        if send_nowait is not None:
-            i = 0
-            try:
-                if partial:
-                    for i, pkt in enumerate(packets):  # noqa: B007
-                        send_nowait(pkt, partial_checksum=True)
-                else:
-                    for i, pkt in enumerate(packets):  # noqa: B007
-                        send_nowait(pkt)
-                return
-            except trio.WouldBlock:
-                packets = packets[i:]  # the link is full after all: wait for it
-            except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
-                self._counters["drop_link_error"] += len(packets) - i
-                return
-        await self._send_packets(packets, partial)
+        if send_nowait is None:
+            return packets, partial
+        i = 0
+        try:
+            if partial:
+                for i, pkt in enumerate(packets):  # noqa: B007
+                    send_nowait(pkt, partial_checksum=True)
+            else:
+                for i, pkt in enumerate(packets):  # noqa: B007
+                    send_nowait(pkt)
+        except trio.WouldBlock:
+            return packets[i:], partial  # the link is full after all: wait for it
+        except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+            self._counters["drop_link_error"] += len(packets) - i
+        return None
 
     async def _send_packets(self, packets: list[bytes], partial: bool = False) -> None:
         try:
@@ -419,20 +429,31 @@ class DirectStack(Stack):
             if not reuse:
                 flow._deliver(seg)
                 return
-            # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple.
+            # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple. The new ISS must
+            # lie above every sequence number the old connection used (RFC 1122
+            # §4.2.2.13), so that its old duplicates miss the new window.
             c["time_wait_reused"] += 1
+            iss_floor: int | None = (conn.snd_nxt + 0x10000) & MASK
             flow._abort()
+        else:
+            iss_floor = None
         listener = self._listeners.get(seg.dst_port)
         if listener is not None:
-            self._listen_input(listener, src, seg, now)
+            self._listen_input(listener, src, seg, now, iss_floor)
             return
         c["drop_no_listener"] += 1
         self._reset_for(src, seg, now)
 
     def _listen_input(
-        self, listener: DirectListener, src: bytes, seg: TCPSegment, now: float
+        self,
+        listener: DirectListener,
+        src: bytes,
+        seg: TCPSegment,
+        now: float,
+        iss_floor: int | None = None,
     ) -> None:
-        """RFC 9293 §3.10.7.2: a segment for a listening port."""
+        """RFC 9293 §3.10.7.2: a segment for a listening port. ``iss_floor``: the
+        ISS must be above it (a SYN that took over a TIME-WAIT 4-tuple)."""
         c = self._counters
         cfg = self.config
         flags = seg.flags
@@ -461,10 +482,13 @@ class DirectStack(Stack):
                 c["drop_syn_backlog_full"] += 1
             return
         lport, rport = seg.dst_port, seg.src_port
+        iss = self._isn.isn(self._addr, lport, src, rport, now)
+        if iss_floor is not None and not seq_gt(iss, iss_floor):
+            iss = iss_floor
         conn = Connection.accept(
             cfg,
             seg,
-            iss=self._isn.isn(self._addr, lport, src, rport, now),
+            iss=iss,
             mss=self._link_mss,
             now=now,
             stats=c,
@@ -711,7 +735,7 @@ class DirectStack(Stack):
         if dst != self._addr or src[0] == 0xFF or src == _UNSPECIFIED or src == self._addr:
             c["icmp_errors_suppressed"] += 1
             return
-        if data[6] == PROTO_ICMPV6 and len(data) > 40 and data[40] < 128:
+        if _carries_icmp_error(data):
             c["icmp_errors_suppressed"] += 1  # never an error about an error
             return
         if not self._icmp_error_allowed(now):
@@ -877,6 +901,20 @@ _UNREACHABLE: dict[int, tuple[str, int]] = {
     5: ("source address failed ingress/egress policy", errno.EACCES),
     6: ("reject route to destination", errno.EACCES),
 }
+
+
+def _carries_icmp_error(data: Buffer) -> bool:
+    """Does this IPv6 packet carry an ICMPv6 error message? Walks at most 8 extension
+    headers (Hop-by-Hop, Routing, Fragment, Destination Options) to find out; a
+    packet it cannot walk counts as not carrying one."""
+    nh, offset, end = data[6], 40, len(data)
+    for _ in range(8):
+        if nh == PROTO_ICMPV6:
+            return offset < end and data[offset] < 128
+        if nh not in (0, 43, 44, 60) or offset + 8 > end:
+            return False
+        nh, offset = data[offset], offset + (8 if nh == 44 else (data[offset + 1] + 1) * 8)
+    return False
 
 
 def _icmp_error(msg: DestinationUnreachable | TimeExceeded | ParameterProblem) -> TCPError:

@@ -23,7 +23,10 @@ What is implemented, and where:
 * segment arrival follows RFC 9293 §3.10.7 step by step (:meth:`Connection._on_syn_sent`,
   :meth:`Connection._on_other`): PAWS (RFC 7323 §5), the acceptability test and
   trimming, RST/SYN/ACK checks with RFC 5961 challenge ACKs (rate limited), ACK
-  processing, text into :mod:`.recvbuf`, FIN;
+  processing, URG (the pointer names the first non-urgent octet, RFC 6093; urgent
+  data stays in line, an ``URGENT`` event and :attr:`Connection.urgent_pending` tell
+  the user), text into :mod:`.recvbuf`, FIN; text and FIN on a SYN are queued until
+  ESTABLISHED (§3.10.7.2-3);
 * options: MSS (1220 when absent, RFC 9293 §3.7.1), window scale, timestamps with
   RTTM and TS.Recent (RFC 7323), SACK-permitted and SACK/D-SACK blocks (RFC 2018/2883);
 * the sender keeps one :class:`~.sack.SentSeg` per transmitted segment in
@@ -34,7 +37,9 @@ What is implemented, and where:
   the RACK reordering, delayed-ACK, keepalive and TIME-WAIT timers;
 * Nagle (Minshall's variant) and sender/receiver SWS avoidance (RFC 9293 §3.7.4,
   Appendix A.3, §3.8.6.2), zero-window
-  probes (SEQ = SND.UNA - 1), keepalive, path-MTU reduction, RFC 6191 TIME-WAIT reuse.
+  probes (SEQ = SND.UNA - 1), keepalive, path-MTU reduction, RFC 6191 TIME-WAIT reuse;
+  a window that closes with data in flight may stay closed indefinitely too: timeouts
+  the peer answers with a zero window do not count toward R2.
 
 Choices where the RFCs leave room: segments without timestamps on a timestamp
 connection are dropped (RFC 7323 §3.2 SHOULD; Linux accepts them); the sender SWS
@@ -42,7 +47,9 @@ override timeout is 0.2 s; PMTU reports below 1280 are discarded (RFC 8201 §4);
 a spurious timeout is undone with timestamps (Eifel) and a spurious fast recovery
 with D-SACK (RFC 3708 spirit), or without timestamps by F-RTO (RFC 5682); a pure
 duplicate ACK that fails PAWS only because it was overtaken by a later ACK is
-accepted (as Linux does) so its SACK blocks are not lost.
+accepted (as Linux does) so its SACK blocks are not lost; a RST in TIME-WAIT closes it
+as RFC 9293 says (RFC 1337's protection is not applied); RFC 6675's optional rescue
+retransmission is not done (RACK-TLP, the default, repairs lost tails).
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from collections import Counter
 import attrs
 
 from ..config import TCPConfig
-from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPSegment
+from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TCPSegment
 from .cc import CongestionControl, make_congestion_control
 from .events import Event, EventKind, State
 from .rack import Rack
@@ -112,6 +119,7 @@ _EV_CONNECTED = Event(EventKind.CONNECTED)
 _EV_EOF = Event(EventKind.EOF)
 _EV_FIN_ACKED = Event(EventKind.FIN_ACKED)
 _EV_CLOSED = Event(EventKind.CLOSED)
+_EV_URGENT = Event(EventKind.URGENT)
 
 
 def _choose_shift(buffer: int) -> int:
@@ -184,6 +192,7 @@ class Connection:
         self._nxt = 0
         self._sndbuf = SendBuffer(config.send_buffer, 1)
         self._push_end = 0  # data before this offset was written with nodelay
+        self._snd_up = 0  # SND.UP: offset of the first non-urgent byte (RFC 9293 §3.8.5)
         self._small_end = 0  # end of the last new segment shorter than the MSS (Minshall)
         self._fin_queued = False
         self._fin_off = -1  # absolute offset of our FIN once queued
@@ -216,6 +225,11 @@ class Connection:
         self._undo_marker = 0
         self._undo_retrans = 0
         self._rto_count = 0  # consecutive timeouts of the head segment
+        # Of those, timeouts while the peer kept answering with a zero window (they
+        # are window probes and do not count toward R2, RFC 9293 §3.8.6.1 MUST-37).
+        self._zw_rtos = 0
+        self._rto_at = now  # when the retransmission timer last fired
+        self._ack_rcvd_at = now  # when an acceptable ACK last arrived
         self._ut_base = now  # since when unacknowledged data has been waiting
         self._last_data_send = now
         self._persist_backoff = 0
@@ -231,7 +245,12 @@ class Connection:
         self._last_ack_sent = 0
         self._fin_rcvd = False
         self._fin_rcvd_off = -1  # pending FIN (received out of order)
+        self._rcv_up = 0  # RCV.UP: offset of the first non-urgent byte received
         self._ack_now = False
+        # Text (and FIN) that came on the peer's SYN, queued until ESTABLISHED
+        # (RFC 9293 §3.10.7.2 LISTEN third, §3.10.7.3 SYN-SENT fourth).
+        self._syn_queued = b""
+        self._syn_fin = False
 
         # Timers (absolute times or None).
         self._t_rtx: float | None = None
@@ -320,6 +339,7 @@ class Connection:
             passive=True,
         )
         c._take_peer_syn(syn, now)
+        c._queue_syn_text(syn)
         c.state = State.SYN_RECEIVED
         c._send_syn(now)
         return c
@@ -451,6 +471,9 @@ class Connection:
         if self.ws_ok:
             assert syn.wscale is not None
             self.snd_shift = min(syn.wscale, 14)
+            if syn.wscale > 14:
+                # RFC 7323 §2.3: "SHOULD log the error but MUST use 14 instead".
+                self.stats["wscale_clamped"] += 1
         else:
             self.snd_shift = 0
             self.rcv_shift = 0
@@ -464,6 +487,38 @@ class Connection:
         self.snd_wnd = syn.window
         self.max_snd_wnd = max(self.max_snd_wnd, self.snd_wnd)
         self._wl1 = syn.seq & MASK
+
+    def _syn_text_in_window(self, syn: TCPSegment) -> tuple[bytes, bool]:
+        """The text and FIN of a SYN, trimmed to our initial receive window (a FIN
+        beyond it is dropped too), as RFC 9293 §3.10.7.4 first does for any segment."""
+        text = syn.payload
+        fin = syn.fin
+        room = self._rcv_adv - 1
+        if len(text) > room:
+            text = text[:room]
+            fin = False
+            self.stats["trimmed_beyond_window"] += 1
+        return text, fin
+
+    def _queue_syn_text(self, syn: TCPSegment) -> None:
+        """RFC 9293 §3.10.7.2 (LISTEN, third) and §3.10.7.3 (SYN-SENT, fourth, a SYN
+        without ACK): text and FIN on a SYN are queued for processing once ESTABLISHED
+        (:meth:`_deliver_syn_text`)."""
+        text, fin = self._syn_text_in_window(syn)
+        if text or fin:
+            self._syn_queued = bytes(text)
+            self._syn_fin = fin
+            self.stats["syn_text_queued"] += 1
+
+    def _deliver_syn_text(self, now: float) -> None:
+        """The handshake completed: process the SYN's queued text and FIN as if they
+        had just arrived at sequence offset 1, and acknowledge them at once (the peer's
+        retransmission timer for them is running)."""
+        text, fin = self._syn_queued, self._syn_fin
+        self._syn_queued = b""
+        self._syn_fin = False
+        self._text_and_fin(1, text, fin, now)
+        self._ack_now = True
 
     # -- output: segment construction ------------------------------------------------
     def _wnd_field(self) -> int:
@@ -492,7 +547,7 @@ class Connection:
         self._rcv_adv = edge if edge > adv or (field == 0xFFFF and edge < adv) else adv
         return field
 
-    def _emit(self, seq: int, flags: int, payload: bytes, now: float) -> None:
+    def _emit(self, seq: int, flags: int, payload: bytes, now: float, urgent: int = 0) -> None:
         """Queue one segment with our current ACK, window and options."""
         rb = self._rb
         sack: tuple[tuple[int, int], ...] = ()
@@ -521,7 +576,7 @@ class Connection:
                 flags,
                 wnd,
                 payload,
-                0,
+                urgent,
                 None,
                 None,
                 False,
@@ -606,6 +661,12 @@ class Connection:
         if fin:
             flags |= FIN
         self._last_data_send = now
+        up = self._snd_up - start
+        if up > 0:
+            # RFC 9293 §3.8.5 (MUST-62): the pointer is the offset of the first
+            # non-urgent octet from this segment's SEQ (at most 65535).
+            self._emit((self.iss + start) & MASK, flags | URG, payload, now, min(up, 0xFFFF))
+            return
         self._emit((self.iss + start) & MASK, flags, payload, now)
 
     # -- output: what may be sent now --------------------------------------------------
@@ -928,11 +989,18 @@ class Connection:
             return
         cfg = self.config
         ut = cfg.user_timeout
+        # The window closed with data in flight: a retransmission the peer answered
+        # (with a zero window) since the previous timeout was a window probe.
+        zw_answered = self.snd_wnd == 0 and self._ack_rcvd_at >= self._rto_at
+        self._rto_at = now
         if ut is not None:
             if now - self._ut_base >= ut:
                 self._close("timeout")
                 return
-        elif self._rto_count >= cfg.retries2:
+        elif zw_answered:
+            self._zw_rtos += 1
+            self.stats["rto_zero_window"] += 1
+        elif self._rto_count - self._zw_rtos >= cfg.retries2:
             self._close("timeout")
             return
         if self._rto_count == cfg.retries1:
@@ -1148,11 +1216,14 @@ class Connection:
             self._wl2 = seg.ack
             self._established(now)
             self._ack_now = True
-            # Data or FIN on the SYN-ACK: continue at the sixth step.
+            # Data or FIN on the SYN-ACK: continue at the sixth step, the text
+            # trimmed to our receive window (RFC 9293 §3.10.7.4 first).
             if seg.payload or flags & FIN:
-                self._text_and_fin(seg, 1, seg.payload, bool(flags & FIN), now)
+                text, fin = self._syn_text_in_window(seg)
+                self._text_and_fin(1, text, fin, now)
         else:
             # Simultaneous open (RFC 9293 §3.10.7.3 fourth): send SYN,ACK.
+            self._queue_syn_text(seg)
             self.state = State.SYN_RECEIVED
             self._send_syn(now)
 
@@ -1196,6 +1267,16 @@ class Connection:
                         attrs.evolve(seg, seq=(seg.seq + 1) & MASK, flags=flags & ~SYN), now
                     )
                     self._ack_now = True  # confirm, as for a duplicate SYN (Linux does too)
+                    return
+            if self._una == 0 and self.passive:
+                # RFC 9293 §3.10.7.4 fourth, SYN-RECEIVED: a passively opened connection
+                # returns to LISTEN (the TCB goes, silently) on a new SYN in the window;
+                # the peer's next SYN then opens afresh. Outside the window it is
+                # treated as in the synchronized states (challenge ACK).
+                off = seq_diff(seg.seq, self.rcv_nxt)
+                if 0 <= off < self._rcv_adv - rb.nxt:
+                    stats["syn_received_new_syn"] += 1
+                    self._close(None)
                     return
             stats["drop_syn_in_window"] += 1
             self._challenge_ack(now)
@@ -1285,6 +1366,8 @@ class Connection:
                 if not self._syn_retransmitted:
                     self._rtt.sample(now - self._created, now)
                 self._established(now)
+                if self._syn_queued or self._syn_fin:
+                    self._deliver_syn_text(now)
                 st = self.state
             else:
                 stats["drop_bad_ack"] += 1
@@ -1295,9 +1378,19 @@ class Connection:
         st = self.state
         if st is State.CLOSED:
             return
-        # -- sixth: URG ignored; seventh: text; eighth: FIN --------------------------
+        # -- sixth: URG (RFC 9293 §3.10.7.4; RFC 6093 pointer) -------------------------
+        if flags & URG and seg.urgent and st in _RECEIVING:
+            # (A zero pointer marks no octet as urgent: ignored.)
+            up = seg_start + seg.urgent
+            if up > self._rcv_up:
+                # MUST-32: tell the user each time the urgent pointer advances; the
+                # urgent data itself stays in line (MUST-30/31).
+                self._rcv_up = up
+                stats["urgent_received"] += 1
+                self._events.append(_EV_URGENT)
+        # -- seventh: text; eighth: FIN ----------------------------------------------
         if plen or fin:
-            self._text_and_fin(seg, start, payload, fin, now)
+            self._text_and_fin(start, payload, fin, now)
 
     def _disordered_ack(self, seg: TCPSegment, tsval: int) -> bool:
         """A pure duplicate ACK (no data, same SEQ/ACK/window as now) whose TSval is
@@ -1311,9 +1404,7 @@ class Connection:
             and ((self.ts_recent - tsval) & MASK) <= self._rtt.rto * 1000
         )
 
-    def _text_and_fin(
-        self, seg: TCPSegment, start: int, payload: bytes, fin: bool, now: float
-    ) -> None:
+    def _text_and_fin(self, start: int, payload: bytes, fin: bool, now: float) -> None:
         st = self.state
         rb = self._rb
         plen = len(payload)
@@ -1411,6 +1502,7 @@ class Connection:
                         self.max_snd_wnd = window
                 self._wl1 = seg.seq
                 self._wl2 = seg.ack
+        self._ack_rcvd_at = now
         if self._rtx_mode == T_PERSIST:
             self._persist_unanswered = 0
         if st is State.TIME_WAIT:
@@ -1449,6 +1541,7 @@ class Connection:
                 sb.clear_marks()
                 stats["spurious_rto_undo"] += 1
             self._rto_count = 0
+            self._zw_rtos = 0
             self._ut_base = now
             self._rtt.clear_backoff()
             self._persist_backoff = 0
@@ -1690,10 +1783,17 @@ class Connection:
 
     # -- user calls (RFC 9293 §3.10.1-5) -------------------------------------------------
     def send(
-        self, data: bytes | bytearray | memoryview, now: float, *, nodelay: bool = False
+        self,
+        data: bytes | bytearray | memoryview,
+        now: float,
+        *,
+        nodelay: bool = False,
+        urgent: bool = False,
     ) -> int:
         """Queue up to :attr:`send_space` bytes of ``data``; returns how many were
-        taken. ``nodelay`` sends them without waiting for Nagle."""
+        taken. ``nodelay`` sends them without waiting for Nagle. ``urgent`` marks them
+        as urgent data (RFC 9293 §3.8.5: segments carrying them have URG set and point
+        past the last urgent byte; they are pushed)."""
         if self._fin_queued or self.state not in (
             State.SYN_SENT,
             State.SYN_RECEIVED,
@@ -1702,8 +1802,10 @@ class Connection:
         ):
             return 0
         n = self._sndbuf.append(data)
-        if n and nodelay:
+        if n and (nodelay or urgent):
             self._push_end = self._sndbuf.end
+            if urgent:
+                self._snd_up = self._sndbuf.end
         if n and self.state in _SENDING:
             self._output(now)
         if self._sndbuf.space == 0:
@@ -1751,6 +1853,16 @@ class Connection:
     def readable(self) -> int:
         """Bytes of in-order data waiting for :meth:`receive`."""
         return self._rb.readable
+
+    @property
+    def urgent_pending(self) -> int:
+        """RFC 9293 §3.8.5 (MUST-33): how many bytes of urgent data the user has yet
+        to read (received or not), 0 outside urgent mode. The data is delivered in
+        line by :meth:`receive`; an ``URGENT`` event says the pointer advanced."""
+        rb = self._rb
+        read = rb.nxt - rb.readable - (1 if self._fin_rcvd else 0)
+        up = self._rcv_up - read
+        return up if up > 0 else 0
 
     @property
     def at_eof(self) -> bool:

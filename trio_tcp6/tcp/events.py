@@ -41,6 +41,9 @@ class EventKind(enum.Enum):
     FIN_ACKED = "fin_acked"
     #: The connection reached CLOSED (or TIME-WAIT expired): the TCB may be deleted.
     CLOSED = "closed"
+    #: The peer's urgent pointer advanced (RFC 9293 §3.8.5): see
+    #: ``Connection.urgent_pending``; the urgent bytes are delivered in line.
+    URGENT = "urgent"
 
 
 @attrs.frozen

@@ -18,7 +18,9 @@ from collections.abc import Callable
 
 __all__ = ["DEFAULT_HIGH", "DEFAULT_LOW", "TABLE_LENGTH", "EphemeralPorts"]
 
-#: IANA's dynamic/private range (RFC 6335 §6), RFC 6056's recommendation.
+#: IANA's dynamic/private range (RFC 6335 §6). RFC 6056 §3.2 suggests the whole of
+#: 1024-65535 for more entropy; the narrower default keeps ephemeral ports clear of
+#: registered ones (as Windows and macOS do); pass ``low``/``high`` to widen it.
 DEFAULT_LOW = 49152
 DEFAULT_HIGH = 65535
 #: Size of the counter table of Algorithm 4.
