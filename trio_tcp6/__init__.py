@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .config import Keepalive, TCPConfig
 from .errors import Refused, TCPError, Timeout, Unknown, error_message
-from .links import Link, VirtualNetwork
+from .links import Link, VirtualNetwork, open_tun
 from .results import EOF, Eof, Error, Ok, Result
 from .runtime import Flow, FlowInfo, Listener, Stack, open_kernel_stack, open_stack
 
@@ -29,6 +29,7 @@ __all__ = [
     "error_message",
     "open_kernel_stack",
     "open_stack",
+    "open_tun",
 ]
 
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
-"""Command line: ``python -m trio_tcp6 demo`` (and ``--help`` for the rest)."""
+"""Command line: ``python -m trio_tcp6 demo``, ``python -m trio_tcp6 tun ...`` (and
+``--help`` for the rest)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import trio
 import trio.testing
 
 from .demo import DemoOptions, run_demo
+from .tun_cli import add_tun_parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--congestion", choices=("cubic", "newreno"), default="cubic")
     demo.add_argument("--virtual", action="store_true", help="run in virtual time (MockClock)")
     demo.set_defaults(func=_demo)
+    add_tun_parser(sub)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -1,0 +1,414 @@
+"""``python -m trio_tcp6 tun ...``: the stack on a Linux TUN device, from the shell.
+
+::
+
+    python -m trio_tcp6 tun --address fd00:7463:70::2 --kernel-address fd00:7463:70::1/64 \\
+        serve-http --port 80
+    curl -g 'http://[fd00:7463:70::2]/bytes/1000000' -o /dev/null     # from the kernel side
+
+Subcommands (after the TUN options):
+
+``serve-http [--port 80]``
+    A small HTTP/1.1 server with keep-alive: ``GET /`` a page, ``GET /bytes/N`` N bytes
+    (byte i is ``i % 256``), ``POST /sha256`` the SHA-256 of the body, ``GET /stats``
+    the stack's counters.
+``serve-echo [--port 7]``
+    Echo every connection until the client half-closes.
+``serve-discard [--port 9]``
+    Read and drop everything; print each connection's byte count and rate.
+``connect HOST PORT``
+    netcat: standard input to the connection (``send_eof`` at its end), the
+    connection to standard output; ends when the peer closes.
+``idle``
+    Only the stack (it answers ``ping -6``; everything else is refused with a RST).
+
+The device: ``--name`` (default ``tcp6tun%d``: the kernel picks the number), ``--mtu``,
+``--offload`` (virtio header, checksum and TSO6 offload), ``--netns NS`` (create the
+interface inside an existing named namespace). ``--kernel-address ADDR/LEN`` gives the
+kernel side that address and brings the interface up (ioctls; the same as ``ip addr
+add ADDR/LEN dev NAME; ip link set NAME up``); without it the command prints the
+``ip`` commands to run and waits for you. ``--loss P`` drops packets with probability
+P in each direction (an :class:`~trio_tcp6.links.ImpairedLink`), ``--pcap FILE``
+writes every packet the stack sends and receives. Needs CAP_NET_ADMIN. Ctrl-C stops
+it; the interface disappears with the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import ipaddress
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import trio
+
+from .config import TCPConfig
+from .errors import TCPError, error_message
+from .links.base import Packet
+from .links.impair import impair_link
+from .links.tun import TunLink, open_tun
+from .runtime import Flow, open_stack
+from .runtime.stack import DirectStack
+from .wire.pcap import PcapWriter
+
+__all__ = ["add_tun_parser", "run_tun"]
+
+_PATTERN = bytes(range(256)) * 256  # 64 KiB; /bytes/N is this pattern repeated
+_MAX_HEAD = 16384
+
+
+# -- the device ------------------------------------------------------------------------
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+class _PcapLink:
+    """Write every packet a link carries (both ways) to a pcap file."""
+
+    def __init__(self, link: Any, writer: PcapWriter) -> None:
+        self.link = link
+        self.writer = writer
+
+    @property
+    def mtu(self) -> int:
+        return int(self.link.mtu)
+
+    async def send(self, packet: Packet) -> None:
+        self.writer.write(packet, time.time())
+        await self.link.send(packet)
+
+    async def send_batch(self, packets: Iterable[Packet]) -> None:
+        batch = list(packets)
+        now = time.time()
+        for packet in batch:
+            self.writer.write(packet, now)
+        await self.link.send_batch(batch)
+
+    async def receive(self) -> bytes:
+        packet: bytes = await self.link.receive()
+        self.writer.write(packet, time.time())
+        return packet
+
+    async def receive_batch(self) -> list[bytes]:
+        batch: list[bytes] = await self.link.receive_batch()
+        now = time.time()
+        for packet in batch:
+            self.writer.write(packet, now)
+        return batch
+
+
+def _ip_commands(link: TunLink, address: str) -> list[str]:
+    ns = f"-n {link.netns} " if link.netns else ""
+    return [
+        f"ip {ns}addr add <kernel address, e.g. {_kernel_example(address)}> dev {link.name}",
+        f"ip {ns}link set {link.name} up",
+    ]
+
+
+def _kernel_example(address: str) -> str:
+    ours = ipaddress.IPv6Address(address)
+    net = ipaddress.IPv6Network((int(ours) & ~((1 << 64) - 1), 64))
+    kernel = net[1] if net[1] != ours else net[2]
+    return f"{kernel}/64"
+
+
+@asynccontextmanager
+async def open_tun_stack(args: argparse.Namespace) -> AsyncIterator[tuple[TunLink, DirectStack]]:
+    """The TUN device configured as ``args`` say, and the stack on it."""
+    address = str(ipaddress.IPv6Address(args.address))
+    config = TCPConfig(congestion=args.congestion)
+    async with AsyncExitStack() as stack:
+        tun = await stack.enter_async_context(
+            open_tun(args.name, mtu=args.mtu, offload=args.offload, netns=args.netns)
+        )
+        if args.kernel_address:
+            iface = ipaddress.IPv6Interface(args.kernel_address)
+            if iface.ip == ipaddress.IPv6Address(address):
+                raise SystemExit("--kernel-address must differ from --address")
+            tun.add_kernel_address(iface.ip, iface.network.prefixlen)
+            tun.set_up()
+            _say(f"{tun.name}: kernel side {iface.with_prefixlen}, interface up")
+        else:
+            _say(f"{tun.name} created; configure the kernel side with:")
+            for command in _ip_commands(tun, address):
+                _say(f"    {command}")
+        link: Any = tun
+        if args.loss:
+            link = await stack.enter_async_context(impair_link(tun, loss=args.loss))
+        if args.pcap:
+            link = _PcapLink(link, stack.enter_context(PcapWriter(args.pcap)))
+        direct = await stack.enter_async_context(open_stack(link, address, config=config))
+        offload = "on" if tun.offload else "off"
+        _say(
+            f"trio_tcp6 stack on {tun.name} (mtu {tun.mtu}, offload {offload}) at {address}"
+            + (f" in netns {tun.netns}" if tun.netns else "")
+        )
+        try:
+            yield tun, direct
+        finally:
+            if args.stats:
+                _say(_format_stats(direct.stats(), tun.stats()))
+
+
+def _format_stats(stack: dict[str, int], link: dict[str, int]) -> str:
+    parts = [f"{k}={v}" for k, v in sorted(stack.items()) if v]
+    parts += [f"link.{k}={v}" for k, v in sorted(link.items()) if v]
+    return "stats: " + " ".join(parts)
+
+
+# -- services ------------------------------------------------------------------------------
+
+
+async def _read_head(flow: trio.abc.ReceiveStream, buf: bytearray) -> bytes | None:
+    """The request head (up to the blank line), leaving the rest in ``buf``; None at a
+    clean EOF between requests."""
+    while True:
+        end = buf.find(b"\r\n\r\n")
+        if end >= 0:
+            head = bytes(buf[:end])
+            del buf[: end + 4]
+            return head
+        if len(buf) > _MAX_HEAD:
+            raise ValueError("request head too large")
+        chunk = await flow.receive_some(65536)
+        if not chunk:
+            if buf:
+                raise ValueError("connection closed inside a request head")
+            return None
+        buf += chunk
+
+
+async def _read_body(flow: trio.abc.ReceiveStream, buf: bytearray, length: int) -> bytes:
+    h = hashlib.sha256()
+    while length > 0:
+        if not buf:
+            chunk = await flow.receive_some(65536)
+            if not chunk:
+                raise ValueError("connection closed inside a request body")
+            buf += chunk
+        take = min(length, len(buf))
+        h.update(buf[:take])
+        del buf[:take]
+        length -= take
+    return h.hexdigest().encode()
+
+
+def _response(status: str, length: int, *, close: bool, kind: str = "text/plain") -> bytes:
+    lines = [
+        f"HTTP/1.1 {status}",
+        f"Content-Length: {length}",
+        f"Content-Type: {kind}",
+        "Server: trio_tcp6",
+    ]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def _send_pattern(flow: trio.abc.SendStream, size: int) -> None:
+    view = memoryview(_PATTERN)
+    sent = 0
+    while sent < size:
+        n = min(len(_PATTERN), size - sent)
+        await flow.send_all(view[:n])
+        sent += n
+
+
+def http_service(stack: DirectStack) -> Callable[[Flow], Awaitable[None]]:
+    """A keep-alive HTTP/1.1 handler (GET /, /bytes/N, /stats; POST /sha256)."""
+    page = (
+        b"<html><body><h1>trio_tcp6</h1><p>HTTP/1.1 over a userspace TCP/IPv6 stack "
+        b"on a TUN device.</p></body></html>\n"
+    )
+
+    async def handler(flow: Flow) -> None:
+        buf = bytearray()
+        try:
+            while True:
+                head = await _read_head(flow, buf)
+                if head is None:
+                    break
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, version = [*lines[0].split(" "), "", "", ""][:3]
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+                length = int(headers.get("content-length", "0") or 0)
+                digest = await _read_body(flow, buf, length)
+                if method == "GET" and target == "/":
+                    await flow.send_all(
+                        _response("200 OK", len(page), close=close, kind="text/html") + page
+                    )
+                elif method == "GET" and target.startswith("/bytes/") and target[7:].isdigit():
+                    size = int(target[7:])
+                    await flow.send_all(
+                        _response("200 OK", size, close=close, kind="application/octet-stream")
+                    )
+                    await _send_pattern(flow, size)
+                elif method == "GET" and target == "/stats":
+                    body = "".join(f"{k} {v}\n" for k, v in sorted(stack.stats().items())).encode()
+                    await flow.send_all(_response("200 OK", len(body), close=close) + body)
+                elif method == "POST" and target == "/sha256":
+                    await flow.send_all(_response("200 OK", len(digest), close=close) + digest)
+                else:
+                    body = b"not found\n"
+                    await flow.send_all(_response("404 Not Found", len(body), close=close) + body)
+                if close:
+                    break
+        except (ValueError, trio.BrokenResourceError, TCPError):
+            pass
+        finally:
+            await flow.aclose()
+
+    return handler
+
+
+async def echo_service(flow: Flow) -> None:
+    try:
+        while data := await flow.receive_some(65536):
+            await flow.send_all(data)
+        await flow.send_eof()
+    except (trio.BrokenResourceError, TCPError):
+        pass
+    finally:
+        await flow.aclose()
+
+
+async def discard_service(flow: Flow) -> None:
+    start = time.perf_counter()
+    total = 0
+    try:
+        while data := await flow.receive_some(1 << 18):
+            total += len(data)
+    except (trio.BrokenResourceError, TCPError) as exc:
+        _say(f"discard: {error_message(exc)}")
+    finally:
+        await flow.aclose()
+    elapsed = max(time.perf_counter() - start, 1e-9)
+    host, port = flow.get_dest()
+    _say(f"discard: [{host}]:{port} sent {total} bytes, {total * 8 / elapsed / 1e6:.0f} Mbit/s")
+
+
+async def _connect(stack: DirectStack, host: str, port: int) -> int:
+    try:
+        flow = await stack.open_tcp_stream(host, port)
+    except TCPError as exc:
+        _say(f"connect [{host}]:{port}: {error_message(exc)}")
+        return 1
+    _say(f"connected to [{host}]:{port}")
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    status = 0
+
+    async def upstream() -> None:
+        while data := await stdin.receive_some(65536):
+            await flow.send_all(data)
+        await flow.send_eof()
+
+    try:
+        async with stdin, stdout, trio.open_nursery() as nursery:
+            nursery.start_soon(upstream)
+            while data := await flow.receive_some(65536):
+                await stdout.send_all(data)
+            nursery.cancel_scope.cancel()
+    except (trio.BrokenResourceError, TCPError) as exc:
+        _say(f"connection: {error_message(exc)}")
+        status = 1
+    finally:
+        await flow.aclose()
+    return status
+
+
+async def run_tun(args: argparse.Namespace) -> int:
+    """Run the ``tun`` subcommand; returns the exit status (130 after SIGINT or
+    SIGTERM, which stop it cleanly: open connections are reset, the device removed)."""
+    status = 0
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_tun_stack(args) as (_tun, stack), trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                nonlocal status
+                async for signum in signals:
+                    _say(f"{signal.Signals(signum).name}: stopping")
+                    status = 130
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            status = await _action(args, stack)
+            nursery.cancel_scope.cancel()
+    return status
+
+
+async def _action(args: argparse.Namespace, stack: DirectStack) -> int:
+    action = args.action
+    if action == "connect":
+        return await _connect(stack, args.host, args.port)
+    handler: Callable[[Flow], Awaitable[None]] | None = {
+        "serve-http": http_service(stack),
+        "serve-echo": echo_service,
+        "serve-discard": discard_service,
+    }.get(action)
+    if handler is None:
+        _say("idle: answering ping; Ctrl-C to stop")
+        await trio.sleep_forever()
+    listener = await stack.open_tcp_listener(args.port)
+    what = action.removeprefix("serve-")
+    _say(f"{what} server on [{stack.address}]:{listener.port}; Ctrl-C to stop")
+    print(f"LISTENING {listener.port}", flush=True)
+    await trio.serve_listeners(handler, [listener])
+    return 0  # pragma: no cover - serve_listeners never returns
+
+
+def add_tun_parser(sub: Any) -> None:
+    """Add the ``tun`` subcommand to an argparse subparsers object."""
+    tun = sub.add_parser(
+        "tun",
+        help="run the stack on a Linux TUN device (serve HTTP/echo, or connect)",
+        description="Run the trio_tcp6 stack on a Linux TUN device (needs CAP_NET_ADMIN).",
+    )
+    tun.add_argument("--name", default="tcp6tun%d", help="interface name (%%d: kernel picks)")
+    tun.add_argument("--address", required=True, help="the stack's IPv6 address")
+    tun.add_argument(
+        "--kernel-address",
+        metavar="ADDR/LEN",
+        help="configure the kernel side with this address and bring the interface up",
+    )
+    tun.add_argument("--netns", help="create the interface inside this named namespace")
+    tun.add_argument("--mtu", type=int, help="interface MTU (default: the kernel's, 1500)")
+    tun.add_argument("--offload", action="store_true", help="checksum and TSO6 offload")
+    tun.add_argument("--loss", type=float, default=0.0, help="drop probability, each way")
+    tun.add_argument("--pcap", help="write every packet of the stack to this file")
+    tun.add_argument("--congestion", choices=("cubic", "newreno"), default="cubic")
+    tun.add_argument("--stats", action="store_true", help="print the counters at exit")
+    actions = tun.add_subparsers(dest="action", required=True)
+    for name, port, text in (
+        ("serve-http", 80, "HTTP/1.1 server (keep-alive): /, /bytes/N, /stats, POST /sha256"),
+        ("serve-echo", 7, "echo server"),
+        ("serve-discard", 9, "discard server (prints each connection's rate)"),
+    ):
+        p = actions.add_parser(name, help=text)
+        p.add_argument("--port", type=int, default=port)
+    connect = actions.add_parser("connect", help="netcat: stdin to the peer, the peer to stdout")
+    connect.add_argument("host")
+    connect.add_argument("port", type=int)
+    actions.add_parser("idle", help="only answer ping (and RST everything else)")
+    tun.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    try:
+        status: int = trio.run(run_tun, args)
+    except (PermissionError, FileNotFoundError) as exc:
+        _say(f"error: {exc}")
+        return 2
+    return status
