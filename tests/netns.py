@@ -117,6 +117,9 @@ class BackgroundProcess:
             text=True,
             bufsize=1,
         )
+        # Lines are split here from raw reads of the pipe: select() on a buffered file
+        # object misses a line already sitting in its buffer and would hang.
+        self._pending = b""
 
     @property
     def pid(self) -> int:
@@ -125,13 +128,18 @@ class BackgroundProcess:
     def readline(self, timeout: float = 10.0) -> str:
         """The next line of stdout (without the newline); raises TimeoutError."""
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError(f"no output within {timeout}s from {self.describe()}")
-        line = self.proc.stdout.readline()
-        if not line:
-            raise EOFError(f"process ended: {self.describe()}")
-        return line.rstrip("\n")
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"no output within {timeout}s from {self.describe()}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise EOFError(f"process ended: {self.describe()}")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode(errors="replace")
 
     def wait_for(self, marker: str, timeout: float = 10.0) -> str:
         """Read lines until one starts with ``marker``; return it."""
