@@ -28,6 +28,13 @@ async def two_stacks(
         tcp6.open_stack(net.attach(B), B, config=config_b or config) as b,
     ):
         yield net, a, b
+        # An engine bug is contained (the connection is aborted) but must not pass
+        # unnoticed in tests.
+        assert a.stats()["engine_errors"] == 0, "engine error in stack A (see the log)"
+        assert b.stats()["engine_errors"] == 0, "engine error in stack B (see the log)"
+        # The engine's own last line of defence must not have fired either.
+        for stack in (a, b):
+            assert stack.stats().get("drop_internal_error", 0) == 0, "engine bug swallowed"
     net.close()
 
 

@@ -66,6 +66,10 @@ def tshark_rows(path: Path) -> list[list[str]]:
             str(path),
             "-o",
             "tcp.check_checksum:TRUE",
+            # Our port carries raw bytes: no heuristic dissector may claim (and try to
+            # reassemble) them, or a re-segmented retransmission looks "malformed".
+            "-d",
+            f"tcp.port=={PORT},data",
             "-T",
             "fields",
             "-e",

@@ -15,14 +15,18 @@ class Link(Protocol):
 
     A link may additionally offer the batch forms ``receive_batch() -> list[bytes]``
     (everything queued, at least one packet, waiting if none) and
-    ``send_batch(packets)``; the stack prefers them when present.
+    ``send_batch(packets)``; the stack prefers them when present. A link that never
+    blocks a sender may offer ``send_nowait(packet)`` (synchronous, no checkpoint;
+    ``trio.WouldBlock`` if it cannot take the packet after all): the stack then
+    transmits without a scheduling point, even from inside a user's call.
 
     Checksum offload (optional; how Linux's loopback and NICs spare the CPU):
 
     * ``checksum_offload: bool`` -- may change over time; absent means False. While
       it is True the stack may send TCP packets (no extension headers) with a
-      *partial* checksum, ``await link.send(packet, partial_checksum=True)`` or
-      ``await link.send_batch(packets, partial_checksum=True)``: the checksum field
+      *partial* checksum, ``await link.send(packet, partial_checksum=True)``,
+      ``await link.send_batch(packets, partial_checksum=True)`` or
+      ``link.send_nowait(packet, partial_checksum=True)``: the checksum field
       holds only the folded IPv6 pseudo-header sum (Linux ``CHECKSUM_PARTIAL``,
       virtio ``NEEDS_CSUM``; see :func:`~trio_tcp6.wire.tcp.build_tcp_header_partial`).
       The link then completes the checksum wherever a full one is needed (a wire, a

@@ -12,9 +12,11 @@ and two tasks in the stack's nursery:
   ``engine.on_timer`` and transmits.
 
 The user's calls (``send_all``, ``receive_some``, ...) touch the engine synchronously
-and never do link I/O themselves: segments they produce go to an outbox that the
-sender (or the receiver, whichever runs first) transmits. Engine events wake the
-parked user tasks through :class:`trio.lowlevel.ParkingLot` objects.
+and never wait for link I/O: segments they produce go to an outbox. On a link that
+never blocks a sender (it offers ``send_nowait``, as a VirtualNetwork link does) the
+call hands them to the link at once -- no task hop per write; otherwise the sender (or
+the receiver, whichever runs first) transmits them. Engine events wake the parked
+user tasks through :class:`trio.lowlevel.ParkingLot` objects.
 
 Cost (see ``docs/performance.md``): the inbox is a plain deque and both tasks park
 with :func:`trio.lowlevel.wait_task_rescheduled`, woken by a direct ``reschedule``
@@ -120,6 +122,10 @@ class DirectFlow(Flow):
         self._inbox_closed = False
         self._receiver_task: trio.lowlevel.Task | None = None
         self._outbox: list[TCPSegment] = []
+        # Packets a synchronous flush could not hand to the link (sent by a task),
+        # and whether a task is transmitting (waiting for a blocking link) now.
+        self._unsent: tuple[list[bytes], bool] | None = None
+        self._tx_busy = False
         self._send_conflict = ConflictDetector("another task is sending on this flow")
         self._recv_conflict = ConflictDetector("another task is receiving on this flow")
         self._recv_lot = trio.lowlevel.ParkingLot()
@@ -151,10 +157,13 @@ class DirectFlow(Flow):
         for ev in conn.take_events():
             kind = ev.kind
             if kind is EventKind.READABLE:
-                self._recv_lot.unpark_all()
+                if self._recv_lot:  # (an empty lot's unpark_all still costs ~1 µs)
+                    self._recv_lot.unpark_all()
             elif kind is EventKind.WRITABLE:
-                self._send_lot.unpark_all()
-                self._state_lot.unpark_all()
+                if self._send_lot:
+                    self._send_lot.unpark_all()
+                if self._state_lot:
+                    self._state_lot.unpark_all()
             elif kind is EventKind.EOF:
                 self._fin_received = True
                 self._recv_lot.unpark_all()
@@ -252,16 +261,47 @@ class DirectFlow(Flow):
 
     def _after_user_call(self) -> None:
         self._drain()
-        if self._outbox:
-            self._kick()
+        if self._outbox and not self._flush_nowait():
+            self._kick()  # the sender task transmits what the link did not take
         else:
             self._rearm()
 
-    async def _send_outbox(self) -> None:
+    def _flush_nowait(self) -> bool:
+        """Transmit the outbox now if the link never blocks a sender (its
+        ``send_nowait``): no task hop for segments a user call produced. False if
+        something is left for the sender task."""
+        stack = self._stack
+        if stack._send_nowait is None or self._tx_busy or self._unsent is not None:
+            return False  # (never overtake packets a task is still sending)
         segs = self._outbox
-        if segs:
-            self._outbox = []
-            await self._stack._transmit(self._remote_packed, segs)
+        self._outbox = []
+        rest = stack._transmit_nowait(self._remote_packed, segs)
+        if rest is None:
+            return True
+        self._unsent = rest
+        return False
+
+    async def _send_outbox(self) -> None:
+        """Transmit what is queued, in order. One task at a time: while a task waits
+        for a blocking link, others leave their segments to it (it loops until the
+        outbox is empty)."""
+        if self._tx_busy:
+            return
+        self._tx_busy = True
+        try:
+            while True:
+                rest = self._unsent
+                if rest is not None:
+                    self._unsent = None
+                    await self._stack._send_packets(*rest)
+                    continue
+                segs = self._outbox
+                if not segs:
+                    return
+                self._outbox = []
+                await self._stack._transmit(self._remote_packed, segs)
+        finally:
+            self._tx_busy = False
 
     def _deliver(self, seg: TCPSegment) -> None:
         """Called by the stack's reader: queue an inbound segment for the receiver."""
@@ -312,7 +352,7 @@ class DirectFlow(Flow):
             if self._state_lot:
                 # write_nodelay()/close() waiters re-check snd_una after every batch.
                 self._state_lot.unpark_all()
-            if self._outbox:
+            if self._outbox or self._unsent is not None:
                 await self._send_outbox()
             self._rearm()
 
@@ -333,7 +373,7 @@ class DirectFlow(Flow):
                 self._drain()
             except Exception as exc:
                 self._engine_failed(exc)
-            if self._outbox:
+            if self._outbox or self._unsent is not None:
                 await self._send_outbox()
             if self._dead:
                 return
