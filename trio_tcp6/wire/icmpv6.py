@@ -76,8 +76,35 @@ def is_error_type(icmp_type: int) -> bool:
     return icmp_type < 128
 
 
+class _Known:
+    """What every message type this module knows shares: ``type`` and ``is_error``
+    come from the class (RFC 4443 §2.1: types below 128 are errors)."""
+
+    __slots__ = ()
+    TYPE: ClassVar[int]
+    IS_ERROR: ClassVar[bool]
+
+    @property
+    def type(self) -> int:
+        return self.TYPE
+
+    @property
+    def is_error(self) -> bool:
+        return self.IS_ERROR
+
+
+class _Informational(_Known):
+    __slots__ = ()
+    IS_ERROR: ClassVar[bool] = False
+
+
+class _Error(_Known):
+    __slots__ = ()
+    IS_ERROR: ClassVar[bool] = True
+
+
 @attrs.define(slots=True, eq=True)
-class EchoRequest:
+class EchoRequest(_Informational):
     """Echo Request (type 128, RFC 4443 §4.1)."""
 
     TYPE: ClassVar[int] = ICMPV6_ECHO_REQUEST
@@ -86,17 +113,9 @@ class EchoRequest:
     data: bytes = b""
     code: int = 0
 
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    @property
-    def is_error(self) -> bool:
-        return False
-
 
 @attrs.define(slots=True, eq=True)
-class EchoReply:
+class EchoReply(_Informational):
     """Echo Reply (type 129, RFC 4443 §4.2)."""
 
     TYPE: ClassVar[int] = ICMPV6_ECHO_REPLY
@@ -105,34 +124,18 @@ class EchoReply:
     data: bytes = b""
     code: int = 0
 
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    @property
-    def is_error(self) -> bool:
-        return False
-
 
 @attrs.define(slots=True, eq=True)
-class DestinationUnreachable:
+class DestinationUnreachable(_Error):
     """Destination Unreachable (type 1, RFC 4443 §3.1); ``invoking`` is the quote."""
 
     TYPE: ClassVar[int] = ICMPV6_DEST_UNREACHABLE
     code: int
     invoking: bytes = b""
 
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    @property
-    def is_error(self) -> bool:
-        return True
-
 
 @attrs.define(slots=True, eq=True)
-class PacketTooBig:
+class PacketTooBig(_Error):
     """Packet Too Big (type 2, RFC 4443 §3.2): the next-hop ``mtu``."""
 
     TYPE: ClassVar[int] = ICMPV6_PACKET_TOO_BIG
@@ -140,34 +143,18 @@ class PacketTooBig:
     invoking: bytes = b""
     code: int = 0
 
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    @property
-    def is_error(self) -> bool:
-        return True
-
 
 @attrs.define(slots=True, eq=True)
-class TimeExceeded:
+class TimeExceeded(_Error):
     """Time Exceeded (type 3, RFC 4443 §3.3): code 0 hop limit, 1 reassembly."""
 
     TYPE: ClassVar[int] = ICMPV6_TIME_EXCEEDED
     code: int
     invoking: bytes = b""
 
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    @property
-    def is_error(self) -> bool:
-        return True
-
 
 @attrs.define(slots=True, eq=True)
-class ParameterProblem:
+class ParameterProblem(_Error):
     """Parameter Problem (type 4, RFC 4443 §3.4): ``pointer`` is an offset into
     the invoking packet; code 0 erroneous field, 1 unrecognized Next Header,
     2 unrecognized IPv6 option."""
@@ -176,14 +163,6 @@ class ParameterProblem:
     code: int
     pointer: int
     invoking: bytes = b""
-
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    @property
-    def is_error(self) -> bool:
-        return True
 
 
 @attrs.define(slots=True, eq=True)
