@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
+import subprocess
 
 import nox
 
@@ -10,8 +13,23 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.error_on_missing_interpreters = False
 nox.options.reuse_existing_virtualenvs = True
 
-# Every supported interpreter that is installed; missing ones are skipped.
-PYTHONS = [v for v in ("3.10", "3.11", "3.12", "3.13") if shutil.which(f"python{v}")]
+# pyenv installs put each version in its own bin directory, reachable only through
+# shims that refuse versions which are not "activated": put the real ones on PATH.
+_PYENV = os.path.expanduser(os.environ.get("PYENV_ROOT", "~/.pyenv"))
+_bins = sorted(glob.glob(os.path.join(_PYENV, "versions", "3.1[0-3].*", "bin")), reverse=True)
+if _bins:
+    os.environ["PATH"] = os.pathsep.join([*_bins, os.environ.get("PATH", "")])
+
+
+def _runs(python: str) -> bool:
+    exe = shutil.which(python)
+    if exe is None:
+        return False
+    return subprocess.run([exe, "-c", "pass"], capture_output=True, check=False).returncode == 0
+
+
+# Every supported interpreter that is installed and runs; missing ones are skipped.
+PYTHONS = [v for v in ("3.10", "3.11", "3.12", "3.13") if _runs(f"python{v}")]
 
 
 @nox.session(python=PYTHONS or None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -62,7 +63,8 @@ def tshark_rows(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-async def _traffic(ns: NetNS, t: TunSetup) -> None:
+async def _traffic(ns: NetNS, t: TunSetup) -> int:
+    """TCP both ways, a reset, a refusal and pings; returns how many pings came back."""
     size = 3_000_000
     peer = kernel_peer(ns, "listen", t.kernel, 5101, "both", str(size), "61")
     flow = await t.stack.open_tcp_stream(t.kernel, 5101)
@@ -88,12 +90,20 @@ async def _traffic(ns: NetNS, t: TunSetup) -> None:
     assert await wait_line(peer, "ERROR") == "ERROR ECONNRESET"
     with pytest.raises(tcp6.Refused):
         await t.stack.open_tcp_stream(t.kernel, 5199)
-    argv = ["ip", "netns", "exec", ns.name, "ping", "-6", "-n", "-c", "3", "-i", "0.05"]
-    done = await trio.run_process([*argv, "-s", "1000", t.ours], capture_stdout=True)
-    assert b" 0% packet loss" in done.stdout, done.stdout
+    argv = ["ip", "netns", "exec", ns.name, "ping", "-6", "-n", "-c", str(PINGS), "-i", "0.05"]
+    done = await trio.run_process([*argv, "-s", "1000", t.ours], capture_stdout=True, check=False)
+    # The path loses 2% each way, so a ping may go unanswered; most must come back.
+    received = re.search(rb"(\d+) received", done.stdout)
+    assert received is not None and int(received.group(1)) >= PINGS - 2, done.stdout
+    return int(received.group(1))
 
 
-def _check(rows: list[dict[str, str]], ours: str, exact: bool) -> list[dict[str, str]]:
+PINGS = 5
+
+
+def _check(
+    rows: list[dict[str, str]], ours: str, exact: bool, answered: int
+) -> list[dict[str, str]]:
     mine = [r for r in rows if r["ipv6.src"] == ours]
     assert mine
     assert [r["frame.number"] for r in rows if r["_ws.malformed"]] == []
@@ -101,8 +111,9 @@ def _check(rows: list[dict[str, str]], ours: str, exact: bool) -> list[dict[str,
         r["frame.number"] for r in mine if r["ipv6.nxt"] == "6" and r["tcp.checksum.status"] != "1"
     ] == []
     icmp = [r for r in mine if r["ipv6.nxt"] == "58"]
-    # The echo replies (dumpcap may lose packets on a busy machine: not exact there).
-    assert len(icmp) == 3 if exact else len(icmp) <= 3
+    # The echo replies: at least those the kernel's ping received (our own capture
+    # also has replies lost on the way back); dumpcap may drop some on a busy machine.
+    assert answered <= len(icmp) <= PINGS if exact else len(icmp) <= PINGS
     assert all(r["icmpv6.checksum.status"] == "1" for r in icmp)
     assert any(r["tcp.flags.reset"] == "1" for r in mine)
     return mine
@@ -125,16 +136,16 @@ async def test_captures_are_clean(netns: NetNS, tmp_path: Path, offload: bool) -
                 assert time.monotonic() < deadline, proc.describe()
                 await trio.sleep(0.05)
             await trio.sleep(0.2)
-        await _traffic(netns, t)
+        answered = await _traffic(netns, t)
         await trio.sleep(0.5)
         if proc is not None:
             proc.proc.send_signal(signal.SIGINT)
             await trio.to_thread.run_sync(proc.wait, 10)
         assert t.stack.stats()["drop_bad_checksum"] == 0
-    mine = _check(tshark_rows(ours_pcap), t.ours, exact=True)
+    mine = _check(tshark_rows(ours_pcap), t.ours, exact=True, answered=answered)
     assert len(mine) > 2000
     if proc is not None:
-        seen = _check(tshark_rows(kernel_pcap), t.ours, exact=False)
+        seen = _check(tshark_rows(kernel_pcap), t.ours, exact=False, answered=answered)
         # The kernel saw what survived the 2% loss on our way out (less if dumpcap
         # dropped some).
         assert 0.8 * len(mine) < len(seen) <= len(mine)
