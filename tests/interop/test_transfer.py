@@ -101,7 +101,13 @@ async def test_bulk_both_ways(netns: NetNS, offload: bool) -> None:
         if offload:
             # The kernel really handed us TSO super-segments (longer than our MSS).
             assert t.tun.offload
-            assert t.tun.stats()["rx_gso"] > 0
+            link = t.tun.stats()
+            assert link["rx_gso"] > 0
+            # We handed the kernel TSO super-segments too (the 100 MB we sent
+            # arrived intact above), and trusted the checksums it vouched for.
+            assert link["tx_gso"] > 0
+            assert link["rx_csum_trusted"] > 0
+            assert stats["segments_out"] < link["tx_packets"] * 2
 
 
 @needs_kernel

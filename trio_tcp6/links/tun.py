@@ -41,24 +41,31 @@ packet in both directions is prefixed by a 10-byte ``struct virtio_net_hdr``
 * Receive: ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO6)`` tells the kernel we accept
   packets with a partial checksum (``VIRTIO_NET_HDR_F_NEEDS_CSUM``: the TCP checksum
   field holds only the folded pseudo-header sum) and TCP super-segments of up to 64 KiB
-  (``VIRTIO_NET_HDR_GSO_TCPV6``, ``gso_size`` = the sender's MSS). The link completes
-  every partial checksum in software before passing the packet up, so the stack
-  always gets a plain IPv6 packet with a correct checksum; a super-segment is simply
-  one large TCP segment (longer than the MTU: the stack must accept segments longer
-  than its MSS, which RFC 9293 allows). If the kernel refuses ``TUNSETOFFLOAD`` the
+  (``VIRTIO_NET_HDR_GSO_TCPV6``, ``gso_size`` = the sender's MSS). A super-segment is
+  simply one large TCP segment (longer than the MTU: the stack must accept segments
+  longer than its MSS, which RFC 9293 allows). :meth:`TunLink.receive_batch_offload`
+  (the Link protocol's checksum offload, see :mod:`trio_tcp6.links.base`) hands such
+  partial TCP packets up as they are, marked trusted, and marks ``DATA_VALID`` TCP
+  packets trusted too: the stack skips verifying what the kernel vouches for. The plain
+  ``receive*`` calls complete every partial checksum in software first, so they always
+  return packets with a correct checksum. If the kernel refuses ``TUNSETOFFLOAD`` the
   link still works, with :attr:`TunLink.offload` false and only MTU-sized packets.
 * Send: the stack may send TCP packets of up to :attr:`TunLink.gso_max` bytes. A
   packet longer than the MTU is sent as a super-segment: ``gso_type`` TCPV6,
   ``gso_size`` = MTU - 40 - TCP header length (or the ``gso_size`` argument of
   :meth:`TunLink.send`), ``hdr_len`` = 40 + TCP header length, and ``NEEDS_CSUM`` with
-  ``csum_start`` 40, ``csum_offset`` 16; the link rewrites the TCP checksum field to the
-  pseudo-header sum (computed from the IPv6 header, without touching the payload) as
-  Linux expects, and the kernel segments it and checksums each segment. The stack may
-  skip its own checksum of a large packet: ``send(packet, partial_checksum=True)``
-  says the field already holds the pseudo-header sum (see :func:`partial_tcp_checksum`);
-  without a virtio header the link completes such a checksum in software.
-  Packets that fit the MTU are sent with an all-zero header (the kernel verifies
-  their checksum as usual).
+  ``csum_start`` 40, ``csum_offset`` 16; the kernel segments it (each segment gets a
+  copy of the header; FIN and PSH only the last) and checksums each segment where
+  needed. :attr:`TunLink.checksum_offload` is True with a virtio header: the stack
+  then builds TCP packets with a partial checksum (``partial_checksum=True`` on
+  :meth:`~TunLink.send`, :meth:`~TunLink.send_batch`, :meth:`~TunLink.send_nowait`:
+  the field already holds the pseudo-header sum, see :func:`partial_tcp_checksum`),
+  which go out with ``NEEDS_CSUM`` whatever their size: the kernel trusts them on local
+  delivery and completes them when it forwards them. Without ``partial_checksum`` the
+  link rewrites a super-segment's checksum field to the pseudo-header sum (from the
+  IPv6 header, without touching the payload) and sends packets that fit the MTU with
+  an all-zero header (the kernel verifies their checksum as usual); without a virtio
+  header it completes partial checksums in software.
 """
 
 from __future__ import annotations
@@ -167,6 +174,14 @@ _TCP_CWR = 0x80
 _MAX_IPV6 = _IPV6_HLEN + 0xFFFF
 _READ_SIZE = VNET_HDR_LEN + _MAX_IPV6 + 64
 _H = struct.Struct("!H")
+# Marks of received packets (see TunLink._strip_vnet).
+_PLAIN = 0
+_PARTIAL = 1
+_VALID = 2
+#: The virtio header of a packet that fits the MTU and carries a partial TCP checksum.
+_CSUM_VNET = _VNET.pack(
+    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, _IPV6_HLEN, _TCP_CSUM_OFFSET
+)
 
 DEFAULT_DEVICE = "/dev/net/tun"
 _NETNS_DIRS = ("/run/netns", "/var/run/netns")
@@ -354,8 +369,10 @@ class TunLink:
     """A :class:`~trio_tcp6.links.Link` on an open TUN device (made by
     :func:`open_tun`).
 
-    ``mtu``, ``send``/``send_batch``, ``receive``/``receive_batch``, ``aclose``. One
-    task may receive at a time (``trio.BusyResourceError`` otherwise). Extras: ``name``,
+    ``mtu``, ``send``/``send_batch``/``send_nowait``, ``receive``/``receive_batch``,
+    ``aclose``, and the checksum-offload contract (``checksum_offload``,
+    ``partial_checksum=``, ``receive_batch_offload``). One task may receive at a time
+    (``trio.BusyResourceError`` otherwise). Extras: ``name``,
     ``netns``, ``fileno()``, ``offload``/``vnet_hdr``/``gso_max``, ``set_mtu``,
     ``read_mtu``, ``set_up``, ``add_kernel_address``, ``move_to_netns``, ``stats()``.
     """
@@ -381,7 +398,10 @@ class TunLink:
         #: and partial checksums; the link completes them).
         self.offload = offload
         self.max_batch = max_batch
-        self._rx: deque[bytes] = deque()
+        # Received packets with their mark: _PLAIN, _PARTIAL (a TCP packet with a
+        # partial checksum, NEEDS_CSUM, completed when handed to a plain receive) or
+        # _VALID (the kernel vouches for its checksum, DATA_VALID).
+        self._rx: deque[tuple[bytes, int]] = deque()
         self._receiving = False
         self._closed = False
         self._mtu = self.read_mtu()
@@ -390,6 +410,7 @@ class TunLink:
         self.rx_not_ipv6 = 0
         self.rx_gso = 0
         self.rx_csum_completed = 0
+        self.rx_csum_trusted = 0
         self.rx_bad_vnet = 0
         self.tx_packets = 0
         self.tx_bytes = 0
@@ -415,6 +436,16 @@ class TunLink:
         when the device has a virtio header (TCP packets above the MTU are segmented
         by the kernel), else the MTU."""
         return 0xFFFF if self.vnet_hdr else self._mtu
+
+    @property
+    def checksum_offload(self) -> bool:
+        """The Link protocol's checksum offload (see :mod:`trio_tcp6.links.base`):
+        True with a virtio header. The stack may then send TCP packets with a partial
+        checksum (they go out with ``NEEDS_CSUM``; the kernel completes the checksum
+        where one is needed, or trusts it on local delivery), and
+        :meth:`receive_batch_offload` marks the packets whose checksum the kernel
+        vouches for."""
+        return self.vnet_hdr and not self._closed
 
     @property
     def closed(self) -> bool:
@@ -503,6 +534,7 @@ class TunLink:
             "rx_not_ipv6": self.rx_not_ipv6,
             "rx_gso": self.rx_gso,
             "rx_csum_completed": self.rx_csum_completed,
+            "rx_csum_trusted": self.rx_csum_trusted,
             "rx_bad_vnet": self.rx_bad_vnet,
             "tx_packets": self.tx_packets,
             "tx_bytes": self.tx_bytes,
@@ -528,8 +560,9 @@ class TunLink:
                 if exc.errno == errno.EBADFD:  # the interface was deleted
                     raise trio.BrokenResourceError(f"TUN device {self.name} is gone") from exc
                 raise
+            mark = _PLAIN
             if vnet:
-                data = self._strip_vnet(data)
+                data, mark = self._strip_vnet(data)
                 if not data:
                     continue
             if not data or data[0] >> 4 != 6:
@@ -537,25 +570,46 @@ class TunLink:
                 continue
             self.rx_packets += 1
             self.rx_bytes += len(data)
-            rx.append(data)
+            rx.append((data, mark))
 
-    def _strip_vnet(self, data: bytes) -> bytes:
+    def _strip_vnet(self, data: bytes) -> tuple[bytes, int]:
+        """The packet behind the virtio header and its mark. A ``NEEDS_CSUM`` TCP
+        packet (checksum field right behind the fixed IPv6 header) is kept partial
+        (:data:`_PARTIAL`); any other ``NEEDS_CSUM`` packet is completed here."""
         if len(data) < VNET_HDR_LEN:
             self.rx_bad_vnet += 1
-            return b""
+            return b"", _PLAIN
         flags, gso_type, _hdr_len, _gso_size, start, offset = _VNET.unpack_from(data)
         if gso_type != VIRTIO_NET_HDR_GSO_NONE:
             self.rx_gso += 1
         if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
+            if (
+                start == _IPV6_HLEN
+                and offset == _TCP_CSUM_OFFSET
+                and len(data) >= VNET_HDR_LEN + _IPV6_HLEN + 20
+                and data[VNET_HDR_LEN + 6] == _PROTO_TCP
+            ):
+                return data[VNET_HDR_LEN:], _PARTIAL
             mv = memoryview(data)[VNET_HDR_LEN:]
             try:
                 packet = complete_checksum(mv, start, offset)
             except ValueError:
                 self.rx_bad_vnet += 1
-                return b""
+                return b"", _PLAIN
             self.rx_csum_completed += 1
-            return packet
-        return data[VNET_HDR_LEN:]
+            return packet, _PLAIN
+        if flags & VIRTIO_NET_HDR_F_DATA_VALID:
+            return data[VNET_HDR_LEN:], _VALID
+        return data[VNET_HDR_LEN:], _PLAIN
+
+    def _plain(self, item: tuple[bytes, int]) -> bytes:
+        """A received packet as a plain receive hands it up: a partial checksum
+        completed (a correct checksum, verifiable like any other)."""
+        packet, mark = item
+        if mark == _PARTIAL:
+            self.rx_csum_completed += 1
+            return complete_checksum(packet, _IPV6_HLEN, _TCP_CSUM_OFFSET)
+        return packet
 
     async def _wait(self) -> None:
         """Return with at least one packet queued, or raise."""
@@ -580,13 +634,27 @@ class TunLink:
     async def receive(self) -> bytes:
         """The next IPv6 packet (waits for one)."""
         await self._wait()
-        return self._rx.popleft()
+        return self._plain(self._rx.popleft())
 
     async def receive_batch(self) -> list[bytes]:
         """Every packet that is ready (at least one; one wait per burst)."""
         await self._wait()
-        batch = list(self._rx)
+        plain = self._plain
+        batch = [plain(item) for item in self._rx]
         self._rx.clear()
+        return batch
+
+    async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
+        """:meth:`receive_batch` for a receiver that takes the Link protocol's checksum
+        offload (see :mod:`trio_tcp6.links.base`): each packet comes with a mark,
+        True for a TCP packet whose checksum the kernel vouches for -- sent with a
+        partial checksum (``NEEDS_CSUM``: the field holds the pseudo-header sum, the
+        payload was never summed, as over Linux's loopback) or checked already
+        (``DATA_VALID``). Those need no verification; the others do."""
+        await self._wait()
+        batch = [(p, m != _PLAIN and p[6] == _PROTO_TCP) for p, m in self._rx]
+        self._rx.clear()
+        self.rx_csum_trusted += sum(t for _, t in batch)
         return batch
 
     def receive_nowait(self) -> bytes | None:
@@ -595,21 +663,26 @@ class TunLink:
             raise trio.ClosedResourceError("link is closed")
         if not self._rx:
             self._drain()
-        return self._rx.popleft() if self._rx else None
+        return self._plain(self._rx.popleft()) if self._rx else None
 
     # -- sending -------------------------------------------------------------------
 
     def _write_one(self, packet: Packet, gso_size: int | None, partial: bool) -> bool:
         """Write one packet; False on EAGAIN (nothing written)."""
         if self.vnet_hdr:
-            hdr = gso_header_for(packet, self._mtu, gso_size)
-            if hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-                mv = memoryview(packet)
-                field = _H.pack(partial_tcp_checksum(mv))
-                parts: list[Packet] = [pack_vnet_hdr(hdr), mv[:56], field, mv[58:]]
+            if len(packet) <= self._mtu:
+                # (what gso_header_for says for a packet that fits, without the call)
+                parts: list[Packet] = [_CSUM_VNET if partial else _ZERO_VNET, packet]
+            elif (hdr := gso_header_for(packet, self._mtu, gso_size)).flags:
+                if partial:  # the field holds the pseudo-header sum already
+                    parts = [pack_vnet_hdr(hdr), packet]
+                else:
+                    mv = memoryview(packet)
+                    field = _H.pack(partial_tcp_checksum(mv))
+                    parts = [pack_vnet_hdr(hdr), mv[:56], field, mv[58:]]
                 self.tx_gso += 1
             elif partial:
-                parts = [_ZERO_VNET, self._complete_tcp(packet)]
+                parts = [_CSUM_VNET, packet]
             else:
                 parts = [_ZERO_VNET, packet]
         elif partial:
@@ -659,13 +732,26 @@ class TunLink:
                 raise trio.ClosedResourceError("link is closed")
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def send_batch(self, packets: Iterable[Packet]) -> None:
-        """Send several packets with a single checkpoint (unless the device is full)."""
+    def send_nowait(
+        self, packet: Packet, *, gso_size: int | None = None, partial_checksum: bool = False
+    ) -> None:
+        """:meth:`send` without a checkpoint (the Link protocol's ``send_nowait``: a
+        TUN device takes a write at once); ``trio.WouldBlock`` if it cannot."""
+        if self._closed:
+            raise trio.ClosedResourceError("link is closed")
+        if not self._write_one(packet, gso_size, partial_checksum):
+            raise trio.WouldBlock
+
+    async def send_batch(
+        self, packets: Iterable[Packet], *, partial_checksum: bool = False
+    ) -> None:
+        """Send several packets with a single checkpoint (unless the device is full);
+        ``partial_checksum`` as for :meth:`send`, for every packet."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
         for packet in packets:
-            while not self._write_one(packet, None, False):
+            while not self._write_one(packet, None, partial_checksum):
                 await trio.lowlevel.wait_writable(self._fd)
                 if self._closed:
                     raise trio.ClosedResourceError("link is closed")

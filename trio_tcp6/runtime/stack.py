@@ -115,6 +115,13 @@ class DirectStack(Stack):
         self._mtu = int(link.mtu)
         self._link_mss = max(64, self._mtu - HEADERS)
         self._our_mss = min(self._link_mss, config.mss) if config.mss else self._link_mss
+        #: TSO: a link that segments TCP packets up to ``gso_max`` bytes at its MTU
+        #: (TunLink with offload) lets the engines send super-segments of up to this
+        #: much payload (0: off; not with a smaller configured MSS, which the link's
+        #: cut at MTU - 40 - TCP header length would not respect).
+        gso_max = int(getattr(link, "gso_max", 0) or 0)
+        tso_ok = gso_max > self._mtu and self._our_mss == self._link_mss
+        self._tso_max = gso_max - 40 - 60 if tso_ok else 0
         self._flows: dict[tuple[bytes, int, int], DirectFlow] = {}
         self._listeners: dict[int, DirectListener] = {}
         self._local_ports: Counter[int] = Counter()
@@ -147,6 +154,7 @@ class DirectStack(Stack):
     def _register(self, flow: DirectFlow) -> None:
         self._flows[flow._key] = flow
         self._local_ports[flow._local_port] += 1
+        flow._conn.tso_max_bytes = self._tso_max
         self._nursery.start_soon(flow._receiver)
         self._nursery.start_soon(flow._sender)
         self._apply_path_mtu(flow, trio.current_time())
@@ -212,7 +220,7 @@ class DirectStack(Stack):
         header = build(seg, src, dst)
         payload = seg.payload
         size = len(header) + len(payload)
-        if size + 40 > self._mtu and seg.sack_blocks:
+        if size + 40 > self._mtu and seg.sack_blocks and len(payload) <= self._link_mss:
             # SACK blocks are advisory: shed them rather than send a packet the link
             # cannot carry (counted: the engine should have left room for them).
             self._counters["sack_blocks_trimmed"] += 1

@@ -39,7 +39,11 @@ What is implemented, and where:
   Appendix A.3, §3.8.6.2), zero-window
   probes (SEQ = SND.UNA - 1), keepalive, path-MTU reduction, RFC 6191 TIME-WAIT reuse;
   a window that closes with data in flight may stay closed indefinitely too: timeouts
-  the peer answers with a zero window do not count toward R2.
+  the peer answers with a zero window do not count toward R2;
+* TCP segmentation offload (:attr:`Connection.tso_max_bytes`, off by default): new data
+  in super-segments of several MSS that the link cuts into MSS-sized wire segments;
+  one scoreboard record each, split by SACKs, loss marking and retransmission, so
+  retransmissions stay MSS-sized and only the holes are resent.
 
 Choices where the RFCs leave room: segments without timestamps on a timestamp
 connection are dropped (RFC 7323 §3.2 SHOULD; Linux accepts them); the sender SWS
@@ -266,6 +270,11 @@ class Connection:
 
         self._chal_start = now
         self._chal_count = 0
+
+        #: TCP segmentation offload (TSO): the largest payload one new-data segment
+        #: may carry when the link segments packets for us (0 or less than two MSS:
+        #: off). Set by the runtime from the link; see :meth:`_seg_limit`.
+        self.tso_max_bytes = 0
 
         self._out: list[TCPSegment] = []
         self._events: list[Event] = []
@@ -687,6 +696,19 @@ class Connection:
         limit = 3 if self.ts_ok else 4
         return max(self.mss - 4 - 8 * min(n, limit), 32)
 
+    def _seg_limit(self, mss: int) -> int:
+        """The most new data one segment may carry: ``mss``, or with TSO a multiple
+        of it up to :attr:`tso_max_bytes` (a *super-segment*: one TCP header, which
+        the link splits into ``mss``-sized wire segments, each with a copy of the
+        header, ``gso_size`` = MTU - 40 - TCP header length). Only while the send MSS
+        is the one our link gives (no smaller peer MSS or path MTU, whose segments
+        the link would not know to cut). Scoreboard, RACK and the windows work in
+        sequence ranges and bytes; retransmissions are cut back to ``mss``."""
+        t = self.tso_max_bytes
+        if t < 2 * mss or self._path_mss != self.our_mss:
+            return mss
+        return t - t % mss
+
     def _pipe(self) -> int:
         """RFC 6675 pipe; without SACK each duplicate ACK counts one segment as
         having left the network (RFC 6937 §3 DeliveredData for non-SACK)."""
@@ -786,6 +808,7 @@ class Connection:
         sb = self._sb
         buf = self._sndbuf
         mss = self._data_mss()
+        big = self._seg_limit(mss)
         cfg_nagle = self.config.nagle
         if self._nxt == self._una:
             self._ut_base = now
@@ -842,6 +865,27 @@ class Connection:
                     # unacknowledged, unless written with nodelay. A bulk transfer's
                     # tail then never waits for a delayed ACK of full segments.
                     break
+                elif avail > mss and big > mss and self._snd_up <= nxt:
+                    # TSO: as many whole segments as window and budget allow (no
+                    # urgent data in it) and a short tail if Nagle would send it now.
+                    room = avail if avail < big else big
+                    if wnd_room < room:
+                        room = wnd_room
+                    if budget < room:
+                        room = budget
+                    if room > mss:
+                        tail = room % mss
+                        if tail and (
+                            room < avail
+                            or (
+                                not fin_pending
+                                and cfg_nagle
+                                and self._small_end > self._una
+                                and nxt + room - tail >= self._push_end
+                            )
+                        ):
+                            room -= tail
+                        n = room
                 end = nxt + n
                 if fin_pending and end == buf.end:
                     end += 1
@@ -852,7 +896,8 @@ class Connection:
             self._xmit(nxt, end, now)
             sb.add(nxt, end, now)
             self._nxt = end
-            if end - nxt < mss:
+            k = end - nxt
+            if k < mss or (k > mss and k % mss):
                 self._small_end = end
             self._t_sws = None
             self.bytes_sent += end - nxt
@@ -1599,7 +1644,7 @@ class Connection:
                     # RFC 6582 §3.2 step 2: only if the ACK covers more than "recover".
                     if ack >= self._reno_recover:
                         if sb.segs:
-                            sb.mark_lost(0)
+                            self._mark_head_lost()
                     else:
                         stats["dupacks_ignored_recover"] += 1
         # -- F-RTO (RFC 5682 §2) ------------------------------------------------------
@@ -1643,7 +1688,7 @@ class Connection:
             else:
                 if not self.sack_ok and acked > 0 and sb.segs:
                     # RFC 6582 §3.2 step 5: partial ACK: retransmit the next hole.
-                    sb.mark_lost(0)
+                    self._mark_head_lost()
                 self._prr_update(delivered)
         elif ca == CA_LOSS:
             if ack >= self._recovery_point:
@@ -1700,6 +1745,16 @@ class Connection:
             self.stats["reordering_seen"] += 1
         if newest is not None and self.config.rack:
             self._rack.update(newest, now, self._rtt.min_rtt)
+
+    def _mark_head_lost(self) -> None:
+        """Without SACK (RFC 6582): the first MSS at SND.UNA is lost (a TSO
+        super-segment's record is cut there, so only that much is resent)."""
+        sb = self._sb
+        r = sb.segs[0]
+        mss = self._data_mss()
+        if r.end - r.start > mss:
+            sb.split(0, r.start + mss)
+        sb.mark_lost(0)
 
     def _rack_detect(self, now: float) -> None:
         sb = self._sb
