@@ -30,22 +30,13 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 
 import trio_tcp6 as tcp6
-from trio_tcp6.links.base import Packet
 from trio_tcp6.links.tun import (
-    VIRTIO_NET_HDR_F_DATA_VALID,
-    VIRTIO_NET_HDR_F_NEEDS_CSUM,
-    VNET_HDR_LEN,
     TunLink,
-    VirtioNetHdr,
-    gso_header_for,
     open_tun,
-    pack_vnet_hdr,
-    unpack_vnet_hdr,
 )
 from trio_tcp6.runtime import DirectStack
 
@@ -82,73 +73,6 @@ else:
     c.shutdown(socket.SHUT_WR)
 print("DONE", total, flush=True)
 """
-
-
-class TrustingTun:
-    """What ``TunLink`` would need for the runtime's checksum-offload path (see
-    ``trio_tcp6/links/base.py``): ``checksum_offload``, ``receive_batch_offload`` that
-    hands up the kernel's ``NEEDS_CSUM``/``DATA_VALID`` packets marked trusted without
-    completing their checksum in software, and ``send_batch(partial_checksum=True)``
-    that writes a ``NEEDS_CSUM`` virtio header instead of summing the payload (the
-    kernel delivers such packets locally without ever summing them). An experiment
-    for ``--trusting``: the link itself stays as it is."""
-
-    checksum_offload = True
-
-    def __init__(self, tun: TunLink) -> None:
-        assert tun.vnet_hdr
-        self.tun = tun
-        self._fd = tun.fileno()
-        self.rx_trusted = 0
-
-    @property
-    def mtu(self) -> int:
-        return self.tun.mtu
-
-    def _drain(self) -> list[tuple[bytes, bool]]:
-        out: list[tuple[bytes, bool]] = []
-        for _ in range(256):
-            try:
-                data = os.read(self._fd, 65600)
-            except BlockingIOError:
-                break
-            flags = unpack_vnet_hdr(data).flags
-            trusted = bool(flags & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID))
-            self.rx_trusted += trusted
-            out.append((data[VNET_HDR_LEN:], trusted))
-        return out
-
-    async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
-        while not (batch := self._drain()):
-            await trio.lowlevel.wait_readable(self._fd)
-        await trio.lowlevel.checkpoint()
-        return batch
-
-    async def receive_batch(self) -> list[bytes]:
-        return [p for p, _ in await self.receive_batch_offload()]
-
-    async def receive(self) -> bytes:
-        return (await self.receive_batch())[0]
-
-    def _header(self, packet: Packet, partial: bool) -> bytes:
-        hdr = gso_header_for(packet, self.tun.mtu)
-        if partial and not hdr.flags:
-            hdr = VirtioNetHdr(flags=VIRTIO_NET_HDR_F_NEEDS_CSUM, csum_start=40, csum_offset=16)
-        return pack_vnet_hdr(hdr)
-
-    async def send_batch(self, packets: list[Packet], partial_checksum: bool = False) -> None:
-        for packet in packets:
-            parts = [self._header(packet, partial_checksum), packet]
-            while True:
-                try:
-                    os.writev(self._fd, parts)
-                    break
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(self._fd)
-        await trio.lowlevel.checkpoint()
-
-    async def send(self, packet: Packet, partial_checksum: bool = False) -> None:
-        await self.send_batch([packet], partial_checksum)
 
 
 def sh(*argv: str) -> None:
@@ -199,9 +123,7 @@ class Bench:
         self.port = 7000
 
     @asynccontextmanager
-    async def stack(
-        self, offload: bool, trusting: bool = False
-    ) -> AsyncIterator[tuple[TunLink, DirectStack]]:
+    async def stack(self, offload: bool) -> AsyncIterator[tuple[TunLink, DirectStack]]:
         name = f"tsb{os.getpid() % 100000}"
         async with open_tun(name, netns=self.ns, offload=offload, mtu=self.mtu) as link:
             sh("ip", "-n", self.ns, "addr", "add", f"{KERNEL}/64", "dev", name, "nodad")
@@ -216,8 +138,7 @@ class Bench:
                 if f"local {KERNEL} " in out:
                     break
                 await trio.sleep(0.01)
-            wrapped: Any = TrustingTun(link) if trusting else link
-            async with tcp6.open_stack(wrapped, US) as stack:
+            async with tcp6.open_stack(link, US) as stack:
                 yield link, stack
 
     def peer(self, mode: str) -> tuple[subprocess.Popen[str], int]:
@@ -267,7 +188,7 @@ class Bench:
         return elapsed
 
 
-async def main(megabytes: float, mtu: int, repeat: int, trusting: bool) -> None:
+async def main(megabytes: float, mtu: int, repeat: int) -> None:
     nbytes = int(megabytes * 1e6)
     ns = f"tsbench-{os.getpid()}"
     print(f"bulk transfer of {nbytes / 1e6:.0f} MB, TUN MTU {mtu}, best of {repeat}")
@@ -277,11 +198,8 @@ async def main(megabytes: float, mtu: int, repeat: int, trusting: bool) -> None:
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         bench = Bench(ns, nbytes, mtu)
-        variants = [(False, False, "plain   "), (True, False, "offload ")]
-        if trusting:
-            variants.append((True, True, "trusting"))
-        for offload, trust, label in variants:
-            async with bench.stack(offload, trust) as (link, stack):
+        for offload, label in ((False, "plain   "), (True, "offload ")):
+            async with bench.stack(offload) as (link, stack):
                 if offload and not link.offload:
                     print("(the kernel refused TUNSETOFFLOAD: offload figures are plain)")
                 down = min([await bench.kernel_to_stack(stack) for _ in range(repeat)])
@@ -304,12 +222,7 @@ if __name__ == "__main__":
     parser.add_argument("--megabytes", type=float, default=200.0)
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument(
-        "--trusting",
-        action="store_true",
-        help="also run with offload through TrustingTun (the runtime's checksum offload path)",
-    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("tun_stack_bench needs root (CAP_NET_ADMIN and network namespaces)")
-    trio.run(main, args.megabytes, args.mtu, args.repeat, args.trusting)
+    trio.run(main, args.megabytes, args.mtu, args.repeat)

@@ -39,8 +39,11 @@ class Link(Protocol):
       Unmarked packets are verified as usual.
 
     :class:`~trio_tcp6.links.virtual.VirtualNetwork` links offer both (offload on
-    until corruption is configured on the network); :class:`~trio_tcp6.links.tun.TunLink`
-    accepts ``send(packet, partial_checksum=True)``.
+    until corruption is configured on the network); so does
+    :class:`~trio_tcp6.links.tun.TunLink` opened with ``offload=True`` (partial
+    checksums go to the kernel as virtio ``NEEDS_CSUM``; packets the kernel
+    checksummed come up marked), which also offers ``gso_max`` above the MTU: the
+    stack may then send TCP super-segments that the kernel cuts to the wire MTU.
     """
 
     @property
