@@ -63,7 +63,16 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks: figures printed beside trio's SocketStream on loopback."""
+    """Benchmarks, each printing its figures beside the kernel's in the same run.
+
+    ``nox -s bench`` runs the checksum and stack benchmarks (and the TUN one as root);
+    ``nox -s bench -- bench/stack_bench.py --repeat 3`` runs one script with arguments.
+    """
     session.install("-e", ".")
-    for script in sorted(p for p in session.posargs) or ["bench/checksum_bench.py"]:
-        session.run("python", script)
+    if session.posargs:
+        session.run("python", *session.posargs)
+        return
+    session.run("python", "bench/checksum_bench.py")
+    session.run("python", "bench/stack_bench.py")
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and os.path.exists("/dev/net/tun"):
+        session.run("python", "bench/tun_stack_bench.py")
