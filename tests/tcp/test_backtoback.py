@@ -7,9 +7,11 @@ drain take_segments()/take_events(), and honour next_deadline.
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import attrs
 import pytest
@@ -509,3 +511,72 @@ def test_simultaneous_open_back_to_back() -> None:
     a.on_timer(now)
     b.on_timer(now)
     assert a.state is State.CLOSED and b.state is State.CLOSED
+
+
+def _short_rtt_lossy_run(congestion: str, seed: int) -> tuple[float, float]:
+    """A 4 MB transfer over the demo's impaired path (2 % loss each way, 5 ms +-1 ms
+    one-way delay, 1 % reordering, 1 % duplication): the time the receiver had it
+    all, and the sender's time-averaged cwnd (in segments) until then."""
+    size = 4_000_000
+    data = random.Random(seed ^ 0x5EED).randbytes(size)
+    path = Path(delay=0.005, jitter=0.001, loss=0.02, reorder=0.01, duplicate=0.01)
+    sim = Sim(cfg(congestion=congestion), cfg(), data, b"", path_ab=path, seed=seed)
+    sender = sim.ends[0]
+    assert sender is not None
+    samples: list[tuple[float, int]] = [(0.0, sender.conn.cc.cwnd)]
+    done: list[float] = []
+    deliver = sim.deliver
+
+    def sampling_deliver(dst: int, seg: TCPSegment) -> None:
+        deliver(dst, seg)
+        b = sim.ends[1]
+        samples.append((sim.now, sender.conn.cc.cwnd))
+        if not done and b is not None and len(b.received) == size:
+            done.append(sim.now)
+
+    sim.deliver = sampling_deliver  # type: ignore[method-assign]
+    sim.run(limit=600)
+    a, b = sim.ends
+    assert a is not None and b is not None and bytes(b.received) == data
+    end = done[0]
+    area = 0.0
+    for (t0, w), (t1, _) in pairwise(samples):
+        if t0 >= end:
+            break
+        area += (min(t1, end) - t0) * w
+    return end, area / end / a.conn.mss
+
+
+def test_loss_response_short_rtt_matches_response_function() -> None:
+    """At p = 2 % random loss and a ~11 ms RTT both controllers must stay near the
+    AIMD response function; CUBIC may not be much more aggressive than NewReno.
+
+    Bound: Reno's average window is sqrt(3 / (2p)) = 8.7 segments at p = 0.02 (RFC
+    5681 AIMD, the "Mathis" formula). For CUBIC, RFC 9438 §5 gives the cubic-region
+    average (C (3 + beta) / (4 (1 - beta)))**(1/4) * (RTT / p)**(3/4) = 0.7 segments
+    here, far below Reno's, so CUBIC lives in the Reno-friendly region (§4.3), whose
+    AIMD(alpha_cubic = 3(1-beta)/(1+beta), beta = 0.7) has the *same* average
+    sqrt(alpha (1 + beta) / (2 (1 - beta) p)) = sqrt(3 / (2p)). Losses in one window
+    make a single congestion event, so the event rate is below 2 %; solving
+    W = sqrt(3W / (2(1 - (1 - p)**W))) self-consistently gives W ~ 9. The time-
+    averaged cwnd (slow start included) must stay within 2x of sqrt(3 / (2p)), i.e.
+    <= 17.3 segments, and CUBIC's completion time may not be more than 2.5x shorter
+    than NewReno's (RFC 9438 expects ~1x in the Reno-friendly region).
+
+    It caught a FlightSize bug: ssthresh was beta * (SND.NXT - SND.UNA), and with a
+    window of SACKed data above the first hole (RACK's reordering window) that range
+    was 2-2.7x cwnd, so a "reduction" left NewReno's window about unchanged and grew
+    CUBIC's by up to 0.7 * 2.7 = 1.9x per loss (here: average cwnd 16-19 segments
+    for NewReno, 52-65 for CUBIC, whose goodput was 3.3x NewReno's).
+    """
+    p = 0.02
+    bound = 2 * math.sqrt(3 / (2 * p))
+    times: dict[str, float] = {}
+    for congestion in ("cubic", "newreno"):
+        total = 0.0
+        for seed in (1, 2):
+            t, avg_cwnd = _short_rtt_lossy_run(congestion, seed)
+            assert avg_cwnd <= bound, (congestion, seed, avg_cwnd, bound)
+            total += t
+        times[congestion] = total
+    assert times["newreno"] <= 2.5 * times["cubic"], times

@@ -709,6 +709,19 @@ class Connection:
             return mss
         return t - t % mss
 
+    def _flight_size(self) -> int:
+        """FlightSize for a loss response (RFC 5681 eq. (4), RFC 6675 §5, RFC 9438
+        §4.6): SND.NXT - SND.UNA, but at most ``cwnd``. SACKed data above the first
+        hole stays in SND.NXT - SND.UNA: RACK's reordering window (widened by D-SACKs)
+        lets up to a window of it pile up before a loss is declared, and a recovery
+        entered on the ACK that ends another also holds everything that recovery
+        sent. The range is then up to 2-3x what the window allowed in flight, and
+        ``beta * FlightSize`` *raised* the window on every loss (beta_cubic = 0.7).
+        Bounded by cwnd (Linux uses cwnd alone; RFC 9438 §4.6 allows cwnd when it
+        cannot grow beyond what is used, which the application-limited rule of
+        :mod:`.cc.base` ensures), a loss always reduces the window."""
+        return min(self._sb.outstanding, self.cc.cwnd)
+
     def _pipe(self) -> int:
         """RFC 6675 pipe; without SACK each duplicate ACK counts one segment as
         having left the network (RFC 6937 §3 DeliveredData for non-SACK)."""
@@ -1608,7 +1621,7 @@ class Connection:
         if self._tlp_end is not None and ack >= self._tlp_end:
             if self._tlp_retrans and self._ca == CA_OPEN and not seg.sack_blocks:
                 # RFC 8985 §7.4: the probe repaired a loss: reduce the window once.
-                self.cc.on_congestion_event(now, sb.outstanding)
+                self.cc.on_congestion_event(now, self._flight_size())
                 self.cc.on_recovery_exit(now)
                 stats["tlp_recovery"] += 1
             self._tlp_end = None
@@ -1776,14 +1789,13 @@ class Connection:
 
     def _enter_recovery(self, now: float, delivered: int) -> None:
         """Start fast recovery (RFC 6675 §5 / RFC 6582 §3.2) with PRR (RFC 6937)."""
-        sb = self._sb
         self.stats["fast_recovery"] += 1
         self._undo_state = None
         self._rec_undo = self.cc.save()
         self._undo_marker = self._una
         self._undo_retrans = 0
-        # RFC 5681 eq. (4) / RFC 6675 §5: FlightSize is the data outstanding.
-        self.cc.on_congestion_event(now, sb.outstanding)
+        # RFC 5681 eq. (4) / RFC 6675 §5: FlightSize, bounded by cwnd (see there).
+        self.cc.on_congestion_event(now, self._flight_size())
         self._ca = CA_RECOVERY
         self._recovery_point = self._nxt
         self._reno_recover = self._nxt
