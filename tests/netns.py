@@ -35,7 +35,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
@@ -91,6 +92,28 @@ def can_use_netns() -> tuple[bool, str]:
 _ok, _why = can_use_netns()
 #: Mark for tests that need namespaces: skipped with the reason otherwise.
 requires_netns = pytest.mark.skipif(not _ok, reason=_why or "network namespaces usable")
+
+
+def _kernel_reason() -> str:
+    if not _ok:
+        return _why
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun (modprobe tun)"
+    return ""
+
+
+#: Why tests against the kernel over TUN cannot run here ("" when they can).
+KERNEL_REASON = _kernel_reason()
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def needs_kernel(test: _F) -> _F:
+    """Mark a test ``tun`` and skip it (with the reason) without root, ``ip`` or
+    ``/dev/net/tun``."""
+    marked: _F = pytest.mark.tun(
+        pytest.mark.skipif(bool(KERNEL_REASON), reason=KERNEL_REASON or "kernel usable")(test)
+    )
+    return marked
 
 
 def _run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0) -> str:

@@ -13,20 +13,20 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import os
 import shutil
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import pytest
 import trio
 
 import trio_tcp6 as tcp6
-from tests.netns import NetNS, can_use_netns, tun_name, ula_prefix
+from tests.netns import NetNS, tun_name, ula_prefix
+from tests.netns import needs_kernel as needs_kernel  # re-exported for the test modules
 from trio_tcp6.links import ImpairedLink, TunLink, impair_link, open_tun
 from trio_tcp6.runtime import DirectStack
 from trio_tcp6.wire.pcap import PcapWriter
@@ -34,28 +34,6 @@ from trio_tcp6.wire.pcap import PcapWriter
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
-
-
-def _kernel_reason() -> str:
-    ok, why = can_use_netns()
-    if not ok:
-        return why
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun (modprobe tun)"
-    return ""
-
-
-REASON = _kernel_reason()
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def needs_kernel(test: _F) -> _F:
-    """Mark a test ``tun`` and skip it (with the reason) without root, ``ip`` or
-    ``/dev/net/tun``."""
-    marked: _F = pytest.mark.tun(
-        pytest.mark.skipif(bool(REASON), reason=REASON or "kernel usable")(test)
-    )
-    return marked
 
 
 def needs_tool(name: str) -> pytest.MarkDecorator:

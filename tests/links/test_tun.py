@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import pytest
@@ -28,7 +28,7 @@ import trio
 
 from tests.netns import (
     NetNS,
-    can_use_netns,
+    needs_kernel,
     netns_factory_fixture,  # noqa: F401 - fixture
     netns_fixture,  # noqa: F401 - fixture
     tun_name,
@@ -73,29 +73,6 @@ from trio_tcp6.wire import (
     parse_tcp,
 )
 from trio_tcp6.wire.tcp import verify_tcp_checksum
-
-
-def _kernel_reason() -> str:
-    ok, why = can_use_netns()
-    if not ok:
-        return why
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun (modprobe tun)"
-    return ""
-
-
-_REASON = _kernel_reason()
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def needs_kernel(test: _F) -> _F:
-    """Mark a test ``tun`` and skip it (with the reason) without root, ``ip`` or
-    ``/dev/net/tun``."""
-    marked: _F = pytest.mark.tun(
-        pytest.mark.skipif(bool(_REASON), reason=_REASON or "kernel usable")(test)
-    )
-    return marked
-
 
 SRC = ipaddress.IPv6Address("fd00:7463:70:ff::2").packed
 DST = ipaddress.IPv6Address("fd00:7463:70:ff::1").packed
