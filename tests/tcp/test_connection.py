@@ -901,3 +901,50 @@ def test_rst_with_data_starting_before_rcv_nxt_is_challenged() -> None:
     c.on_segment(pseg(PEER_ISS - 10, 0, RST, b"x" * 50), 1.0)
     assert c.state is State.ESTABLISHED
     assert stats["challenge_acks"] == 1
+
+
+def test_dsack_of_network_duplicated_original_does_not_undo_recovery() -> None:
+    # A real loss (segment 0) starts fast recovery; the network also duplicated the
+    # ORIGINAL segment 1 (never retransmitted), so the ACK ending recovery carries a
+    # D-SACK for it. That says nothing about our retransmission of segment 0, which
+    # repaired a real loss: the window reduction must stay (RFC 3708 §3, Linux
+    # decrements undo_retrans only for D-SACKed retransmissions).
+    c, stats = active(cfg(rack=False), ts=False)
+    send_and_collect(c, b"q" * 14400, 1.0)
+    cwnd = c.info()["cwnd"]
+    p = PEER_ISS + 1
+    for k in range(2, 6):
+        c.on_segment(pseg(p, 1001, ACK, sack_blocks=((1001 + 1440, 1001 + 1440 * k),)), 1.05)
+    segs = c.take_segments()
+    assert [x.seq for x in segs if x.seq < 1001 + 14400] == [1001]
+    assert stats["fast_recovery"] == 1
+    reduced = c.info()["cwnd"]
+    assert reduced < cwnd  # type: ignore[operator]
+    c.on_segment(pseg(p, 1001 + 14400, ACK, sack_blocks=((1001 + 1440, 1001 + 2880),)), 1.06)
+    assert stats["dsack_received"] == 1 and stats["recovery_exits"] == 1
+    assert stats["spurious_recovery_undo"] == 0
+    assert c.info()["cwnd"] < cwnd  # type: ignore[operator]
+
+
+def test_repeated_dsack_of_one_retransmission_counts_once() -> None:
+    # Segments 0 and 1 are lost and both retransmitted. Segment 0's original was only
+    # delayed: its retransmission is D-SACKed, and the D-SACK repeats (the network
+    # duplicated the retransmission). Segment 1's retransmission was needed, so the
+    # recovery was real and must not be undone.
+    c, stats = active(cfg(rack=False), ts=False)
+    send_and_collect(c, b"q" * 14400, 1.0)
+    cwnd = c.info()["cwnd"]
+    p = PEER_ISS + 1
+    s = [1001 + 1440 * k for k in range(11)]
+    for k in range(3, 7):
+        c.on_segment(pseg(p, 1001, ACK, sack_blocks=((s[2], s[k]),)), 1.05)
+    rtx = [x.seq for x in c.take_segments() if x.seq < s[10]]
+    assert rtx == [s[0], s[1]] and stats["fast_recovery"] == 1
+    # Partial ACK for segment 0 with a D-SACK of its retransmission, twice.
+    c.on_segment(pseg(p, s[1], ACK, sack_blocks=((s[0], s[1]), (s[2], s[6]))), 1.06)
+    c.on_segment(pseg(p, s[1], ACK, sack_blocks=((s[0], s[1]), (s[2], s[6]))), 1.061)
+    assert stats["dsack_received"] == 2
+    c.on_segment(pseg(p, s[10], ACK), 1.07)
+    assert stats["recovery_exits"] == 1
+    assert stats["spurious_recovery_undo"] == 0
+    assert c.info()["cwnd"] < cwnd  # type: ignore[operator]

@@ -228,6 +228,8 @@ class Connection:
         self._rec_undo: object | None = None
         self._undo_marker = 0
         self._undo_retrans = 0
+        # The retransmissions of the current recovery not yet reported as duplicates.
+        self._undo_ranges: list[tuple[int, int]] = []
         self._rto_count = 0  # consecutive timeouts of the head segment
         # Of those, timeouts while the peer kept answering with a zero window (they
         # are window probes and do not count toward R2, RFC 9293 §3.8.6.1 MUST-37).
@@ -766,6 +768,7 @@ class Connection:
             if self._ca == CA_RECOVERY:
                 self._prr.sent(n)
                 self._undo_retrans += 1
+                self._undo_ranges.append((r.start, r.end))
             self.retransmits += 1
             self.stats["retransmits"] += 1
             if self._t_rtx is None or self._rtx_mode != T_RTO:
@@ -813,6 +816,7 @@ class Connection:
             sb.mark_retransmitted(i, now)
             self._prr.sent(r.end - r.start)
             self._undo_retrans += 1
+            self._undo_ranges.append((r.start, r.end))
             self.retransmits += 1
             self.stats["retransmits"] += 1
             self.stats["rule3_retransmits"] += 1
@@ -1069,6 +1073,7 @@ class Connection:
             self._undo_state = self.cc.save()
             self._undo_tsval = self._tsval(now) if self.ts_ok else None
         self._rec_undo = None
+        self._undo_ranges = []
         repeated = self._ca == CA_LOSS
         ss = self.cc.ssthresh
         self.cc.on_rto(now, sb.outstanding)
@@ -1696,6 +1701,7 @@ class Connection:
                 else:
                     self.cc.on_recovery_exit(now)
                 self._rec_undo = None
+                self._undo_ranges = []
                 self._rack.on_recovery_exit()
                 stats["recovery_exits"] += 1
             else:
@@ -1746,8 +1752,7 @@ class Connection:
                 if self.config.rack:
                     self._rack.on_dsack(una, nxt)
                 if self._rec_undo is not None and s >= self._undo_marker and e <= una:
-                    # A retransmission of this recovery turned out unnecessary.
-                    self._undo_retrans -= 1
+                    self._dsack_undo(s, e)
                 continue
             blocks.append((s, e))
         if not blocks:
@@ -1758,6 +1763,25 @@ class Connection:
             self.stats["reordering_seen"] += 1
         if newest is not None and self.config.rack:
             self._rack.update(newest, now, self._rtt.min_rtt)
+
+    def _dsack_undo(self, s: int, e: int) -> None:
+        """The peer D-SACKed ``[s, e)`` (below SND.UNA): it received it twice. Only the
+        retransmissions of this recovery it covers prove unnecessary, each once
+        (Linux decrements undo_retrans only for D-SACKed retransmitted segments): a
+        duplicate the network made of an original, or a repeated D-SACK, says nothing
+        about whether a retransmission repaired a real loss."""
+        ranges = self._undo_ranges
+        seen: set[tuple[int, int]] = set()
+        keep: list[tuple[int, int]] = []
+        for rng in ranges:
+            if s <= rng[0] and rng[1] <= e and rng not in seen:
+                # This retransmission turned out unnecessary.
+                seen.add(rng)
+                self._undo_retrans -= 1
+            else:
+                keep.append(rng)
+        if seen:
+            self._undo_ranges = keep
 
     def _mark_head_lost(self) -> None:
         """Without SACK (RFC 6582): the first MSS at SND.UNA is lost (a TSO
@@ -1794,6 +1818,7 @@ class Connection:
         self._rec_undo = self.cc.save()
         self._undo_marker = self._una
         self._undo_retrans = 0
+        self._undo_ranges = []
         # RFC 5681 eq. (4) / RFC 6675 §5: FlightSize, bounded by cwnd (see there).
         self.cc.on_congestion_event(now, self._flight_size())
         self._ca = CA_RECOVERY
