@@ -29,8 +29,6 @@ import trio
 from tests.netns import (
     NetNS,
     needs_kernel,
-    netns_factory_fixture,  # noqa: F401 - fixture
-    netns_fixture,  # noqa: F401 - fixture
     tun_name,
     ula_prefix,
 )
