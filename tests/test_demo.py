@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio.testing
 
-from trio_tcp6.demo import DemoOptions, run_demo
+from trio_tcp6.cli.demo import DemoOptions, run_demo
 from trio_tcp6.wire.pcap import read_pcap
 
 

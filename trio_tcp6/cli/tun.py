@@ -42,25 +42,29 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import trio
 
-from .config import TCPConfig
-from .errors import TCPError, error_message
-from .links.base import Packet
-from .links.impair import impair_link
-from .links.tun import TunLink, open_tun
-from .runtime import Flow, open_stack
-from .runtime.stack import DirectStack
-from .wire.pcap import PcapWriter
+from ..config import TCPConfig
+from ..errors import TCPError, error_message
+from ..links import Packet, TunLink, impair_link, open_tun
+from ..runtime import DirectStack, Flow, open_stack
+from ..wire import PcapWriter
+from .http import Request, Response, serve_http
 
-__all__ = ["add_tun_parser", "run_tun"]
+__all__ = [
+    "add_tun_parser",
+    "echo_service",
+    "discard_service",
+    "http_service",
+    "open_tun_stack",
+    "run_tun",
+]
 
 _PATTERN = bytes(range(256)) * 256  # 64 KiB; /bytes/N is this pattern repeated
-_MAX_HEAD = 16384
 
 
 # -- the device ------------------------------------------------------------------------
@@ -167,108 +171,42 @@ def _format_stats(stack: dict[str, int], link: dict[str, int]) -> str:
 # -- services ------------------------------------------------------------------------------
 
 
-async def _read_head(flow: trio.abc.ReceiveStream, buf: bytearray) -> bytes | None:
-    """The request head (up to the blank line), leaving the rest in ``buf``; None at a
-    clean EOF between requests."""
-    while True:
-        end = buf.find(b"\r\n\r\n")
-        if end >= 0:
-            head = bytes(buf[:end])
-            del buf[: end + 4]
-            return head
-        if len(buf) > _MAX_HEAD:
-            raise ValueError("request head too large")
-        chunk = await flow.receive_some(65536)
-        if not chunk:
-            if buf:
-                raise ValueError("connection closed inside a request head")
-            return None
-        buf += chunk
+_PAGE = (
+    b"<html><body><h1>trio_tcp6</h1><p>HTTP/1.1 over a userspace TCP/IPv6 stack "
+    b"on a TUN device.</p></body></html>\n"
+)
 
 
-async def _read_body(flow: trio.abc.ReceiveStream, buf: bytearray, length: int) -> bytes:
-    h = hashlib.sha256()
-    while length > 0:
-        if not buf:
-            chunk = await flow.receive_some(65536)
-            if not chunk:
-                raise ValueError("connection closed inside a request body")
-            buf += chunk
-        take = min(length, len(buf))
-        h.update(buf[:take])
-        del buf[:take]
-        length -= take
-    return h.hexdigest().encode()
-
-
-def _response(status: str, length: int, *, close: bool, kind: str = "text/plain") -> bytes:
-    lines = [
-        f"HTTP/1.1 {status}",
-        f"Content-Length: {length}",
-        f"Content-Type: {kind}",
-        "Server: trio_tcp6",
-    ]
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def _send_pattern(flow: trio.abc.SendStream, size: int) -> None:
-    view = memoryview(_PATTERN)
-    sent = 0
-    while sent < size:
-        n = min(len(_PATTERN), size - sent)
-        await flow.send_all(view[:n])
-        sent += n
+def _pattern(size: int) -> Iterator[bytes]:
+    """``size`` bytes of the /bytes/N body (byte i is ``i % 256``), in 64 KiB chunks."""
+    for offset in range(0, size, len(_PATTERN)):
+        left = size - offset
+        yield _PATTERN if left >= len(_PATTERN) else _PATTERN[:left]
 
 
 def http_service(stack: DirectStack) -> Callable[[Flow], Awaitable[None]]:
     """A keep-alive HTTP/1.1 handler (GET /, /bytes/N, /stats; POST /sha256)."""
-    page = (
-        b"<html><body><h1>trio_tcp6</h1><p>HTTP/1.1 over a userspace TCP/IPv6 stack "
-        b"on a TUN device.</p></body></html>\n"
-    )
+
+    async def app(request: Request) -> Response:
+        method, target = request.method, request.target
+        if method == "GET" and target == "/":
+            return Response(200, _PAGE, content_type="text/html")
+        if method == "GET" and target.startswith("/bytes/") and target[7:].isdigit():
+            size = int(target[7:])
+            return Response(200, _pattern(size), size, "application/octet-stream")
+        if method == "GET" and target == "/stats":
+            return Response(
+                200, "".join(f"{k} {v}\n" for k, v in sorted(stack.stats().items())).encode()
+            )
+        if method == "POST" and target == "/sha256":
+            digest = hashlib.sha256()
+            async for chunk in request.body():
+                digest.update(chunk)
+            return Response(200, digest.hexdigest().encode())
+        return Response(404, b"not found\n")
 
     async def handler(flow: Flow) -> None:
-        buf = bytearray()
-        try:
-            while True:
-                head = await _read_head(flow, buf)
-                if head is None:
-                    break
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, version = [*lines[0].split(" "), "", "", ""][:3]
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-                length = int(headers.get("content-length", "0") or 0)
-                digest = await _read_body(flow, buf, length)
-                if method == "GET" and target == "/":
-                    await flow.send_all(
-                        _response("200 OK", len(page), close=close, kind="text/html") + page
-                    )
-                elif method == "GET" and target.startswith("/bytes/") and target[7:].isdigit():
-                    size = int(target[7:])
-                    await flow.send_all(
-                        _response("200 OK", size, close=close, kind="application/octet-stream")
-                    )
-                    await _send_pattern(flow, size)
-                elif method == "GET" and target == "/stats":
-                    body = "".join(f"{k} {v}\n" for k, v in sorted(stack.stats().items())).encode()
-                    await flow.send_all(_response("200 OK", len(body), close=close) + body)
-                elif method == "POST" and target == "/sha256":
-                    await flow.send_all(_response("200 OK", len(digest), close=close) + digest)
-                else:
-                    body = b"not found\n"
-                    await flow.send_all(_response("404 Not Found", len(body), close=close) + body)
-                if close:
-                    break
-        except (ValueError, trio.BrokenResourceError, TCPError):
-            pass
-        finally:
-            await flow.aclose()
+        await serve_http(flow, app)
 
     return handler
 

@@ -12,23 +12,27 @@ privileges needed):
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import ipaddress
 import os
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import trio
+import trio.testing
 
-from .config import TCPConfig
-from .errors import error_message
-from .links.virtual import VirtualNetwork
-from .results import Eof, Error, Ok
-from .runtime import Flow, Stack, open_stack
+from ..config import TCPConfig
+from ..errors import error_message
+from ..links import VirtualNetwork
+from ..results import Eof, Error, Ok
+from ..runtime import Flow, Stack, open_stack
+from .http import Request, Response, http_get, serve_http
 
-__all__ = ["DemoOptions", "DemoReport", "run_demo"]
+__all__ = ["DemoOptions", "DemoReport", "add_demo_parser", "run_demo"]
 
 CLIENT = ipaddress.IPv6Address("fd00:7463:7036::1")
 SERVER = ipaddress.IPv6Address("fd00:7463:7036::2")
@@ -77,37 +81,15 @@ class DemoReport:
         return bool(self.digest_sent) and self.digest_sent == self.digest_received
 
 
-# -- a deliberately small HTTP/1.1 server and client (the examples use h11) ------------
-async def _read_head(flow: Flow) -> tuple[bytes, bytes]:
-    """Read until the blank line; returns (head, body bytes already read)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = await flow.receive_some(4096)
-        if not chunk:
-            raise ConnectionError("peer closed before the end of the HTTP header")
-        data += chunk
-        if len(data) > 65536:
-            raise ConnectionError("HTTP header too large")
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head, rest
+# -- the web page: the one HTTP implementation of the command line (h11) ---------------
+async def _page(request: Request) -> Response:
+    if request.method == "GET" and request.target == "/":
+        return Response(200, PAGE, content_type="text/html")
+    return Response(404, b"not found\n")
 
 
 async def _http_handler(flow: Flow) -> None:
-    head, _ = await _read_head(flow)
-    method, target, _version = head.split(b"\r\n", 1)[0].split(b" ", 2)
-    if method == b"GET" and target == b"/":
-        status, body = b"200 OK", PAGE
-    else:
-        status, body = b"404 Not Found", b"not found\n"
-    await flow.send_all(
-        b"HTTP/1.1 "
-        + status
-        + b"\r\nContent-Type: text/html\r\nContent-Length: "
-        + str(len(body)).encode()
-        + b"\r\nConnection: close\r\nServer: trio_tcp6\r\n\r\n"
-        + body
-    )
-    await flow.aclose()
+    await serve_http(flow, _page)
 
 
 async def _http_get(
@@ -115,25 +97,7 @@ async def _http_get(
 ) -> tuple[int, bytes]:
     flow = await stack.open_tcp_stream(host, port)
     try:
-        await flow.send_all(
-            f"GET {path} HTTP/1.1\r\nHost: [{host}]\r\nConnection: close\r\n\r\n".encode()
-        )
-        head, body = await _read_head(flow)
-        status = int(head.split(b" ", 2)[1])
-        length = next(
-            (
-                int(line.split(b":", 1)[1])
-                for line in head.split(b"\r\n")[1:]
-                if line.lower().startswith(b"content-length:")
-            ),
-            None,
-        )
-        while length is None or len(body) < length:
-            chunk = await flow.receive_some(65536)
-            if not chunk:
-                break
-            body += chunk
-        return status, body
+        return await http_get(flow, f"[{host}]:{port}", path)
     finally:
         await flow.aclose()
 
@@ -278,3 +242,38 @@ def _summary(report: DemoReport, options: DemoOptions, say: Callable[[str], None
     say(f"   pcap: {path} ({report.pcap_packets} packets); try: tshark -r {options.pcap}")
     ok = report.http_status == 200 and report.intact
     say("   result: " + ("everything arrived intact" if ok else "SOMETHING WENT WRONG"))
+
+
+# -- the command line ---------------------------------------------------------------------
+def add_demo_parser(sub: Any) -> None:
+    """Add the ``demo`` subcommand to an argparse subparsers object."""
+    demo = sub.add_parser(
+        "demo", help="two stacks on a virtual network: HTTP, an impaired transfer, a pcap"
+    )
+    demo.add_argument("--pcap", default="trio_tcp6-demo.pcap", help="where to write the capture")
+    demo.add_argument("--megabytes", type=float, default=2.0, help="size of the transfer (MiB)")
+    demo.add_argument("--loss", type=float, default=0.02, help="packet loss probability")
+    demo.add_argument("--delay", type=float, default=0.005, help="one-way delay (s)")
+    demo.add_argument("--seed", type=int, default=6528, help="seed of the network's randomness")
+    demo.add_argument("--congestion", choices=("cubic", "newreno"), default="cubic")
+    demo.add_argument("--virtual", action="store_true", help="run in virtual time (MockClock)")
+    demo.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    options = DemoOptions(
+        pcap=args.pcap,
+        megabytes=args.megabytes,
+        loss=args.loss,
+        delay=args.delay,
+        seed=args.seed,
+        congestion=args.congestion,
+    )
+    print("trio_tcp6 demo: a userspace TCP/IPv6 stack on trio, over an in-memory network")
+    if args.virtual:
+        print("(virtual time: trio.testing.MockClock; times below are simulated)")
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        report = trio.run(run_demo, options, clock=clock)
+    else:
+        report = trio.run(run_demo, options)
+    return 0 if report.http_status == 200 and report.intact else 1

@@ -1,0 +1,36 @@
+"""The command line, ``python -m trio_tcp6`` (or ``trio-tcp6``): applications built on
+the library, beside it.
+
+``demo``
+    two stacks on an in-memory network: HTTP, an impaired transfer, a summary, a pcap
+    (:mod:`trio_tcp6.cli.demo`);
+``tun ...``
+    the stack on a Linux TUN device: HTTP, echo and discard servers, netcat
+    (:mod:`trio_tcp6.cli.tun`).
+
+Both serve HTTP with the one h11-based implementation in :mod:`trio_tcp6.cli.http`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .demo import add_demo_parser
+from .tun import add_tun_parser
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit
+    status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_tcp6", description="trio_tcp6: a userspace TCP/IPv6 stack on trio"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_demo_parser(sub)
+    add_tun_parser(sub)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
