@@ -100,6 +100,8 @@ def flags_str(flags: int) -> str:
 
 
 def _parse_flags(text: str) -> int:
+    if text == "-":
+        return 0  # packetdrill's spelling of "no flags"
     flags = 0
     for ch in text:
         for c, bit in _FLAG_CHARS:
@@ -176,11 +178,11 @@ class Line:
     lineno: int
     text: str
     lo: float  # earliest time (absolute; see ``rel``)
-    hi: float  # latest time (== lo except for "a~b" ranges on '>' lines)
-    check_time: bool  # False for "*" on '>' lines
-    #: "+dt" lines: dt after the previous line's actual time (for a '>' line, the time
-    #: its segment was emitted), resolved when the script runs.
-    rel: float | None
+    hi: float  # latest time (== lo except for ranges on '>' lines)
+    #: "+dt", "*" (= "+0") and "+a~+b" lines: the earliest and latest offset after the
+    #: previous line's actual time (for a '>' line, when its segment was emitted),
+    #: resolved when the script runs.
+    rel: tuple[float, float] | None
     kind: str  # "seg", "call", "event", "noevent", "state", "info", "stats", "conn"
     args: Any
 
@@ -211,7 +213,7 @@ class Script:
 # -- parsing -------------------------------------------------------------------------
 _NUM = r"-?\d+"
 _SEG_RE = re.compile(
-    rf"^(?P<dir>[<>])\s+(?P<flags>[FSRP.UEW]+)\s+"
+    rf"^(?P<dir>[<>])\s+(?P<flags>[FSRP.UEW]+|-)\s+"
     rf"(?:(?P<star>\*)|(?P<start>{_NUM}):(?P<end>{_NUM}|\*)\((?P<len>\d+|\*)\))"
     r"(?P<rest>.*)$"
 )
@@ -238,7 +240,7 @@ def _int_or_any(tok: str, what: str) -> Any:
 def _parse_options(text: str) -> OptionSpec:
     spec = OptionSpec()
     text = text.strip()
-    if text == "*":
+    if text in ("*", "..."):  # "<...>" is packetdrill's spelling
         spec.wildcard = True
         return spec
     for raw in text.split(","):
@@ -343,6 +345,9 @@ def _literal(text: str) -> Any:
 
 def _parse_header(script: Script, text: str) -> None:
     name, _, value = text.partition(" ")
+    if "=" in name:  # packetdrill's --name=value
+        name, _, first = name.partition("=")
+        value = f"{first} {value}"
     value = value.strip()
     if name == "--config":
         for item in value.split():
@@ -361,7 +366,9 @@ def _parse_header(script: Script, text: str) -> None:
             raise ScriptError(f"{name} wants an integer, got {value!r}") from None
         setattr(script, name[2:].replace("-", "_"), number)
     elif name == "--tolerance":
-        script.tolerance = float(value)
+        script.tolerance = _seconds(value)
+    elif name == "--tolerance_usecs":  # packetdrill's option
+        script.tolerance = _seconds(value) / 1e6
     elif name == "--psh":
         if value not in ("strict", "ignore"):
             raise ScriptError("--psh is 'strict' or 'ignore'")
@@ -374,24 +381,42 @@ def _parse_header(script: Script, text: str) -> None:
         raise ScriptError(f"unknown header {name!r}")
 
 
-def _parse_time(tok: str, prev: float, is_expect: bool) -> tuple[float, float, bool, float | None]:
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ScriptError(f"bad time {text!r}") from None
+    if value < 0 or not math.isfinite(value):
+        raise ScriptError(f"bad time {text!r}")
+    return value
+
+
+def _parse_time(
+    tok: str, prev: float, is_expect: bool
+) -> tuple[float, float, tuple[float, float] | None]:
+    """(lo, hi, rel) of a step's time token; see :class:`Line`."""
     if tok == "*":
-        return prev, prev, True, 0.0
+        return prev, prev, (0.0, 0.0)
     if "~" in tok:
         if not is_expect:
             raise ScriptError("time ranges a~b are only for '>' lines")
         a, b = tok.split("~", 1)
-        lo, hi = float(a), float(b)
+        if a.startswith("+") != b.startswith("+"):
+            raise ScriptError(f"a range is absolute (a~b) or relative (+a~+b), not {tok!r}")
+        relative = a.startswith("+")
+        lo, hi = (_seconds(a[1:]), _seconds(b[1:])) if relative else (_seconds(a), _seconds(b))
         if hi < lo:
             raise ScriptError(f"empty time range {tok!r}")
-        return lo, hi, True, None
+        if relative:
+            return prev + lo, prev + hi, (lo, hi)
+        return lo, hi, None
     if tok.startswith("+"):
-        dt = float(tok[1:])
-        return prev + dt, prev + dt, True, dt
-    t = float(tok)
+        dt = _seconds(tok[1:])
+        return prev + dt, prev + dt, (dt, dt)
+    t = _seconds(tok)
     if t < prev - _EPS:
         raise ScriptError(f"time goes backwards ({t} < {prev})")
-    return t, t, True, None
+    return t, t, None
 
 
 def _parse_step(body: str) -> tuple[str, Any]:
@@ -416,11 +441,26 @@ def _parse_step(body: str) -> tuple[str, Any]:
     raise ScriptError(f"unknown step {body!r}")
 
 
+_COMMENT_RE = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+
+
+def _strip_comments(text: str, path: str) -> list[str]:
+    """The lines of ``text`` without ``//`` and ``/* ... */`` comments (packetdrill's
+    two kinds), in their places: a comment spanning lines leaves them empty."""
+    stripped = _COMMENT_RE.sub(lambda m: "\n" * m[0].count("\n"), text)
+    if "/*" in stripped:
+        lineno = stripped[: stripped.index("/*")].count("\n") + 1
+        raise ScriptError(f"{path}:{lineno}: unterminated /* comment")
+    return stripped.split("\n")
+
+
 def parse_script(text: str, path: str = "<script>") -> Script:
     script = Script(path=path)
     prev = 0.0
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("//", 1)[0].strip()
+    raws = text.split("\n")
+    for lineno, line in enumerate(_strip_comments(text, path), 1):
+        raw = raws[lineno - 1]
+        line = line.strip()
         if not line:
             continue
         try:
@@ -434,11 +474,11 @@ def parse_script(text: str, path: str = "<script>") -> Script:
             if not body:
                 raise ScriptError("a step needs a time and an action")
             is_expect = body.startswith(">")
-            lo, hi, check, rel = _parse_time(tok, prev, is_expect)
+            lo, hi, rel = _parse_time(tok, prev, is_expect)
             kind, args = _parse_step(body)
         except ScriptError as exc:
             raise ScriptError(f"{path}:{lineno}: {exc}\n  {raw.strip()}") from None
-        script.lines.append(Line(lineno, raw.strip(), lo, hi, check, rel, kind, args))
+        script.lines.append(Line(lineno, raw.strip(), lo, hi, rel, kind, args))
         prev = lo
     return script
 
@@ -450,8 +490,8 @@ def load_script(path: str | Path) -> Script:
 
 def read_xfail(path: str | Path) -> str | None:
     """The ``--xfail`` reason of a script, read cheaply (for pytest collection)."""
-    for raw in Path(path).read_text().splitlines():
-        line = raw.split("//", 1)[0].strip()
+    for raw in _strip_comments(Path(path).read_text(), str(path)):
+        line = raw.strip()
         if line.startswith("--xfail"):
             return line[len("--xfail") :].strip() or "xfail"
     return None
@@ -621,8 +661,8 @@ class Runner:
     def run(self) -> None:
         for line in self.script.lines:
             if line.rel is not None:
-                # "+dt" and "*": relative to the previous line's actual time.
-                line = replace(line, lo=self.now + line.rel, hi=self.now + line.rel)
+                # "+dt", "*" and "+a~+b": relative to the previous line's actual time.
+                line = replace(line, lo=self.now + line.rel[0], hi=self.now + line.rel[1])
             self.line = line
             try:
                 self._step(line)
@@ -750,7 +790,7 @@ class Runner:
             )
         t, seg = self.queue.pop(0)
         diffs = self._compare(spec, seg)
-        if line.check_time and not (line.lo - tol <= t <= line.hi + tol):
+        if not line.lo - tol <= t <= line.hi + tol:
             when = f"{line.lo:.4f}" if line.lo == line.hi else f"{line.lo:.4f}~{line.hi:.4f}"
             diffs.append(f"time: expected t={when}, emitted at t={t:.4f}")
         if diffs:

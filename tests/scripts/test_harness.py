@@ -378,3 +378,94 @@ def test_explore_mode_reports_and_continues() -> None:
     assert any("unexpected segment(s)" in t for t in notes)
     # It kept going to the end of the script.
     assert any("receive" not in t and "2.4000" in t for t in lines)
+
+
+# -- packetdrill's own spellings -----------------------------------------------------------
+RETRANSMIT = "2.100~2.300  > P. 1:101(100) ack 1"  # the fake retransmits at 2.2
+
+
+@pytest.mark.parametrize("same_time", ["+0", "+0.0", "*"])
+def test_plus_zero_is_the_previous_lines_time(same_time: str) -> None:
+    """packetdrill's ``+0`` means what the harness's ``*`` means: the previous line's
+    actual time, checked (± tolerance) on a '>' line."""
+    run(GOOD.replace("\n*      ", f"\n{same_time}      "))
+    # The retransmission comes 1 s after the send, not at the same time.
+    msg = fails(GOOD.replace(RETRANSMIT, f"{same_time}  > P. 1:101(100) ack 1"))
+    assert "test.pkt:13: expected a segment at t=1.2000, but the engine sent nothing" in msg
+
+
+def test_relative_time_range() -> None:
+    # After the send at 1.2 (the previous line's actual time): 2.1~2.3.
+    run(GOOD.replace(RETRANSMIT, "+0.9~+1.1  > P. 1:101(100) ack 1"))
+    msg = fails(GOOD.replace(RETRANSMIT, "+1.1~+1.3  > P. 1:101(100) ack 1"))
+    assert "time: expected t=2.3000~2.5000, emitted at t=2.2000" in msg
+    msg = fails(GOOD.replace(RETRANSMIT, "+0.5~+0.9  > P. 1:101(100) ack 1"))
+    assert "expected a segment at t=1.7000, but the engine sent nothing" in msg
+    for bad in ["0 connect\n+0.1~0.2  > S 0:0(0)", "0 connect\n+0.2~+0.1  > S 0:0(0)"]:
+        with pytest.raises(ScriptError):
+            parse_script(bad, "bad.pkt")
+    with pytest.raises(ScriptError, match="only for '>' lines"):
+        parse_script("0 connect\n+0~+1  < S. 0:0(0) ack 1", "bad.pkt")
+
+
+def test_ellipsis_options_match_any_options() -> None:
+    first_syn = "0.000  > S 0:0(0) win 65535 <mss 1440>"
+    run(GOOD.replace(first_syn, "0.000  > S 0:0(0) win 65535 <...>"))
+    run(GOOD.replace("*      > . 1:1(0) ack 1", "*      > . 1:1(0) ack 1 <...>"))  # no options
+    # Only the options are left unchecked.
+    msg = fails(GOOD.replace(first_syn, "0.000  > S 1:1(0) win 65535 <...>"))
+    assert "seq: expected 1, got 0" in msg
+    with pytest.raises(ScriptError, match="cannot contain wildcards"):
+        parse_script("0 connect\n0.1 < S. 0:0(0) ack 1 <...>", "bad.pkt")
+
+
+def test_option_list_as_packetdrill_writes_it() -> None:
+    script = parse_script(
+        "0 listen\n0 < S 0:0(0) win 65535 <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 7>",
+        "t.pkt",
+    )
+    opts = script.lines[1].args.options
+    assert (opts.mss, opts.sack_permitted, opts.timestamps, opts.wscale) == (
+        1460,
+        True,
+        (100, 0),
+        7,
+    )
+    first_syn = "0.000  > S 0:0(0) win 65535 <mss 1440>"
+    run(GOOD.replace(first_syn, "0.000  > S 0:0(0) win 65535 <nop,nop,mss 1440,eol>"))
+    msg = fails(GOOD.replace(first_syn, "0.000  > S 0:0(0) win 65535 <mss 1440,nop,wscale 7>"))
+    assert "wscale: option missing" in msg
+
+
+def test_dash_is_a_segment_without_flags() -> None:
+    seg = parse_script("0 connect\n0.1 < - 0:0(0)", "t.pkt").lines[1].args
+    assert seg.flags == 0 and seg.ack is None
+    # The fake ignores a segment without flags: nothing comes back.
+    run(GOOD.replace("5.000  wait", "2.600  < - 51:51(0) win 65535\n5.000  wait"))
+    msg = fails(GOOD.replace("*      > . 1:1(0) ack 1", "*      > - 1:1(0)"))
+    assert "flags: expected -, got ." in msg
+
+
+def test_c_comments_keep_line_numbers() -> None:
+    commented = GOOD.replace(
+        "1.100  < S.", "/* a comment\n   over two lines */ 1.100  < S."
+    ).replace("*      event CONNECTED", "*      event /* inline */ CONNECTED")
+    run(commented)
+    msg = fails(commented.replace("> . 1:1(0) ack 1", "> . 1:1(0) ack 2"))
+    assert "test.pkt:9: segment mismatch" in msg  # one line further down than in GOOD
+    assert (
+        "// ok: /* inside a line comment"
+        in parse_script("0 connect // ok: /* inside a line comment\n", "t.pkt").lines[0].text
+    )
+    with pytest.raises(ScriptError, match=r"t.pkt:2: unterminated /\* comment"):
+        parse_script("0 connect\n/* never closed\n0.1 abort\n", "t.pkt")
+
+
+def test_tolerance_usecs_header() -> None:
+    late = GOOD.replace(RETRANSMIT, "2.196  > P. 1:101(100) ack 1")  # emitted at 2.2
+    assert "expected a segment at t=2.1960, but the engine sent nothing" in fails(late)
+    run("--tolerance_usecs=5000\n" + late)
+    assert parse_script("--tolerance_usecs=4000\n0 connect").tolerance == pytest.approx(0.004)
+    assert parse_script("--tolerance=0.01\n0 connect").tolerance == pytest.approx(0.01)
+    with pytest.raises(ScriptError):
+        parse_script("--tolerance_usecs=-1\n0 connect")
