@@ -60,17 +60,17 @@ class Request:
         self.headers = [
             (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
         ]
-        self.peer = peer
-        self.complete = False
+        self._peer = peer
+        self._complete = False
 
     async def body(self) -> AsyncIterator[bytes]:
         """The body's chunks as they arrive."""
-        while not self.complete:
-            event = await self.peer.next_event()
+        while not self._complete:
+            event = await self._peer.next_event()
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                self.complete = True
+                self._complete = True
             else:
                 raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} in a body")
 
