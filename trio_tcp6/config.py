@@ -102,7 +102,9 @@ class TCPConfig:
     initial_window: int = 10
     #: Most challenge ACKs (RFC 5961) one connection sends per second.
     challenge_ack_limit: int = 10
-    #: Most RSTs the stack sends per second for segments to closed ports.
+    #: Most RSTs the stack sends per second to one destination address for segments
+    #: nobody owns (per destination: a stack-wide budget lets an off-path attacker
+    #: learn which 4-tuples are in use, CVE-2016-5696).
     rst_rate_limit: int = 1000
 
     @property
