@@ -65,12 +65,17 @@ class TCPConfig:
     min_rto: float = attrs.field(default=0.2, validator=_positive)
     #: Upper bound of the RTO (RFC 6298: at least 60 s).
     max_rto: float = attrs.field(default=120.0, validator=_positive)
-    #: SYN (and SYN-ACK) retransmissions before an open fails with Timeout. RFC 9293
+    #: SYN retransmissions before an active open fails with Timeout. RFC 9293
     #: §3.8.3 (MUST-23) wants R2 for a SYN to last at least 3 minutes: with the 1 s
     #: initial RTO doubling, 7 retransmissions go out at 1, 3, 7, ..., 127 s and the
     #: open gives up after the last one times out (1 + 2 + ... + 128 = 255 s, or 247 s
     #: with the default 120 s ``max_rto``). Linux's 6 gives up after 127 s.
     syn_retries: int = 7
+    #: SYN-ACK retransmissions before a half-open (SYN-RECEIVED) connection is
+    #: dropped (Linux ``tcp_synack_retries``): with the 1 s initial RTO, 5 go out at
+    #: 1, 3, 7, 15 and 31 s and the connection is dropped at 63 s, so half-open
+    #: connections from SYNs nobody completes do not hold the backlog for minutes.
+    synack_retries: int = 5
     #: R1 of RFC 9293 §3.8.3: retransmissions before advising the user (counted in stats).
     retries1: int = 3
     #: R2 of RFC 9293 §3.8.3: retransmissions of one segment before the connection is
@@ -97,7 +102,9 @@ class TCPConfig:
     initial_window: int = 10
     #: Most challenge ACKs (RFC 5961) one connection sends per second.
     challenge_ack_limit: int = 10
-    #: Most RSTs the stack sends per second for segments to closed ports.
+    #: Most RSTs the stack sends per second to one destination address for segments
+    #: nobody owns (per destination: a stack-wide budget lets an off-path attacker
+    #: learn which 4-tuples are in use, CVE-2016-5696).
     rst_rate_limit: int = 1000
 
     @property

@@ -666,3 +666,54 @@ def test_network_made_outside_trio_and_reused_across_runs() -> None:
 
     for _ in range(2):
         assert trio.run(exchange, clock=trio.testing.MockClock(autojump_threshold=0)) == 0.5
+
+
+def _dst(i: int) -> bytes:
+    return ipaddress.IPv6Address(f"2001:db8:ffff::{i // 65536:x}:{i % 65536:x}").packed
+
+
+async def test_spoofed_destinations_do_not_grow_the_path_cache(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A host answering 100k spoofed sources sends to 100k destinations nobody has:
+    the network must not keep a cached path for each (it held ~330 B apiece)."""
+    net = VirtualNetwork()
+    a = net.attach(A)
+    header = bytearray(packet(A, B, b"x"))
+    for i in range(100_000):
+        header[24:40] = _dst(i)
+        a.send_nowait(bytes(header))
+    assert net.stats()["dropped_no_route"] == 100_000
+    assert len(net._paths) <= 1 and len(a._paths) <= 1
+
+
+async def test_path_cache_is_bounded_and_evicts_idle_paths(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Paths to many reachable destinations are cached up to a bound; idle ones are
+    evicted first, a path with packets still in flight never (it keeps FIFO order)."""
+    net = VirtualNetwork()
+    a = net.attach(A)
+    b = net.attach(B)
+    net.impair(src=A, dst=B, delay=1.0)
+    a.send_nowait(packet(A, B, b"first"))  # in flight on A->B for 1 s
+    n = 2 * VirtualNetwork.PATH_CACHE_SIZE
+    sinks = [net.attach(_dst(i)) for i in range(n)]
+    for sink in sinks:
+        a.send_nowait(packet(A, str(sink.address), b"y"))
+        assert sink.pending() == 1
+    assert len(net._paths) <= VirtualNetwork.PATH_CACHE_SIZE
+    assert len(a._paths) <= VirtualNetwork.PATH_CACHE_SIZE
+    assert (a._packed, b._packed) in net._paths  # busy: kept
+    a.send_nowait(packet(A, B, b"second"))
+    await trio.sleep(1.5)
+    assert [b.receive_nowait(), b.receive_nowait()] == [
+        packet(A, B, b"first"),
+        packet(A, B, b"second"),
+    ]
+    # Evicted paths come back on use, with the impairments that apply to them.
+    for sink in sinks[:10]:
+        sink.receive_nowait()
+        a.send_nowait(packet(A, str(sink.address), b"z"))
+        assert sink.receive_nowait() == packet(A, str(sink.address), b"z")
+    assert net.stats()["delivered"] == n + 2 + 10

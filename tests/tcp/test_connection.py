@@ -192,7 +192,7 @@ def test_syn_received_bad_ack_rst_and_dup_syn() -> None:
 
 
 def test_synack_retransmission_then_timeout() -> None:
-    c, _ = passive(cfg(syn_retries=2))
+    c, _ = passive(cfg(synack_retries=2))
     while c.state is State.SYN_RECEIVED:
         d = c.next_deadline
         assert d is not None

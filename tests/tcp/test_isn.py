@@ -163,14 +163,49 @@ def test_forged_cookies_rarely_pass() -> None:
 def test_ts_options_round_trip(tsval: int, wscale: int | None, sack: bool) -> None:
     encoded = encode_ts_options(tsval, wscale, sack)
     assert 0 <= encoded < 2**32
-    assert encoded >> 5 == tsval >> 5  # only the low 5 bits are used
+    assert (tsval - encoded) & 0xFFFFFFFF < 32  # only the low 5 bits, never ahead
     assert decode_ts_options(encoded) == (wscale, sack)
 
 
 def test_ts_options_layout() -> None:
-    assert encode_ts_options(0xFFFFFFE0, 7, True) == 0xFFFFFFF7
-    assert encode_ts_options(0x12345600, None, False) == 0x1234560F
+    assert encode_ts_options(0xFFFFFFF7, 7, True) == 0xFFFFFFF7
+    assert encode_ts_options(0xFFFFFFFF, 7, True) == 0xFFFFFFF7
+    assert encode_ts_options(0xFFFFFFF6, 7, True) == 0xFFFFFFD7  # one unit back
+    assert encode_ts_options(0x1234561F, None, False) == 0x1234560F
+    assert encode_ts_options(0x12345600, None, False) == 0x123455EF
+    assert encode_ts_options(0x00000003, None, True) == 0xFFFFFFFF  # back across the wrap
     assert decode_ts_options(0x1F) == (None, True)
     assert decode_ts_options(0x0E) == (14, False)
     with pytest.raises(ValueError):
         encode_ts_options(0, 15, False)
+
+
+#: Clock values at the edges: around zero and the 2^32 wrap, and just below and above
+#: every multiple of the 32-value unit the options occupy.
+_EDGE_CLOCKS = sorted(
+    {
+        v & 0xFFFFFFFF
+        for base in (0, 1 << 31, 0xFFFFFFE0, 0x12345600)
+        for v in range(base - 40, base + 40)
+    }
+)
+
+
+def test_cookie_tsval_never_ahead_of_the_clock() -> None:
+    """A cookie SYN-ACK's TSval is never later than the timestamp clock (Linux
+    cookie_init_timestamp): a peer's PAWS would otherwise drop our first data, whose
+    TSval comes from the clock, until the clock catches up with the SYN-ACK's."""
+    options = [(ws, sack) for ws in (None, *range(15)) for sack in (False, True)]
+    for clock in _EDGE_CLOCKS:
+        for wscale, sack in options:
+            encoded = encode_ts_options(clock, wscale, sack)
+            behind = (clock - encoded) & 0xFFFFFFFF
+            assert behind < 32, (clock, wscale, sack, encoded)  # at or before the clock
+            assert decode_ts_options(encoded) == (wscale, sack)
+
+
+@given(u32, st.one_of(st.none(), st.integers(0, 14)), st.booleans())
+def test_cookie_tsval_at_most_one_unit_behind(tsval: int, wscale: int | None, sack: bool) -> None:
+    encoded = encode_ts_options(tsval, wscale, sack)
+    assert (tsval - encoded) & 0xFFFFFFFF < 32
+    assert decode_ts_options(encoded) == (wscale, sack)

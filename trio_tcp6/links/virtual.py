@@ -67,7 +67,7 @@ from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import outcome
 import trio
@@ -378,7 +378,15 @@ class VirtualNetwork:
     rx_queue_bytes=16 MiB, checksum_offload=True)``. ``checksum_offload=False``
     makes every stack compute and verify every checksum (as over a real wire).
     Usable directly, or as ``async with``/``with`` (closes at the end).
+
+    The per-direction state (a cached path) exists only towards attached addresses
+    and for at most :attr:`PATH_CACHE_SIZE` directions: beyond that, idle paths
+    (nothing of theirs in flight) are forgotten, oldest first, and rebuilt on next
+    use. A host answering spoofed sources therefore costs no memory per source.
     """
+
+    #: Cached paths (src→dst directions) kept before idle ones are evicted.
+    PATH_CACHE_SIZE: ClassVar[int] = 4096
 
     def __init__(
         self,
@@ -541,6 +549,9 @@ class VirtualNetwork:
             if len(data) < 40:
                 c.dropped_malformed += 1
                 return
+            if data[24:40] not in self._links:
+                c.dropped_no_route += 1  # nothing cached for a destination nobody has
+                return
             path = self._new_path(link, data[24:40])
         dest = path.dest
         if dest is None:
@@ -562,10 +573,29 @@ class VirtualNetwork:
         src = link._packed
         path = self._paths.get((src, dst))
         if path is None:
+            if len(self._paths) >= self.PATH_CACHE_SIZE:
+                self._evict_idle_paths()
             path = _Path(self._resolve(src, dst), self._links.get(dst))
             self._paths[(src, dst)] = path
         link._paths[dst] = path
         return path
+
+    def _evict_idle_paths(self) -> None:
+        """Forget idle paths, oldest first, down to 3/4 of :attr:`PATH_CACHE_SIZE`
+        (amortized: one sweep per quarter of the cache). A path with a packet still
+        in flight is kept: its state keeps the direction FIFO."""
+        now = _now_or(math.inf)
+        target = self.PATH_CACHE_SIZE * 3 // 4
+        paths, links = self._paths, self._links
+        for key, path in list(paths.items()):
+            if len(paths) <= target:
+                break
+            if path.state.last_at > now:
+                continue
+            del paths[key]
+            src_link = links.get(key[0])
+            if src_link is not None and src_link._paths.get(key[1]) is path:
+                del src_link._paths[key[1]]
 
     def _send_impaired(
         self, link: VirtualLink, path: _Path, dest: VirtualLink, data: bytes, partial: bool

@@ -21,9 +21,11 @@ __all__ = ["DirectListener"]
 class DirectListener(Listener):
     """``trio.abc.Listener[Flow]`` on one port of a direct stack.
 
-    ``backlog`` bounds the accept queue (handshakes completed, not yet accepted); the
-    stack's ``config.syn_backlog`` bounds the half-open (SYN-RECEIVED) connections,
-    beyond which SYN cookies answer (if enabled) or SYNs are dropped.
+    ``backlog`` bounds the accept queue (handshakes completed, not yet accepted): while
+    it is full, SYNs and the ACKs that would complete a handshake are dropped (the
+    client retries), as Linux does. The stack's ``config.syn_backlog`` bounds the
+    half-open (SYN-RECEIVED) connections, beyond which SYN cookies answer (if
+    enabled) or SYNs are dropped.
     """
 
     def __init__(self, stack: DirectStack, port: int, backlog: int) -> None:
@@ -34,6 +36,9 @@ class DirectListener(Listener):
         self._lot = trio.lowlevel.ParkingLot()
         #: Passive flows of this listener still in SYN-RECEIVED.
         self._half_open: set[DirectFlow] = set()
+        #: Half-open flows given an ACK that may complete the handshake: each holds
+        #: a place in the accept queue.
+        self._completing: set[DirectFlow] = set()
         self._closed = False
         self._accepting = False
 
@@ -52,19 +57,39 @@ class DirectListener(Listener):
         return len(self._queue)
 
     def _accept_queue_full(self) -> bool:
-        return len(self._queue) >= self.backlog
+        return len(self._queue) + len(self._completing) >= self.backlog
+
+    def _may_complete(self, flow: DirectFlow) -> bool:
+        """May an ACK go to the half-open ``flow`` (it may complete the handshake)?
+        Yes if it holds a place in the accept queue or one is free (it takes it);
+        no while the queue is full: the stack drops the ACK."""
+        if flow in self._completing:
+            return True
+        if self._accept_queue_full():
+            return False
+        self._completing.add(flow)
+        return True
 
     # -- called by flows --------------------------------------------------------------
     def _connected(self, flow: DirectFlow) -> None:
         self._half_open.discard(flow)
+        self._completing.discard(flow)
         if self._closed:
             flow._abort(Unknown("listener closed", errno.ECONNABORTED))
+            return
+        if self._accept_queue_full():
+            # The stack holds back a handshake's ACK while the queue is full, so
+            # this is a handshake completed without one (never expected): reset
+            # it (Linux tcp_abort_on_overflow) rather than overfill the queue.
+            self._stack._counters["accept_queue_overflow_resets"] += 1
+            flow._abort(Unknown("accept queue full", errno.ECONNABORTED))
             return
         self._queue.append(flow)
         self._lot.unpark()
 
     def _forget(self, flow: DirectFlow) -> None:
         self._half_open.discard(flow)
+        self._completing.discard(flow)
 
     # -- Listener API -------------------------------------------------------------------
     async def accept(self) -> DirectFlow:
@@ -102,6 +127,7 @@ class DirectListener(Listener):
         for flow in list(self._half_open):
             flow._abort(error)
         self._half_open.clear()
+        self._completing.clear()
         self._lot.unpark_all()
 
     async def aclose(self) -> None:

@@ -88,6 +88,9 @@ ICMP_ERROR_RATE = 10.0
 _UNSPECIFIED = bytes(16)
 #: Seconds after the last cookie we sent during which cookie ACKs are checked.
 COOKIE_CHECK_WINDOW = 128.0
+#: Destinations whose RST budget is tracked within one second; beyond that, new
+#: destinations get no RST until the next second (bounds the table's memory).
+RST_BUDGET_DESTINATIONS = 4096
 _PORTS = struct.Struct("!HHI")
 #: IPv6 fixed header + TCP header with NOP NOP Timestamps: every data segment and ACK.
 _IP6_TCP_TS = struct.Struct("!IHBB16s16sHHIIBBHHHIII")
@@ -132,7 +135,8 @@ class DirectStack(Stack):
         self._last_cookie: float | None = None
         self._ports = EphemeralPorts()
         self._rst_second = -1
-        self._rst_count = 0
+        #: RSTs sent this second, by destination address (see :meth:`_rst_allowed`).
+        self._rst_counts: dict[bytes, int] = {}
         self._pending: list[bytes] = []
         self._send_batch: Callable[..., Any] | None = getattr(link, "send_batch", None)
         #: A link that never blocks a sender may offer ``send_nowait``: flows then
@@ -288,21 +292,32 @@ class DirectStack(Stack):
             self._pending = []
             await self._send_packets(packets)
 
-    def _rst_allowed(self, now: float) -> bool:
+    def _rst_allowed(self, dst: bytes, now: float) -> bool:
+        """May we send one more RST to ``dst`` this second?
+
+        The budget is per destination address, never stack-wide: a shared counter
+        is a side channel (CVE-2016-5696): an off-path attacker spoofs a segment at
+        a guessed 4-tuple (a RST answers it only if no connection owns it) and
+        counts the RSTs its own probes still get. Per destination, what a host
+        receives depends only on what it sent itself."""
         second = int(now)
+        counts = self._rst_counts
         if second != self._rst_second:
             self._rst_second = second
-            self._rst_count = 0
-        if self._rst_count >= self.config.rst_rate_limit:
+            counts.clear()
+        count = counts.get(dst, 0)
+        if count >= self.config.rst_rate_limit:
             return False
-        self._rst_count += 1
+        if not count and len(counts) >= RST_BUDGET_DESTINATIONS:
+            return False
+        counts[dst] = count + 1
         return True
 
     def _reset_for(self, src: bytes, seg: TCPSegment, now: float) -> None:
         """RFC 9293 §3.10.7.1: answer a segment nobody owns (never a RST for a RST)."""
         if seg.flags & RST:
             return
-        if not self._rst_allowed(now):
+        if not self._rst_allowed(src, now):
             self._counters["resets_rate_limited"] += 1
             return
         if seg.flags & ACK:
@@ -435,6 +450,18 @@ class DirectStack(Stack):
                 flow._engine_failed(exc)
                 return
             if not reuse:
+                listener = flow._listener
+                if (
+                    not flow._connected
+                    and listener is not None
+                    and seg.flags & (ACK | RST) == ACK
+                    and not listener._may_complete(flow)
+                ):
+                    # Linux: the handshake's ACK finds the accept queue full and is
+                    # dropped; the SYN-ACK retransmission or the client's retry
+                    # completes it once there is room.
+                    c["drop_accept_queue_full"] += 1
+                    return
                 flow._deliver(seg)
                 return
             # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple. The new ISS must
@@ -445,6 +472,11 @@ class DirectStack(Stack):
             flow._abort()
         else:
             iss_floor = None
+            if src[0] == 0xFF or src == _UNSPECIFIED:
+                # RFC 4291 §2.5.2, §2.7: never the source of a segment; answering it
+                # would reach a group, or nobody.
+                c["drop_bad_source"] += 1
+                return
         listener = self._listeners.get(seg.dst_port)
         if listener is not None:
             self._listen_input(listener, src, seg, now, iss_floor)
@@ -476,6 +508,11 @@ class DirectStack(Stack):
             return
         if not flags & SYN:
             c["drop_listen_no_syn"] += 1
+            return
+        if seg.src_port == seg.dst_port and src == self._addr:
+            # LAND: a spoofed SYN from our own address and port would make a
+            # connection with itself that ACKs its own ACKs for ever.
+            c["drop_land"] += 1
             return
         if len(self._flows) >= cfg.max_connections:
             c["drop_max_connections"] += 1

@@ -1035,7 +1035,9 @@ class Connection:
         return self.state is State.CLOSED
 
     def _syn_timeout(self, now: float) -> None:
-        if self._syn_retries >= self.config.syn_retries:
+        cfg = self.config
+        limit = cfg.synack_retries if self.state is State.SYN_RECEIVED else cfg.syn_retries
+        if self._syn_retries >= limit:
             self._close("timeout")
             return
         self._syn_retries += 1

@@ -211,12 +211,21 @@ _SACK_BIT = 0x10
 
 
 def encode_ts_options(tsval: int, wscale: int | None, sack: bool) -> int:
-    """Our SYN-ACK TSval with the low :data:`TS_OPTION_BITS` bits replaced by the
-    peer's window-scale shift (None: no option) and SACK-permitted flag. The peer
-    echoes it in TSecr of the ACK that completes the handshake."""
+    """Our SYN-ACK TSval (the timestamp clock ``tsval``) with the low
+    :data:`TS_OPTION_BITS` bits replaced by the peer's window-scale shift (None: no
+    option) and SACK-permitted flag. The peer echoes it in TSecr of the ACK that
+    completes the handshake.
+
+    The result is never later than ``tsval`` (at most 31 ticks earlier, modulo
+    2^32), as Linux's ``cookie_init_timestamp``: the peer keeps it as TS.Recent, and
+    a SYN-ACK TSval ahead of our clock would make its PAWS check (RFC 7323 §5) drop
+    our first segments until the clock caught up."""
     if wscale is not None and not 0 <= wscale <= 14:
         raise ValueError(f"window scale shift must be 0..14 (RFC 7323 §2.3), got {wscale}")
     low = (_WSCALE_NONE if wscale is None else wscale) | (_SACK_BIT if sack else 0)
+    tsval &= MASK
+    if tsval & _TS_OPTION_MASK < low:
+        tsval -= _TS_OPTION_MASK + 1  # the previous unit: the options fit below the clock
     return ((tsval & MASK) & ~_TS_OPTION_MASK) | low
 
 
