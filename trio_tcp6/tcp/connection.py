@@ -1395,10 +1395,6 @@ class Connection:
             fin = False
             stats["trimmed_beyond_window"] += 1
             self._ack_now = True  # RFC 9293 §3.10.7.4: unacceptable data gets an ACK
-        # TS.Recent update (RFC 7323 §4.3).
-        if ts is not None and seq_ge(ts[0], self.ts_recent) and seg_start <= self._last_ack_sent:
-            self.ts_recent = ts[0]
-            self._ts_recent_age = now
         self._last_rcv = now
         self._ka_probes = 0
         # -- second: RST (RFC 9293 + RFC 5961 §3) -------------------------------------
@@ -1438,6 +1434,12 @@ class Connection:
                 return
         if not self._process_ack(seg, now):
             return
+        # TS.Recent update (RFC 7323 §4.3), only now that the segment passed the
+        # sequence, RST and ACK checks (RFC 5961: a forged segment dropped for its ACK
+        # must not move TS.Recent, or every genuine segment would then fail PAWS).
+        if ts is not None and seq_ge(ts[0], self.ts_recent) and seg_start <= self._last_ack_sent:
+            self.ts_recent = ts[0]
+            self._ts_recent_age = now
         st = self.state
         if st is State.CLOSED:
             return
