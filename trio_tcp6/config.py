@@ -24,6 +24,11 @@ def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"{attr.name} must be positive, got {value!r}")
 
 
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attr.name} must not be negative, got {value!r}")
+
+
 def _delayed_ack(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
     # RFC 9293 §3.8.6.3 (MUST-40): an ACK must not be delayed 0.5 s or more.
     if value is not None and not 0 < value < 0.5:
@@ -97,6 +102,16 @@ class TCPConfig:
     initial_window: int = 10
     #: Most challenge ACKs (RFC 5961) one connection sends per second.
     challenge_ack_limit: int = 10
+    #: Per connection, at most one ACK every this many seconds in answer to an
+    #: unacceptable segment: one outside the receive window (RFC 9293 §3.10.7.4
+    #: first), one failing PAWS (RFC 7323 §5.3) or one acknowledging data never sent
+    #: (SEG.ACK > SND.NXT). Without it two desynchronised ends ping-pong ACKs
+    #: forever, and spoofed out-of-window segments become duplicate ACKs that force
+    #: fast retransmits on the real peer (Linux ``tcp_invalid_ratelimit``, 0.5 s).
+    #: Exempt: data that ends less than a receive buffer below RCV.NXT (a peer's
+    #: spurious retransmission, answered with its D-SACK) and a retransmitted FIN in
+    #: TIME-WAIT. Skipped ACKs are counted as ``acks_ratelimited``; 0 disables.
+    invalid_ack_ratelimit: float = attrs.field(default=0.5, validator=_non_negative)
     #: Most RSTs the stack sends per second for segments to closed ports.
     rst_rate_limit: int = 1000
 

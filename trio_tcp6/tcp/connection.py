@@ -272,6 +272,7 @@ class Connection:
 
         self._chal_start = now
         self._chal_count = 0
+        self._invalid_ack_at = -1e18  # when we last answered an unacceptable segment
 
         #: TCP segmentation offload (TSO): the largest payload one new-data segment
         #: may carry when the link segments packets for us (0 or less than two MSS:
@@ -656,6 +657,18 @@ class Connection:
         self._chal_count += 1
         self.stats["challenge_acks"] += 1
         self._send_ack(now)
+
+    def _ack_invalid(self, now: float) -> None:
+        """ACK an unacceptable segment (outside the window, failing PAWS, or acking
+        unsent data), at most once per ``invalid_ack_ratelimit`` seconds (Linux
+        ``tcp_oow_rate_limited``): such ACKs answered by the other end's own would
+        otherwise loop forever, and spoofed segments would become duplicate ACKs."""
+        period = self.config.invalid_ack_ratelimit
+        if now - self._invalid_ack_at < period:
+            self.stats["acks_ratelimited"] += 1
+            return
+        self._invalid_ack_at = now
+        self._ack_now = True
 
     def _xmit(self, start: int, end: int, now: float) -> None:
         """Send the sequence range ``[start, end)`` (absolute) from the send buffer,
@@ -1310,7 +1323,7 @@ class Connection:
                     stats["paws_disordered_ack"] += 1
                 else:
                     stats["drop_paws"] += 1
-                    self._ack_now = True
+                    self._ack_invalid(now)
                     return
             else:
                 # RFC 7323 §5.5: after 24 days of idleness TS.Recent is invalid.
@@ -1373,7 +1386,13 @@ class Connection:
             if st is State.TIME_WAIT and fin and start + seg_len == nxt:
                 # A retransmission of the peer's FIN: ACK it, restart 2*MSL.
                 self._t_tw = now + self.config.time_wait_duration
-            self._ack_now = True
+                self._ack_now = True
+            elif plen and nxt - self._rcv_cap < start + plen <= nxt:
+                # Data we already have (a spurious retransmission): its ACK carries
+                # the D-SACK and is never rate limited (it cannot loop: it has data).
+                self._ack_now = True
+            else:
+                self._ack_invalid(now)
             return
         seg_start = start
         # Trim to the window.
@@ -1540,7 +1559,7 @@ class Connection:
         stats = self.stats
         if ack > nxt:
             stats["drop_ack_unsent"] += 1
-            self._ack_now = True
+            self._ack_invalid(now)
             return False
         if ack < una - self.max_snd_wnd:
             # RFC 5961 §5.2: far below SND.UNA: drop with a (challenge) ACK.
