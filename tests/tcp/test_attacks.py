@@ -224,3 +224,33 @@ def test_invalid_ack_ratelimit_can_be_disabled() -> None:
 def test_config_rejects_negative_invalid_ack_ratelimit() -> None:
     with pytest.raises(ValueError):
         attrs.evolve(TCPConfig(), invalid_ack_ratelimit=-1.0)
+
+
+# -- Packet Too Big amplification (Linux tcp_simple_retransmit, RFC 8201 §5.4) ----------
+def test_ptb_staircase_does_not_amplify_retransmissions() -> None:
+    """An attacker forges valid Packet Too Big reports stepping the path MTU down one
+    byte at a time, from 1499 to 1400, one every 10 ms, against a bulk sender (64 KiB
+    window, 100 ms RTT). Each used to mark the whole flight lost and split every
+    record into MSS + 1 byte, so the retransmissions grew quadratically (28,000
+    here). Now only records that no longer fit are resent and the MSS changes at
+    most once per max(SRTT, 0.5 s)."""
+    cfg = TCPConfig(send_buffer=65536, receive_buffer=65536)
+    pair = Pair(cfg, b"p" * 3_000_000, delay=0.05)
+    pair.run_until(1.0)
+    mtus = iter(range(1499, 1399, -1))
+
+    def ptb(now: float) -> None:
+        pair.a.set_path_mtu(next(mtus), now)
+
+    pair.run_until(2.0, Periodic(1.0, 0.01, ptb, count=100))
+    stats = pair.stats[0]
+    reductions = stats["pmtu_reductions"]
+    assert 1 <= reductions <= 1 + int(1.0 / 0.5), reductions
+    assert stats["pmtu_ratelimited"] == 100 - reductions
+    assert pair.a.info()["mss"] < 1428  # the reports that were honoured took effect
+    # Each reduction resends at most the records in flight, cut in two pieces each.
+    flight = cfg.send_buffer // 1340 + 1
+    assert stats["retransmits"] <= reductions * 2 * flight, stats["retransmits"]
+    assert stats["fast_recovery"] == 0 and stats["rto"] == 0
+    pair.run_until(20.0)
+    assert bytes(pair.received) == pair.data

@@ -88,6 +88,11 @@ WC_DELACK = 0.2
 DUPTHRESH = 3
 #: Sender SWS override timeout (RFC 9293 §3.8.6.2.1: 0.1 to 1 second).
 SWS_OVERRIDE = 0.2
+#: The send MSS is lowered for a Packet Too Big at most once per max(SRTT, this):
+#: a forged staircase of reports one byte apart must not resend the flight on each
+#: (RFC 8201 §5.4 leaves the rate to the packetization layer). A report inside the
+#: interval is ignored; the router repeats it for the next packet that is too big.
+PMTU_MIN_INTERVAL = 0.5
 
 # Congestion-avoidance states of the sender.
 CA_OPEN = 0
@@ -177,6 +182,7 @@ class Connection:
         self._path_mss = self.our_mss
         #: The path MTU (minus headers) learnt from Packet Too Big, if any.
         self._pmtu_mss: int | None = None
+        self._pmtu_at = -1e18  # when a Packet Too Big last lowered the MSS
         #: Effective send MSS: max payload per segment (options subtracted).
         self.mss = min(self.our_mss, DEFAULT_IPV6_MSS)
         self._ts_offset = ts_offset
@@ -1858,30 +1864,51 @@ class Connection:
     # -- path MTU ------------------------------------------------------------------------
     def set_path_mtu(self, mtu: int, now: float) -> None:
         """The path MTU dropped to ``mtu`` (from ICMPv6 Packet Too Big): lower the
-        effective send MSS and retransmit what no longer fits. Never raises it."""
+        effective send MSS and retransmit the segments that no longer fit (Linux
+        ``tcp_simple_retransmit``); those that fit stay in flight, whole. Never raises
+        it, and lowers it at most once per max(SRTT, :data:`PMTU_MIN_INTERVAL`)
+        (later reports are ignored, counted as ``pmtu_ratelimited``)."""
         if mtu < 1280:
             self.stats["pmtu_ignored"] += 1
             return
         new = mtu - 60
         if new >= self._path_mss:
             return
+        srtt = self._rtt.srtt
+        interval = srtt if srtt is not None and srtt > PMTU_MIN_INTERVAL else PMTU_MIN_INTERVAL
+        if now - self._pmtu_at < interval:
+            self.stats["pmtu_ratelimited"] += 1
+            return
+        self._pmtu_at = now
         self.stats["pmtu_reductions"] += 1
         self._pmtu_mss = new
         self._path_mss = new
         self._update_mss()
         sb = self._sb
         mss = self.mss
-        if self.state in _SENDING and sb.segs and any(r.end - r.start > mss for r in sb.segs):
-            # Re-send everything in flight in segments that fit, without treating it as
-            # congestion (RFC 8201 §4 / RFC 4821 spirit): loss state, no cwnd change.
-            sb.mark_all_lost()
-            self._reno_sacked = 0
-            if self._ca != CA_LOSS:
-                self._ca = CA_LOSS
-                self._recovery_point = self._nxt
-            self._t_reo = None
-            self._tlp_end = None
-            self._output(now)
+        if self.state in _SENDING and sb.segs:
+            # Mark lost what is too big for the path now (a FIN takes no room), not
+            # as congestion (RFC 8201 §4 / RFC 4821 spirit): loss state, no cwnd change.
+            fin_off = self._fin_off
+            marked = False
+            for i, r in enumerate(sb.segs):
+                size = r.end - r.start
+                if fin_off >= 0 and r.end > fin_off:
+                    size -= 1
+                if size > mss:
+                    sb.mark_lost(i)
+                    marked = True
+            if marked:
+                # The dupACK estimate (no SACK) cannot exceed what is not lost.
+                room = sb.outstanding - sb.lost
+                if self._reno_sacked > room:
+                    self._reno_sacked = room if room > 0 else 0
+                if self._ca != CA_LOSS:
+                    self._ca = CA_LOSS
+                    self._recovery_point = self._nxt
+                self._t_reo = None
+                self._tlp_end = None
+                self._output(now)
         self._flush_events()
 
     def time_wait_accepts_syn(self, seg: TCPSegment) -> bool:
