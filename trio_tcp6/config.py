@@ -82,7 +82,8 @@ class TCPConfig:
     #: aborted with Timeout (Linux ``tcp_retries2``).
     retries2: int = 15
     #: If set, abort with Timeout when sent data stays unacknowledged this long
-    #: (RFC 5482 / Linux ``TCP_USER_TIMEOUT``); overrides ``retries2``.
+    #: (RFC 5482 / Linux ``TCP_USER_TIMEOUT``); overrides ``retries2``. Queued data
+    #: waiting for a zero window counts too, even while the peer answers the probes.
     user_timeout: float | None = None
     #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL unless ``time_wait`` is set.
     msl: float = 30.0

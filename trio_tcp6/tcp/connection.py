@@ -246,6 +246,7 @@ class Connection:
         self._last_data_send = now
         self._persist_backoff = 0
         self._persist_unanswered = 0
+        self._persist_start = now  # since when queued data has waited for a window
         self._last_send = now
 
         # Receive side (absolute offsets from irs).
@@ -988,9 +989,9 @@ class Connection:
             pending = self._sndbuf.end > self._nxt
             if pending and self.snd_wnd <= 0:
                 if self._t_rtx is None:
-                    self._rtx_mode = T_PERSIST
-                    rto = self._rtt.computed_rto * (1 << min(self._persist_backoff, 16))
-                    self._t_rtx = now + min(rto, self.config.max_rto)
+                    if self._persist_backoff == 0:
+                        self._persist_start = now  # the data starts waiting for a window
+                    self._arm_persist(now)
             elif self._rtx_mode == T_PERSIST:
                 self._t_rtx = None
                 self._persist_backoff = 0
@@ -1168,16 +1169,31 @@ class Connection:
         which the peer must answer with an ACK carrying its window."""
         if self._nxt > self._una or self.snd_wnd > 0:
             return
-        self.stats["persist_probes"] += 1
-        self._persist_unanswered += 1
-        if self._persist_unanswered > self.config.retries2 + 1:
+        ut = self.config.user_timeout
+        if ut is not None:
+            # RFC 5482 (Linux TCP_USER_TIMEOUT): the data has waited too long, even if
+            # the peer answers every probe with a zero window.
+            if now >= self._persist_start + ut:
+                self._close("timeout")
+                return
+        elif self._persist_unanswered >= self.config.retries2 + 1:
             self._close("timeout")
             return
+        self.stats["persist_probes"] += 1
+        self._persist_unanswered += 1
         self._emit((self.iss + self._una - 1) & MASK, ACK, b"", now)
         self._persist_backoff += 1
+        self._arm_persist(now)
+
+    def _arm_persist(self, now: float) -> None:
+        """Arm the persist timer (backed off), never beyond the user timeout."""
         self._rtx_mode = T_PERSIST
         rto = self._rtt.computed_rto * (1 << min(self._persist_backoff, 16))
-        self._t_rtx = now + min(rto, self.config.max_rto)
+        t = now + min(rto, self.config.max_rto)
+        ut = self.config.user_timeout
+        if ut is not None and self._persist_start + ut < t:
+            t = max(self._persist_start + ut, now)
+        self._t_rtx = t
 
     def _keepalive_fire(self, now: float) -> None:
         ka = self.config.keepalive
