@@ -91,7 +91,7 @@ class Pair:
             if conn is None:
                 continue
             if i == 0 and self.written < len(self.data) and conn.state is State.ESTABLISHED:
-                self.written += conn.send(self.data[self.written :], self.now)
+                self.written += conn.send(memoryview(self.data)[self.written :], self.now)
             if i == 1:
                 while chunk := conn.receive(1 << 20, self.now):
                     self.received += chunk
