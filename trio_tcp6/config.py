@@ -24,6 +24,11 @@ def _positive(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
         raise ValueError(f"{attr.name} must be positive, got {value!r}")
 
 
+def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attr.name} must not be negative, got {value!r}")
+
+
 def _delayed_ack(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
     # RFC 9293 §3.8.6.3 (MUST-40): an ACK must not be delayed 0.5 s or more.
     if value is not None and not 0 < value < 0.5:
@@ -82,7 +87,8 @@ class TCPConfig:
     #: aborted with Timeout (Linux ``tcp_retries2``).
     retries2: int = 15
     #: If set, abort with Timeout when sent data stays unacknowledged this long
-    #: (RFC 5482 / Linux ``TCP_USER_TIMEOUT``); overrides ``retries2``.
+    #: (RFC 5482 / Linux ``TCP_USER_TIMEOUT``); overrides ``retries2``. Queued data
+    #: waiting for a zero window counts too, even while the peer answers the probes.
     user_timeout: float | None = None
     #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL unless ``time_wait`` is set.
     msl: float = 30.0
@@ -102,6 +108,16 @@ class TCPConfig:
     initial_window: int = 10
     #: Most challenge ACKs (RFC 5961) one connection sends per second.
     challenge_ack_limit: int = 10
+    #: Per connection, at most one ACK every this many seconds in answer to an
+    #: unacceptable segment: one outside the receive window (RFC 9293 §3.10.7.4
+    #: first), one failing PAWS (RFC 7323 §5.3) or one acknowledging data never sent
+    #: (SEG.ACK > SND.NXT). Without it two desynchronised ends ping-pong ACKs
+    #: forever, and spoofed out-of-window segments become duplicate ACKs that force
+    #: fast retransmits on the real peer (Linux ``tcp_invalid_ratelimit``, 0.5 s).
+    #: Exempt: data that ends less than a receive buffer below RCV.NXT (a peer's
+    #: spurious retransmission, answered with its D-SACK) and a retransmitted FIN in
+    #: TIME-WAIT. Skipped ACKs are counted as ``acks_ratelimited``; 0 disables.
+    invalid_ack_ratelimit: float = attrs.field(default=0.5, validator=_non_negative)
     #: Most RSTs the stack sends per second to one destination address for segments
     #: nobody owns (per destination: a stack-wide budget lets an off-path attacker
     #: learn which 4-tuples are in use, CVE-2016-5696).

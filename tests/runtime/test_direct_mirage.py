@@ -125,6 +125,30 @@ async def test_write_nodelay_returns_after_the_ack(autojump_clock: trio.testing.
         assert await receive_exactly(server, 2) == b"ef"
 
 
+async def test_write_nodelay_waits_for_the_last_byte(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The server's 4096-byte buffer takes all but the last byte of a 4097-byte write
+    # and is then full: everything but that byte is acknowledged (SND.UNA is one
+    # short of the end) while the window stays closed. write_nodelay must keep
+    # waiting until the reader makes room and the last byte is acknowledged too.
+    small = tcp6.TCPConfig(receive_buffer=4096)
+    async with two_stacks(tcp6.TCPConfig(), small) as (_net, a, b):
+        client, server = await connect(a, b)
+        results: list[object] = []
+
+        async def writer() -> None:
+            results.append(await client.write_nodelay(b"w" * 4097))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await trio.sleep(5.0)
+            assert results == []  # 4096 of 4097 bytes acknowledged: not done yet
+            assert await receive_exactly(server, 4096) == b"w" * 4096
+        assert results == [tcp6.Ok(None)]
+        assert await receive_exactly(server, 1) == b"w"
+
+
 async def test_write_nodelay_error_when_path_dies(autojump_clock: trio.testing.MockClock) -> None:
     config = tcp6.TCPConfig(user_timeout=5.0)
     async with two_stacks(config) as (net, a, b):

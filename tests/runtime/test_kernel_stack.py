@@ -283,7 +283,11 @@ async def test_stats_counts(stack: KernelStack) -> None:
 
 
 async def test_input_is_a_noop(stack: KernelStack) -> None:
-    await stack.input("::1", "::1", b"\0" * 20)
+    # The kernel does its own IP input: a packet handed in opens nothing, counts nothing.
+    before = stack.stats()
+    assert await stack.input("::1", "::1", b"\0" * 20) is None
+    assert stack.stats() == before
+    assert before["flows_open"] == 0
 
 
 def test_parse_tcp_info_short_answer() -> None:

@@ -271,12 +271,16 @@ def test_parse_invoking_identifies_the_connection() -> None:
 def test_random_bytes_only_parse_error(data: bytes, check: bool) -> None:
     try:
         parse_icmpv6(data, SRC if check else None, DST if check else None)
-    except ParseError:
-        pass
+    except ParseError as exc:
+        assert exc.reason.startswith("icmpv6_"), exc.reason
+    else:
+        assert len(data) >= 4  # a type, a code and a checksum at least
     try:
-        parse_invoking(data)
-    except ParseError:
-        pass
+        pkt = parse_invoking(data)
+    except ParseError as exc:
+        assert exc.reason.startswith(("icmpv6_", "ipv6_")), exc.reason
+    else:
+        assert (bytes(pkt.src), bytes(pkt.dst)) == (data[8:24], data[24:40])
 
 
 @settings(max_examples=200)

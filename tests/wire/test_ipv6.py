@@ -436,9 +436,14 @@ def test_unknown_upper_layer_when_protocols_given() -> None:
 @given(st.binary(max_size=200))
 def test_random_bytes_only_parse_error(data: bytes) -> None:
     try:
-        parse_ipv6(data)
-    except ParseError:
-        pass
+        pkt = parse_ipv6(data)
+    except ParseError as exc:
+        assert exc.reason.startswith("ipv6_"), exc.reason
+        return
+    # Parsed: the fixed header's fields are the input's, the payload within it.
+    assert data[0] >> 4 == 6
+    assert (bytes(pkt.src), bytes(pkt.dst)) == (data[8:24], data[24:40])
+    assert pkt.payload_offset + len(pkt.payload) <= len(data)
 
 
 @settings(max_examples=500)

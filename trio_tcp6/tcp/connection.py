@@ -88,6 +88,11 @@ WC_DELACK = 0.2
 DUPTHRESH = 3
 #: Sender SWS override timeout (RFC 9293 §3.8.6.2.1: 0.1 to 1 second).
 SWS_OVERRIDE = 0.2
+#: The send MSS is lowered for a Packet Too Big at most once per max(SRTT, this):
+#: a forged staircase of reports one byte apart must not resend the flight on each
+#: (RFC 8201 §5.4 leaves the rate to the packetization layer). A report inside the
+#: interval is ignored; the router repeats it for the next packet that is too big.
+PMTU_MIN_INTERVAL = 0.5
 
 # Congestion-avoidance states of the sender.
 CA_OPEN = 0
@@ -177,6 +182,7 @@ class Connection:
         self._path_mss = self.our_mss
         #: The path MTU (minus headers) learnt from Packet Too Big, if any.
         self._pmtu_mss: int | None = None
+        self._pmtu_at = -1e18  # when a Packet Too Big last lowered the MSS
         #: Effective send MSS: max payload per segment (options subtracted).
         self.mss = min(self.our_mss, DEFAULT_IPV6_MSS)
         self._ts_offset = ts_offset
@@ -240,6 +246,7 @@ class Connection:
         self._last_data_send = now
         self._persist_backoff = 0
         self._persist_unanswered = 0
+        self._persist_start = now  # since when queued data has waited for a window
         self._last_send = now
 
         # Receive side (absolute offsets from irs).
@@ -272,6 +279,7 @@ class Connection:
 
         self._chal_start = now
         self._chal_count = 0
+        self._invalid_ack_at = -1e18  # when we last answered an unacceptable segment
 
         #: TCP segmentation offload (TSO): the largest payload one new-data segment
         #: may carry when the link segments packets for us (0 or less than two MSS:
@@ -657,6 +665,18 @@ class Connection:
         self.stats["challenge_acks"] += 1
         self._send_ack(now)
 
+    def _ack_invalid(self, now: float) -> None:
+        """ACK an unacceptable segment (outside the window, failing PAWS, or acking
+        unsent data), at most once per ``invalid_ack_ratelimit`` seconds (Linux
+        ``tcp_oow_rate_limited``): such ACKs answered by the other end's own would
+        otherwise loop forever, and spoofed segments would become duplicate ACKs."""
+        period = self.config.invalid_ack_ratelimit
+        if now - self._invalid_ack_at < period:
+            self.stats["acks_ratelimited"] += 1
+            return
+        self._invalid_ack_at = now
+        self._ack_now = True
+
     def _xmit(self, start: int, end: int, now: float) -> None:
         """Send the sequence range ``[start, end)`` (absolute) from the send buffer,
         with FIN if the range covers it."""
@@ -969,9 +989,9 @@ class Connection:
             pending = self._sndbuf.end > self._nxt
             if pending and self.snd_wnd <= 0:
                 if self._t_rtx is None:
-                    self._rtx_mode = T_PERSIST
-                    rto = self._rtt.computed_rto * (1 << min(self._persist_backoff, 16))
-                    self._t_rtx = now + min(rto, self.config.max_rto)
+                    if self._persist_backoff == 0:
+                        self._persist_start = now  # the data starts waiting for a window
+                    self._arm_persist(now)
             elif self._rtx_mode == T_PERSIST:
                 self._t_rtx = None
                 self._persist_backoff = 0
@@ -1151,16 +1171,31 @@ class Connection:
         which the peer must answer with an ACK carrying its window."""
         if self._nxt > self._una or self.snd_wnd > 0:
             return
-        self.stats["persist_probes"] += 1
-        self._persist_unanswered += 1
-        if self._persist_unanswered > self.config.retries2 + 1:
+        ut = self.config.user_timeout
+        if ut is not None:
+            # RFC 5482 (Linux TCP_USER_TIMEOUT): the data has waited too long, even if
+            # the peer answers every probe with a zero window.
+            if now >= self._persist_start + ut:
+                self._close("timeout")
+                return
+        elif self._persist_unanswered >= self.config.retries2 + 1:
             self._close("timeout")
             return
+        self.stats["persist_probes"] += 1
+        self._persist_unanswered += 1
         self._emit((self.iss + self._una - 1) & MASK, ACK, b"", now)
         self._persist_backoff += 1
+        self._arm_persist(now)
+
+    def _arm_persist(self, now: float) -> None:
+        """Arm the persist timer (backed off), never beyond the user timeout."""
         self._rtx_mode = T_PERSIST
         rto = self._rtt.computed_rto * (1 << min(self._persist_backoff, 16))
-        self._t_rtx = now + min(rto, self.config.max_rto)
+        t = now + min(rto, self.config.max_rto)
+        ut = self.config.user_timeout
+        if ut is not None and self._persist_start + ut < t:
+            t = max(self._persist_start + ut, now)
+        self._t_rtx = t
 
     def _keepalive_fire(self, now: float) -> None:
         ka = self.config.keepalive
@@ -1312,7 +1347,7 @@ class Connection:
                     stats["paws_disordered_ack"] += 1
                 else:
                     stats["drop_paws"] += 1
-                    self._ack_now = True
+                    self._ack_invalid(now)
                     return
             else:
                 # RFC 7323 §5.5: after 24 days of idleness TS.Recent is invalid.
@@ -1375,7 +1410,13 @@ class Connection:
             if st is State.TIME_WAIT and fin and start + seg_len == nxt:
                 # A retransmission of the peer's FIN: ACK it, restart 2*MSL.
                 self._t_tw = now + self.config.time_wait_duration
-            self._ack_now = True
+                self._ack_now = True
+            elif plen and nxt - self._rcv_cap < start + plen <= nxt:
+                # Data we already have (a spurious retransmission): its ACK carries
+                # the D-SACK and is never rate limited (it cannot loop: it has data).
+                self._ack_now = True
+            else:
+                self._ack_invalid(now)
             return
         seg_start = start
         # Trim to the window.
@@ -1397,10 +1438,6 @@ class Connection:
             fin = False
             stats["trimmed_beyond_window"] += 1
             self._ack_now = True  # RFC 9293 §3.10.7.4: unacceptable data gets an ACK
-        # TS.Recent update (RFC 7323 §4.3).
-        if ts is not None and seq_ge(ts[0], self.ts_recent) and seg_start <= self._last_ack_sent:
-            self.ts_recent = ts[0]
-            self._ts_recent_age = now
         self._last_rcv = now
         self._ka_probes = 0
         # -- second: RST (RFC 9293 + RFC 5961 §3) -------------------------------------
@@ -1440,6 +1477,12 @@ class Connection:
                 return
         if not self._process_ack(seg, now):
             return
+        # TS.Recent update (RFC 7323 §4.3), only now that the segment passed the
+        # sequence, RST and ACK checks (RFC 5961: a forged segment dropped for its ACK
+        # must not move TS.Recent, or every genuine segment would then fail PAWS).
+        if ts is not None and seq_ge(ts[0], self.ts_recent) and seg_start <= self._last_ack_sent:
+            self.ts_recent = ts[0]
+            self._ts_recent_age = now
         st = self.state
         if st is State.CLOSED:
             return
@@ -1540,7 +1583,7 @@ class Connection:
         stats = self.stats
         if ack > nxt:
             stats["drop_ack_unsent"] += 1
-            self._ack_now = True
+            self._ack_invalid(now)
             return False
         if ack < una - self.max_snd_wnd:
             # RFC 5961 §5.2: far below SND.UNA: drop with a (challenge) ACK.
@@ -1839,30 +1882,51 @@ class Connection:
     # -- path MTU ------------------------------------------------------------------------
     def set_path_mtu(self, mtu: int, now: float) -> None:
         """The path MTU dropped to ``mtu`` (from ICMPv6 Packet Too Big): lower the
-        effective send MSS and retransmit what no longer fits. Never raises it."""
+        effective send MSS and retransmit the segments that no longer fit (Linux
+        ``tcp_simple_retransmit``); those that fit stay in flight, whole. Never raises
+        it, and lowers it at most once per max(SRTT, :data:`PMTU_MIN_INTERVAL`)
+        (later reports are ignored, counted as ``pmtu_ratelimited``)."""
         if mtu < 1280:
             self.stats["pmtu_ignored"] += 1
             return
         new = mtu - 60
         if new >= self._path_mss:
             return
+        srtt = self._rtt.srtt
+        interval = srtt if srtt is not None and srtt > PMTU_MIN_INTERVAL else PMTU_MIN_INTERVAL
+        if now - self._pmtu_at < interval:
+            self.stats["pmtu_ratelimited"] += 1
+            return
+        self._pmtu_at = now
         self.stats["pmtu_reductions"] += 1
         self._pmtu_mss = new
         self._path_mss = new
         self._update_mss()
         sb = self._sb
         mss = self.mss
-        if self.state in _SENDING and sb.segs and any(r.end - r.start > mss for r in sb.segs):
-            # Re-send everything in flight in segments that fit, without treating it as
-            # congestion (RFC 8201 §4 / RFC 4821 spirit): loss state, no cwnd change.
-            sb.mark_all_lost()
-            self._reno_sacked = 0
-            if self._ca != CA_LOSS:
-                self._ca = CA_LOSS
-                self._recovery_point = self._nxt
-            self._t_reo = None
-            self._tlp_end = None
-            self._output(now)
+        if self.state in _SENDING and sb.segs:
+            # Mark lost what is too big for the path now (a FIN takes no room), not
+            # as congestion (RFC 8201 §4 / RFC 4821 spirit): loss state, no cwnd change.
+            fin_off = self._fin_off
+            marked = False
+            for i, r in enumerate(sb.segs):
+                size = r.end - r.start
+                if fin_off >= 0 and r.end > fin_off:
+                    size -= 1
+                if size > mss:
+                    sb.mark_lost(i)
+                    marked = True
+            if marked:
+                # The dupACK estimate (no SACK) cannot exceed what is not lost.
+                room = sb.outstanding - sb.lost
+                if self._reno_sacked > room:
+                    self._reno_sacked = room if room > 0 else 0
+                if self._ca != CA_LOSS:
+                    self._ca = CA_LOSS
+                    self._recovery_point = self._nxt
+                self._t_reo = None
+                self._tlp_end = None
+                self._output(now)
         self._flush_events()
 
     def time_wait_accepts_syn(self, seg: TCPSegment) -> bool:

@@ -1,0 +1,1 @@
+"""Attacks for the attack benchmark: each module exposes ``run(quick) -> [(label, figure)]``."""
