@@ -28,6 +28,7 @@ import trio_tcp6 as tcp6
 from tests.netns import NetNS, tun_name, ula_prefix
 from tests.netns import needs_kernel as needs_kernel  # re-exported for the test modules
 from trio_tcp6.links import ImpairedLink, TunLink, impair_link, open_tun
+from trio_tcp6.links.base import LinkCapabilities
 from trio_tcp6.runtime import DirectStack
 from trio_tcp6.wire.pcap import PcapWriter
 
@@ -67,6 +68,10 @@ class CaptureLink:
     @property
     def mtu(self) -> int:
         return int(self.link.mtu)
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        return LinkCapabilities(receive_batch=self.receive_batch, send_batch=self.send_batch)
 
     def _stamp(self) -> float:
         import time

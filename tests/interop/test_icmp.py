@@ -54,7 +54,7 @@ def quote(flow: DirectFlow, seq: int | None = None, size: int = 1440) -> bytes:
     seg = TCPSegment(
         flow.local_port, flow._remote_port, conn.snd_una if seq is None else seq, 0, ACK, 1000
     )
-    dst = flow._remote_packed
+    dst = flow.remote_packed
     tcp = build_tcp(seg, PA, dst) + b"q" * size
     return (build_ipv6_header(PA, dst, PROTO_TCP, len(tcp)) + tcp)[:1232]
 

@@ -18,6 +18,7 @@ import trio
 import trio.testing
 
 import trio_tcp6 as tcp6
+from trio_tcp6.links.base import LinkCapabilities
 from trio_tcp6.tcp.connection import Connection
 from trio_tcp6.wire.ipv6 import PROTO_TCP, build_ipv6_header, parse_ipv6
 from trio_tcp6.wire.pcap import read_pcap
@@ -217,6 +218,10 @@ class SometimesFullLink:
     @property
     def mtu(self) -> int:
         return self._inner.mtu
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        return LinkCapabilities(send_nowait=self.send_nowait)
 
     def send_nowait(self, packet: bytes) -> None:
         self.calls += 1

@@ -47,7 +47,8 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .base import Link, Packet
+from ..alarm import Alarm
+from .base import Link, LinkCapabilities, Packet, capabilities_of
 
 __all__ = [
     "Counters",
@@ -286,7 +287,7 @@ class _Scheduler:
         self._sink = sink
         self._heap: list[tuple[float, int, bytes]] = []
         self._seq = 0
-        self._scope: trio.CancelScope | None = None
+        self._alarm = Alarm("a scheduler has one task")
         self.closed = False
 
     def __len__(self) -> int:
@@ -295,14 +296,11 @@ class _Scheduler:
     def push(self, at: float, data: bytes) -> None:
         self._seq += 1
         heappush(self._heap, (at, self._seq, data))
-        scope = self._scope
-        if scope is not None and at < scope.deadline:
-            scope.deadline = at
+        self._alarm.wake_by(at)
 
     def close(self) -> None:
         self.closed = True
-        if self._scope is not None:
-            self._scope.cancel()
+        self._alarm.wake()
 
     async def run(self) -> None:
         heap = self._heap
@@ -314,12 +312,7 @@ class _Scheduler:
             if batch:
                 await self._sink(batch)
                 continue
-            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                self._scope = scope
-                try:
-                    await trio.sleep_forever()
-                finally:
-                    self._scope = None
+            await self._alarm.sleep_until(heap[0][0] if heap else math.inf)
 
 
 class _Direction:
@@ -351,6 +344,9 @@ class ImpairedLink:
     ``stats()`` gives the counters of each direction; :meth:`impair` changes the
     impairments at any time. ``receive``'s inbound queue is bounded by
     ``rx_queue`` packets (overflow drops, counted as ``dropped_rx_overflow``).
+    It offers the batch forms (:attr:`capabilities`), and uses those ``link``
+    declares; no checksum offload (a packet it may corrupt must carry a full
+    checksum).
     """
 
     def __init__(
@@ -387,13 +383,14 @@ class ImpairedLink:
         rx = Impairer(counters=Counters())
         tx.rng = rx.rng = rng  # one generator for the whole link
         self.link = link
+        self._inner = capabilities_of(link)
         self._tx = _Direction(send if send is not None else both, tx)
         self._rx = _Direction(receive if receive is not None else both, rx)
         self._tx_sched = _Scheduler(self._send_due)
         self._rx_sched = _Scheduler(self._receive_due)
         self._rx_queue: deque[bytes] = deque()
         self._rx_limit = rx_queue
-        self._waiter: trio.lowlevel.Task | None = None
+        self._rx_alarm = Alarm("another task is already receiving")
         self._running = False
         self._closed = False
         self._rx_error: BaseException | None = None
@@ -401,6 +398,11 @@ class ImpairedLink:
     @property
     def mtu(self) -> int:
         return self.link.mtu
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        """The batch forms (see :class:`~trio_tcp6.links.base.LinkCapabilities`)."""
+        return LinkCapabilities(receive_batch=self.receive_batch, send_batch=self.send_batch)
 
     def impairments(self, direction: Direction) -> Impairments:
         return self._tx.imp if direction == "send" else self._rx.imp
@@ -436,11 +438,11 @@ class ImpairedLink:
 
     async def _reader(self) -> None:
         link = self.link
-        batch_fn = getattr(link, "receive_batch", None)
+        batch_fn = self._inner.receive_batch
         try:
             while not self._closed:
                 if batch_fn is not None:
-                    packets: list[bytes] = await batch_fn()
+                    packets = await batch_fn()
                 else:
                     packets = [await link.receive()]
                 now = trio.current_time()
@@ -478,17 +480,14 @@ class ImpairedLink:
         self._wake()
 
     def _wake(self) -> None:
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(w)
+        self._rx_alarm.wake()
 
     async def _send_due(self, batch: list[bytes]) -> None:
         await self._send_out(batch)
 
     async def _send_out(self, batch: list[bytes]) -> None:
         self._tx.impairer.counters.delivered += len(batch)
-        send_batch = getattr(self.link, "send_batch", None)
+        send_batch = self._inner.send_batch
         if send_batch is not None:
             await send_batch(batch)
         else:
@@ -544,15 +543,7 @@ class ImpairedLink:
                 return
             if self._rx_error is not None and not len(self._rx_sched):
                 raise trio.ClosedResourceError("the wrapped link is closed") from self._rx_error
-            if self._waiter is not None:
-                raise trio.BusyResourceError("another task is already receiving")
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            await self._rx_alarm.sleep_until()
 
     def close(self) -> None:
         """Stop impairing; pending delayed packets are discarded. The wrapped link stays

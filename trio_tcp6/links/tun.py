@@ -87,7 +87,7 @@ from typing import NamedTuple
 import trio
 
 from ..wire.checksum import checksum, pseudo_header_sum
-from .base import Packet
+from .base import ChecksumOffload, LinkCapabilities, Packet
 
 __all__ = [
     "IFF_NO_PI",
@@ -446,6 +446,29 @@ class TunLink:
         :meth:`receive_batch_offload` marks the packets whose checksum the kernel
         vouches for."""
         return self.vnet_hdr and not self._closed
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        """What the stack may use (see :class:`~trio_tcp6.links.base.LinkCapabilities`):
+        the batch forms and ``send_nowait`` always; with a virtio header also
+        checksum offload (while :attr:`checksum_offload` is True) and
+        :attr:`gso_max` above the MTU."""
+        offload = None
+        if self.vnet_hdr:
+            offload = ChecksumOffload(
+                active=lambda: self.checksum_offload,
+                send=self.send,
+                receive_batch=self.receive_batch_offload,
+                send_batch=self.send_batch,
+                send_nowait=self.send_nowait,
+            )
+        return LinkCapabilities(
+            receive_batch=self.receive_batch,
+            send_batch=self.send_batch,
+            send_nowait=self.send_nowait,
+            checksum_offload=offload,
+            gso_max=self.gso_max,
+        )
 
     @property
     def closed(self) -> bool:

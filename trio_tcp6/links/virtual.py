@@ -17,7 +17,8 @@ Cost model -- this is the project's simulator, so the common case is cheap:
   delivery task: a trio *system task* spawned lazily on the first delayed packet (so a
   network needs no ``async with``; the task ends with :meth:`VirtualNetwork.close` or
   with the trio run). It sleeps with ``trio`` deadlines only, so everything runs in
-  virtual time under ``trio.testing.MockClock(autojump_threshold=0)``.
+  virtual time under ``trio.testing.MockClock(autojump_threshold=0)``. Both that task
+  and a receiver waiting for packets sleep on an :class:`~trio_tcp6.alarm.Alarm`.
 
 Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_mtu``, the network never fragments), shorter than an IPv6 header
@@ -69,11 +70,11 @@ from heapq import heappop, heappush
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
-import outcome
 import trio
 
+from ..alarm import Alarm
 from ..wire.tcp import complete_tcp_checksum
-from .base import Packet
+from .base import ChecksumOffload, LinkCapabilities, Packet
 from .impair import (
     Counters,
     Impairer,
@@ -122,8 +123,8 @@ class VirtualLink:
     raises ``trio.ClosedResourceError``). One task may receive at a time
     (``trio.BusyResourceError`` otherwise). Checksum offload (see the module
     docstring): ``checksum_offload``, ``partial_checksum=`` on the send forms,
-    ``receive_batch_offload``. Extras: ``send_nowait``, ``receive_nowait``,
-    ``pending()``, ``stats()``.
+    ``receive_batch_offload``; ``send_nowait``. :attr:`capabilities` declares
+    all of them. Extras: ``receive_nowait``, ``pending()``, ``stats()``.
     """
 
     __slots__ = (
@@ -132,10 +133,10 @@ class VirtualLink:
         "_packed",
         "_paths",
         "_rx",
+        "_rx_alarm",
         "_rx_bytes",
         "_rx_bytes_limit",
         "_rx_limit",
-        "_waiter",
         "address",
         "received",
         "rx_dropped",
@@ -153,7 +154,7 @@ class VirtualLink:
         self._rx_bytes = 0
         self._rx_limit = rx_queue
         self._rx_bytes_limit = rx_queue_bytes
-        self._waiter: trio.lowlevel.Task | None = None
+        self._rx_alarm = Alarm("another task is already receiving on this link")
         self._closed = False
         # destination address bytes -> _Path (a cache of net._paths for this source)
         self._paths: dict[bytes, _Path] = {}
@@ -177,6 +178,24 @@ class VirtualLink:
         """Whether partial TCP checksums may be sent now (False for good once the
         network may corrupt packets; see the module docstring)."""
         return self._net._offload
+
+    @property
+    def capabilities(self) -> LinkCapabilities:
+        """Everything (see :class:`~trio_tcp6.links.base.LinkCapabilities`): the
+        batch forms, ``send_nowait``, and checksum offload while
+        :attr:`checksum_offload` is True."""
+        return LinkCapabilities(
+            receive_batch=self.receive_batch,
+            send_batch=self.send_batch,
+            send_nowait=self.send_nowait,
+            checksum_offload=ChecksumOffload(
+                active=lambda: self._net._offload,
+                send=self.send,
+                receive_batch=self.receive_batch_offload,
+                send_batch=self.send_batch,
+                send_nowait=self.send_nowait,
+            ),
+        )
 
     @property
     def network(self) -> VirtualNetwork:
@@ -227,16 +246,8 @@ class VirtualLink:
         while not self._rx:
             if self._closed:
                 raise trio.ClosedResourceError("link is closed")
-            if self._waiter is not None:
-                raise trio.BusyResourceError("another task is already receiving on this link")
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            # Woken by an arrival, or by close() (which raises ClosedResourceError here).
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            # Woken by an arrival, or by close().
+            await self._rx_alarm.sleep_until()
 
     async def receive(self) -> bytes:
         """The next packet (waits for one), its checksum complete."""
@@ -290,10 +301,7 @@ class VirtualLink:
         self._rx.clear()
         self._rx_bytes = 0
         self._net._detach(self)
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(w, outcome.Error(trio.ClosedResourceError("link is closed")))
+        self._rx_alarm.wake()
 
     async def aclose(self) -> None:
         self.close()
@@ -314,10 +322,7 @@ class VirtualLink:
         self._rx.append((data, partial))
         self._rx_bytes += len(data)
         self.received += 1
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            trio.lowlevel.reschedule(w)
+        self._rx_alarm.wake()
         return True
 
 
@@ -433,7 +438,7 @@ class VirtualNetwork:
         self._heap: list[tuple[float, int, VirtualLink, bytes, bool]] = []
         self._seq = 0
         self._delivery_task: trio.lowlevel.Task | None = None
-        self._delivery_scope: trio.CancelScope | None = None
+        self._delivery_alarm = Alarm("a network has one delivery task")
         self._captures: list[Capture] = []
         self._closed = False
         # Checksum offload: off for good once corruption is configured anywhere.
@@ -626,9 +631,7 @@ class VirtualNetwork:
                 self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
             )
         else:
-            scope = self._delivery_scope
-            if scope is not None and at < scope.deadline:
-                scope.deadline = at
+            self._delivery_alarm.wake_by(at)
 
     def _deliver(self, dest: VirtualLink, data: bytes, now: float, partial: bool) -> None:
         c = self._counters
@@ -656,12 +659,7 @@ class VirtualNetwork:
                     self._deliver(dest, data, now, partial)
                 if self._closed:
                     break
-                with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
-                    self._delivery_scope = scope
-                    try:
-                        await trio.sleep_forever()
-                    finally:
-                        self._delivery_scope = None
+                await self._delivery_alarm.sleep_until(heap[0][0] if heap else math.inf)
         finally:
             self._delivery_task = None
 
@@ -697,8 +695,7 @@ class VirtualNetwork:
         for link in list(self._links.values()):
             link.close()
         self._heap.clear()
-        if self._delivery_scope is not None:
-            self._delivery_scope.cancel()
+        self._delivery_alarm.wake()
         for cap in list(self._captures):
             cap.close()
 

@@ -1,28 +1,35 @@
 """A connection of the direct (userspace) stack: the engine plus its task pair.
 
 Each :class:`DirectFlow` owns one sans-I/O :class:`~trio_tcp6.tcp.connection.Connection`
-and two tasks in the stack's nursery:
+and two tasks in its stack's nursery:
 
-* the **receiver** takes inbound segments from a memory channel (the stack's link
-  reader demultiplexes into it), drains everything queued with ``receive_nowait``,
-  feeds it to ``engine.on_segment``, and transmits what that produced (ACKs, data
-  released by the ACKs) at once, without a hop to the sender;
-* the **sender** owns the timers: it sleeps until ``engine.next_deadline`` or until
-  woken (the user queued data, read data that opens the window, closed...), runs
-  ``engine.on_timer`` and transmits.
+* the **receiver** takes inbound segments from a trio memory channel (the stack's
+  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``),
+  drains everything queued with ``receive_nowait`` after each ``receive`` (a burst
+  costs one wake-up and one batch of engine work), feeds it to
+  ``engine.on_segment``, and transmits what that produced (ACKs, data released by the
+  ACKs) at once, without a hop to the sender;
+* the **sender** owns the timers: it sleeps on an :class:`~trio_tcp6.alarm.Alarm`
+  until ``engine.next_deadline`` or until woken (the user queued data, read data that
+  opens the window, closed...), runs ``engine.on_timer`` and transmits.
 
 The user's calls (``send_all``, ``receive_some``, ...) touch the engine synchronously
 and never wait for link I/O: segments they produce go to an outbox. On a link that
-never blocks a sender (it offers ``send_nowait``, as a VirtualNetwork link does) the
+never blocks a sender (it declares ``send_nowait``, as a VirtualNetwork link does) the
 call hands them to the link at once -- no task hop per write; otherwise the sender (or
 the receiver, whichever runs first) transmits them. Engine events wake the parked
 user tasks through :class:`trio.lowlevel.ParkingLot` objects.
 
-Cost (see ``docs/performance.md``): the inbox is a plain deque and both tasks park
-with :func:`trio.lowlevel.wait_task_rescheduled`, woken by a direct ``reschedule``
-(no memory channel, no cancellation to wake the sender); the sender's timer is a
-cancel-scope deadline that is only ever moved *earlier* while it sleeps (a later
-engine deadline just costs one spurious wake-up, as Linux's lazy timers do).
+What a flow needs from its stack is :class:`FlowHost` (counters, config, clock,
+transmit, unregister) and from its listener :class:`FlowListener`; this module
+imports neither the stack nor the listener, so a flow can be driven against a fake
+host in a test.
+
+Cost (see ``docs/performance.md``): the inbox channel costs a little per burst (its
+``receive`` is a checkpoint even when a segment is queued) but nothing per segment
+beyond ``send_nowait``/``receive_nowait``; the sender's timer is an Alarm deadline
+that is only ever moved *earlier* while it sleeps (a later engine deadline just costs
+one spurious wake-up, as Linux's lazy timers do).
 
 Containment: an unexpected exception from the engine while processing peer input or
 a timer aborts only this connection (RST if synchronized; the user gets
@@ -37,12 +44,14 @@ import errno
 import ipaddress
 import logging
 import math
-from collections import deque
+from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import trio
 
+from ..alarm import Alarm
+from ..config import TCPConfig
 from ..errors import Refused, TCPError, Timeout, Unknown
 from ..tcp.connection import Connection
 from ..tcp.events import EventKind, State
@@ -51,24 +60,19 @@ from ..wire.tcp import RST, TCPSegment
 from ._util import ConflictDetector, check_max_bytes
 from .base import Buffer, Flow, FlowInfo
 
-if TYPE_CHECKING:
-    from .listener import DirectListener
-    from .stack import DirectStack
-
-__all__ = ["DirectFlow", "engine_error"]
+__all__ = ["INBOX_SIZE", "DirectFlow", "FlowHost", "FlowListener", "UnsentPackets", "engine_error"]
 
 #: Segments queued towards one connection before the stack drops (and counts) more.
 INBOX_SIZE = 4096
+
+#: Packets a host could not hand to its link without waiting, with their
+#: ``partial_checksum`` flag (see :meth:`FlowHost.transmit_nowait`).
+UnsentPackets = tuple[list[bytes], bool]
 
 _INFINITE_SSTHRESH = 1 << 31
 
 logger = logging.getLogger("trio_tcp6")
 
-_reschedule = trio.lowlevel.reschedule
-_current_task = trio.lowlevel.current_task
-_wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
-_now = trio.current_time
-_SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
 #: States in which our RST is acceptable to the peer (RFC 9293 §3.10.7.4).
 _SYNCHRONIZED = frozenset(
     {
@@ -81,6 +85,68 @@ _SYNCHRONIZED = frozenset(
         State.SYN_RECEIVED,
     }
 )
+
+
+class FlowHost(Protocol):
+    """What a :class:`DirectFlow` needs from the stack it belongs to.
+
+    :class:`~trio_tcp6.runtime.stack.DirectStack` is one; a test may pass a fake.
+    Segments are handed over per destination (``dst``: the peer's packed 16-byte
+    address) as the engine produced them; the host builds and sends the packets.
+    """
+
+    @property
+    def counters(self) -> Counter[str]:
+        """The stack's counters (``stats()``): the flow counts ``engine_errors``,
+        ``resets_sent``, ``drop_flow_queue_full``, ``orphan_timeouts``, ..."""
+        ...
+
+    @property
+    def config(self) -> TCPConfig:
+        """The stack's configuration (the flow reads ``time_wait_duration``)."""
+        ...
+
+    @property
+    def sends_nowait(self) -> bool:
+        """True when :meth:`transmit_nowait` can hand packets to the link without
+        waiting (the link declares ``send_nowait``): user calls then transmit at
+        once instead of waking the sender task."""
+        ...
+
+    def clock(self) -> float:
+        """The current time, in the trio clock's seconds (the sender's sleeps use
+        trio deadlines, so a host's clock is ``trio.current_time``)."""
+        ...
+
+    async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
+        """Send ``segs`` to ``dst``, waiting for the link if it is busy."""
+        ...
+
+    def transmit_nowait(self, dst: bytes, segs: list[TCPSegment]) -> UnsentPackets | None:
+        """Send ``segs`` to ``dst`` without waiting. None when everything went; else
+        the packets the link would not take now, for :meth:`send_unsent`."""
+        ...
+
+    async def send_unsent(self, unsent: UnsentPackets) -> None:
+        """Send what :meth:`transmit_nowait` left, waiting for the link."""
+        ...
+
+    def unregister(self, flow: DirectFlow) -> None:
+        """The flow reached CLOSED: forget it (its 4-tuple and port are free)."""
+        ...
+
+
+class FlowListener(Protocol):
+    """What a passive :class:`DirectFlow` tells the listener that accepted its SYN
+    (:class:`~trio_tcp6.runtime.listener.DirectListener` is one)."""
+
+    def handshake_done(self, flow: DirectFlow) -> None:
+        """The flow reached ESTABLISHED: queue it for ``accept()``."""
+        ...
+
+    def flow_closed(self, flow: DirectFlow) -> None:
+        """The flow reached CLOSED (maybe before its handshake completed)."""
+        ...
 
 
 def engine_error(kind: str | None) -> TCPError:
@@ -97,34 +163,44 @@ def engine_error(kind: str | None) -> TCPError:
 
 
 class DirectFlow(Flow):
-    """One connection of :func:`~trio_tcp6.open_stack` (see the module docstring)."""
+    """One connection of :func:`~trio_tcp6.open_stack` (see the module docstring).
+
+    Made by its host (the stack) around an engine, with the listener that accepted
+    its SYN for a passive open; the host then calls :meth:`start`. The members the
+    host uses are documented below; a user needs none of them.
+    """
 
     def __init__(
         self,
-        stack: DirectStack,
+        host: FlowHost,
         conn: Connection,
         remote: ipaddress.IPv6Address,
         remote_port: int,
         local_port: int,
-        listener: DirectListener | None = None,
+        listener: FlowListener | None = None,
     ) -> None:
         super().__init__()
-        self._stack = stack
+        self._host = host
+        self._clock = host.clock
         self._conn = conn
         self._remote = remote
-        self._remote_packed = remote.packed
+        #: The peer's packed 16-byte address (the ``dst`` of every transmit).
+        self.remote_packed = remote.packed
         self._remote_port = remote_port
         self._local_port = local_port
-        self._key = (self._remote_packed, remote_port, local_port)
+        #: ``(remote_packed, remote_port, local_port)``: the host's demux key.
+        self.key = (self.remote_packed, remote_port, local_port)
         self._listener = listener
-        # Inbound segments from the stack's reader; the receiver parks when empty.
-        self._inbox: deque[TCPSegment] = deque()
-        self._inbox_closed = False
-        self._receiver_task: trio.lowlevel.Task | None = None
+        # Inbound segments from the host's reader to the receiver task.
+        inbox_in, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        #: Where the host's reader puts this connection's segments, with
+        #: ``send_nowait`` (``trio.WouldBlock``: the inbox is full; closed once the
+        #: flow reached CLOSED).
+        self.inbox = inbox_in
         self._outbox: list[TCPSegment] = []
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
-        self._unsent: tuple[list[bytes], bool] | None = None
+        self._unsent: UnsentPackets | None = None
         self._tx_busy = False
         self._send_conflict = ConflictDetector("another task is sending on this flow")
         self._recv_conflict = ConflictDetector("another task is receiving on this flow")
@@ -140,12 +216,97 @@ class DirectFlow(Flow):
         self._fin_acked = False
         self._error: TCPError | None = None
         self._dead = False  # CLOSED: the task pair ends, the 4-tuple is free
-        # The sender's sleep: its task while parked, and the timer scope (if any).
-        self._sender_task: trio.lowlevel.Task | None = None
-        self._sleep_scope: trio.CancelScope | None = None
-        self._wake = False
+        # The sender's sleep (until the engine's next deadline, or woken).
+        self._alarm = Alarm("a flow has one sender task")
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
         self._orphan_at: float | None = None
+
+    # -- the host's side ------------------------------------------------------------------
+    @property
+    def engine(self) -> Connection:
+        """The sans-I/O connection this flow drives."""
+        return self._conn
+
+    @property
+    def handshake_complete(self) -> bool:
+        """True once the engine reported the connection ESTABLISHED."""
+        return self._connected
+
+    @property
+    def listener(self) -> FlowListener | None:
+        """The listener a passive flow was made for (None for an active open)."""
+        return self._listener
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Start the task pair (receiver and sender) in ``nursery``."""
+        nursery.start_soon(self._receiver)
+        nursery.start_soon(self._sender)
+
+    def flush(self) -> None:
+        """Act on what the engine produced since the flow last looked (the host
+        changed it from outside, e.g. ``set_path_mtu``; every user call ends with
+        this): events wake the users, segments go out -- at once when the host
+        sends without waiting, else through the sender task."""
+        self._drain()
+        if self._outbox and not self._flush_nowait():
+            self._alarm.wake()  # the sender task transmits what the link did not take
+        else:
+            self._rearm()
+
+    def take_output(self) -> list[TCPSegment]:
+        """Remove and return the segments waiting to be transmitted (the host sends
+        them itself when it shuts down)."""
+        segs = self._outbox
+        self._outbox = []
+        return segs
+
+    async def wait_connected(self) -> None:
+        """Wait until the handshake completes; raise the connection's error (or
+        ``Unknown(ECONNABORTED)``) if it fails first."""
+        while not self._connected:
+            if self._error is not None:
+                raise self._error
+            if self._dead:
+                raise Unknown("connection closed during the handshake", errno.ECONNABORTED)
+            await self._state_lot.park()
+
+    def abort(self, error: TCPError | None = None) -> None:
+        """Reset the connection now (RST if synchronized); blocked users get ``error``."""
+        if self._error is None and error is not None:
+            self._error = error
+        if not self._dead:
+            self._conn.abort(self._clock())
+            self._drain()
+            self._alarm.wake()
+        self._wake_all()
+
+    def engine_failed(self, exc: Exception) -> None:
+        """An unexpected exception from the engine: abort this connection only (RST
+        if synchronized), count it in ``engine_errors`` and log it."""
+        counters = self._host.counters
+        counters["engine_errors"] += 1
+        logger.error("trio_tcp6: internal error in %r; aborting it", self, exc_info=exc)
+        if self._error is None:
+            self._error = Unknown(f"internal error: {exc!r}", errno.ECONNABORTED)
+        self._outbox = []
+        conn = self._conn
+        try:
+            synchronized = conn.state in _SYNCHRONIZED
+            seq = conn.snd_nxt
+            ack = conn.rcv_nxt
+        except Exception:  # the engine is beyond inspection: no RST
+            synchronized = False
+            seq = ack = 0
+        try:
+            conn.take_segments()
+            conn.take_events()
+        except Exception:
+            pass
+        if synchronized and not self._dead:
+            # Built here, not by the engine: it may fail again.
+            self._outbox.append(TCPSegment(self._local_port, self._remote_port, seq, ack, RST, 0))
+            counters["resets_sent"] += 1
+        self._on_closed()
 
     # -- engine plumbing --------------------------------------------------------------------
     def _drain(self) -> None:
@@ -172,7 +333,7 @@ class DirectFlow(Flow):
                 self._connected = True
                 self._state_lot.unpark_all()
                 if self._listener is not None:
-                    self._listener._connected(self)
+                    self._listener.handshake_done(self)
             elif kind is EventKind.FIN_ACKED:
                 self._fin_acked = True
                 self._state_lot.unpark_all()
@@ -192,51 +353,12 @@ class DirectFlow(Flow):
         if self._dead:
             return
         self._dead = True
-        self._stack._unregister(self)
+        self._host.unregister(self)
         if self._listener is not None:
-            self._listener._forget(self)
-        self._inbox_closed = True
-        task = self._receiver_task
-        if task is not None:
-            self._receiver_task = None
-            _reschedule(task)
+            self._listener.flow_closed(self)
+        self.inbox.close()  # the receiver ends once it has taken what is queued
         self._wake_all()
-        self._kick()
-
-    def _kick(self) -> None:
-        """Wake the sender task (there is output, or the timers changed)."""
-        self._wake = True
-        task = self._sender_task
-        if task is not None:
-            self._sender_task = None
-            _reschedule(task)
-
-    def _engine_failed(self, exc: Exception) -> None:
-        """An unexpected exception from the engine: abort this connection only."""
-        stack = self._stack
-        stack._counters["engine_errors"] += 1
-        logger.error("trio_tcp6: internal error in %r; aborting it", self, exc_info=exc)
-        if self._error is None:
-            self._error = Unknown(f"internal error: {exc!r}", errno.ECONNABORTED)
-        self._outbox = []
-        conn = self._conn
-        try:
-            synchronized = conn.state in _SYNCHRONIZED
-            seq = conn.snd_nxt
-            ack = conn.rcv_nxt
-        except Exception:  # the engine is beyond inspection: no RST
-            synchronized = False
-            seq = ack = 0
-        try:
-            conn.take_segments()
-            conn.take_events()
-        except Exception:
-            pass
-        if synchronized and not self._dead:
-            # Built here, not by the engine: it may fail again.
-            self._outbox.append(TCPSegment(self._local_port, self._remote_port, seq, ack, RST, 0))
-            stack._counters["resets_sent"] += 1
-        self._on_closed()
+        self._alarm.wake()
 
     def _deadline(self) -> float:
         deadline = self._conn.next_deadline
@@ -248,34 +370,19 @@ class DirectFlow(Flow):
     def _rearm(self) -> None:
         """Let a sleeping sender know the engine's next deadline if it is *earlier*
         than the one it sleeps until (a later one costs a spurious wake-up only)."""
-        task = self._sender_task
-        if task is None:
-            return
-        deadline = self._deadline()
-        scope = self._sleep_scope
-        if scope is None:
-            if deadline != math.inf:
-                self._kick()  # asleep without a timer: sleep again with one
-        elif deadline < scope.deadline:
-            scope.deadline = deadline
-
-    def _after_user_call(self) -> None:
-        self._drain()
-        if self._outbox and not self._flush_nowait():
-            self._kick()  # the sender task transmits what the link did not take
-        else:
-            self._rearm()
+        if self._alarm.sleeping:
+            self._alarm.wake_by(self._deadline())
 
     def _flush_nowait(self) -> bool:
-        """Transmit the outbox now if the link never blocks a sender (its
-        ``send_nowait``): no task hop for segments a user call produced. False if
-        something is left for the sender task."""
-        stack = self._stack
-        if stack._send_nowait is None or self._tx_busy or self._unsent is not None:
+        """Transmit the outbox now if the host sends without waiting: no task hop
+        for segments a user call produced. False if something is left for the
+        sender task."""
+        host = self._host
+        if not host.sends_nowait or self._tx_busy or self._unsent is not None:
             return False  # (never overtake packets a task is still sending)
         segs = self._outbox
         self._outbox = []
-        rest = stack._transmit_nowait(self._remote_packed, segs)
+        rest = host.transmit_nowait(self.remote_packed, segs)
         if rest is None:
             return True
         self._unsent = rest
@@ -293,62 +400,50 @@ class DirectFlow(Flow):
                 rest = self._unsent
                 if rest is not None:
                     self._unsent = None
-                    await self._stack._send_packets(*rest)
+                    await self._host.send_unsent(rest)
                     continue
                 segs = self._outbox
                 if not segs:
                     return
                 self._outbox = []
-                await self._stack._transmit(self._remote_packed, segs)
+                await self._host.transmit(self.remote_packed, segs)
         finally:
             self._tx_busy = False
 
-    def _deliver(self, seg: TCPSegment) -> None:
-        """Called by the stack's reader: queue an inbound segment for the receiver."""
-        if self._inbox_closed:
-            self._stack._counters["drop_closed"] += 1
-            return
-        inbox = self._inbox
-        if len(inbox) >= INBOX_SIZE:
-            self._stack._counters["drop_flow_queue_full"] += 1
-            return
-        inbox.append(seg)
-        task = self._receiver_task
-        if task is not None:
-            self._receiver_task = None
-            _reschedule(task)
-
-    def _abort_receiver_wait(self, _: Any) -> trio.lowlevel.Abort:
-        self._receiver_task = None
-        return _SUCCEEDED
-
-    def _abort_sender_wait(self, _: Any) -> trio.lowlevel.Abort:
-        self._sender_task = None
-        return _SUCCEEDED
+    def _discard_inbox(self) -> None:
+        receive_nowait = self._inbox_out.receive_nowait
+        while True:
+            try:
+                receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
 
     # -- the task pair ------------------------------------------------------------------------
     async def _receiver(self) -> None:
         conn = self._conn
-        inbox = self._inbox
+        receive = self._inbox_out.receive
+        receive_nowait = self._inbox_out.receive_nowait
+        clock = self._clock
         while True:
-            if not inbox:
-                if self._inbox_closed:
-                    return
-                # Park until the reader queues a segment (or the flow closes).
-                self._receiver_task = _current_task()
-                await _wait_task_rescheduled(self._abort_receiver_wait)
-                continue
-            now = _now()
             try:
-                while inbox:
-                    conn.on_segment(inbox.popleft(), now)
+                seg = await receive()
+            except trio.EndOfChannel:
+                return  # CLOSED, and everything queued was taken
+            now = clock()
+            try:
+                while True:
+                    conn.on_segment(seg, now)
+                    try:
+                        seg = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
                 if self._closed and conn.readable and not self._dead:
                     # Data for a flow the user closed: nobody will ever read it (RST).
                     conn.abort(now)
                 self._drain()
             except Exception as exc:
-                inbox.clear()
-                self._engine_failed(exc)
+                self._discard_inbox()
+                self.engine_failed(exc)
             if self._state_lot:
                 # write_nodelay()/close() waiters re-check snd_una after every batch.
                 self._state_lot.unpark_all()
@@ -358,13 +453,15 @@ class DirectFlow(Flow):
 
     async def _sender(self) -> None:
         conn = self._conn
+        alarm = self._alarm
+        clock = self._clock
         fired_at = -math.inf
         while True:
-            self._wake = False
+            alarm.clear()  # what follows does the work of any wake-up so far
             try:
                 deadline = conn.next_deadline
                 if deadline is not None or self._orphan_at is not None:
-                    now = _now()
+                    now = clock()
                     if deadline is not None and deadline <= now:
                         conn.on_timer(now)
                         fired_at = now
@@ -372,57 +469,28 @@ class DirectFlow(Flow):
                         self._orphan_timeout(now)
                 self._drain()
             except Exception as exc:
-                self._engine_failed(exc)
+                self.engine_failed(exc)
             if self._outbox or self._unsent is not None:
                 await self._send_outbox()
             if self._dead:
                 return
-            if self._wake:
+            if alarm.pending:
                 continue
             deadline = self._deadline()
             if deadline <= fired_at:
                 # The engine left a timer due that on_timer() did not clear: do not
                 # spin (that would also freeze a virtual clock); look again shortly.
-                self._stack._counters["timer_stuck"] += 1
+                self._host.counters["timer_stuck"] += 1
                 deadline = fired_at + 0.001
-            self._sender_task = _current_task()
-            if deadline == math.inf:
-                await _wait_task_rescheduled(self._abort_sender_wait)
-            else:
-                with trio.CancelScope(deadline=deadline) as scope:
-                    self._sleep_scope = scope
-                    try:
-                        await _wait_task_rescheduled(self._abort_sender_wait)
-                    finally:
-                        self._sleep_scope = None
-            self._sender_task = None
+            await alarm.sleep_until(deadline)
 
     def _orphan_timeout(self, now: float) -> None:
         """A flow the user closed waited too long for the peer's FIN (like Linux's
         ``tcp_fin_timeout``): give up on it."""
         self._orphan_at = None
         if self._conn.state in (State.FIN_WAIT_1, State.FIN_WAIT_2):
-            self._stack._counters["orphan_timeouts"] += 1
+            self._host.counters["orphan_timeouts"] += 1
             self._conn.abort(now)
-
-    # -- used by the stack ----------------------------------------------------------------------
-    async def _wait_connected(self) -> None:
-        while not self._connected:
-            if self._error is not None:
-                raise self._error
-            if self._dead:
-                raise Unknown("connection closed during the handshake", errno.ECONNABORTED)
-            await self._state_lot.park()
-
-    def _abort(self, error: TCPError | None = None) -> None:
-        """Reset the connection now (RST if synchronized); blocked users get ``error``."""
-        if self._error is None and error is not None:
-            self._error = error
-        if not self._dead:
-            self._conn.abort(trio.current_time())
-            self._drain()
-            self._kick()
-        self._wake_all()
 
     # -- trio stream -------------------------------------------------------------------
     def _check_send(self) -> None:
@@ -452,8 +520,8 @@ class DirectFlow(Flow):
         while offset < total:
             self._check_send()
             if conn.send_space > 0:
-                offset += conn.send(view[offset:], trio.current_time(), nodelay=nodelay)
-                self._after_user_call()
+                offset += conn.send(view[offset:], self._clock(), nodelay=nodelay)
+                self.flush()
             else:
                 await self._send_lot.park()
                 parked = True
@@ -482,8 +550,8 @@ class DirectFlow(Flow):
             if not self._eof_sent:
                 self._eof_sent = True
                 if self._error is None and not self._dead:
-                    self._conn.shutdown(trio.current_time())
-                    self._after_user_call()
+                    self._conn.shutdown(self._clock())
+                    self.flush()
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -498,8 +566,8 @@ class DirectFlow(Flow):
                 if self._error is not None:
                     raise trio.BrokenResourceError(str(self._error)) from self._error
                 if conn.readable:
-                    data = conn.receive(max_bytes, trio.current_time())
-                    self._after_user_call()
+                    data = conn.receive(max_bytes, self._clock())
+                    self.flush()
                     break
                 if conn.at_eof or self._dead:
                     data = b""
@@ -514,7 +582,7 @@ class DirectFlow(Flow):
         if not self._closed:
             self._closed = True
             if not self._dead and self._error is None:
-                now = trio.current_time()
+                now = self._clock()
                 if self._conn.readable:
                     # Unread data would be lost: tell the peer (RFC 9293 §3.10.4).
                     self._conn.abort(now)
@@ -522,8 +590,8 @@ class DirectFlow(Flow):
                     if not self._eof_sent:
                         self._eof_sent = True
                         self._conn.shutdown(now)  # the FIN handshake goes on in the background
-                    self._orphan_at = now + self._stack.config.time_wait_duration
-                self._after_user_call()
+                    self._orphan_at = now + self._host.config.time_wait_duration
+                self.flush()
             self._wake_all()
         await trio.lowlevel.checkpoint()
 

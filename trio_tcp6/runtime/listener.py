@@ -1,21 +1,43 @@
-"""A listening port of the direct stack."""
+"""A listening port of the direct stack.
+
+What a listener needs from its stack is :class:`ListenerHost`; this module does not
+import the stack, so a listener can be driven against a fake host in a test. Its
+flows talk to it through :class:`~trio_tcp6.runtime.flow.FlowListener`.
+"""
 
 from __future__ import annotations
 
 import errno
-from collections import deque
-from typing import TYPE_CHECKING
+from collections import Counter, deque
+from typing import Protocol
 
 import trio
 
 from ..errors import Unknown
 from .base import Listener
+from .flow import DirectFlow
 
-if TYPE_CHECKING:
-    from .flow import DirectFlow
-    from .stack import DirectStack
+__all__ = ["DirectListener", "ListenerHost"]
 
-__all__ = ["DirectListener"]
+
+class ListenerHost(Protocol):
+    """What a :class:`DirectListener` needs from the stack it listens on
+    (:class:`~trio_tcp6.runtime.stack.DirectStack` is one)."""
+
+    @property
+    def shut_down(self) -> bool:
+        """True once the stack is closing (``accept()`` then raises
+        ``trio.BrokenResourceError`` rather than ``ClosedResourceError``)."""
+        ...
+
+    def remove_listener(self, listener: DirectListener) -> None:
+        """The listener was closed: free its port."""
+        ...
+
+    @property
+    def counters(self) -> Counter[str]:
+        """The stack's counters (``stack.stats()``)."""
+        ...
 
 
 class DirectListener(Listener):
@@ -28,8 +50,8 @@ class DirectListener(Listener):
     enabled) or SYNs are dropped.
     """
 
-    def __init__(self, stack: DirectStack, port: int, backlog: int) -> None:
-        self._stack = stack
+    def __init__(self, host: ListenerHost, port: int, backlog: int) -> None:
+        self._host = host
         self._port = port
         self.backlog = max(1, backlog)
         self._queue: deque[DirectFlow] = deque()
@@ -56,38 +78,68 @@ class DirectListener(Listener):
         """Established connections waiting for ``accept()``."""
         return len(self._queue)
 
-    def _accept_queue_full(self) -> bool:
+    @property
+    def accept_queue_full(self) -> bool:
+        """True when ``backlog`` places of the accept queue are taken (connections
+        waiting for ``accept()`` and handshakes completing into a held place): the
+        stack takes no new SYN (nor SYN-cookie ACK) for this port until one is
+        accepted."""
         return len(self._queue) + len(self._completing) >= self.backlog
 
-    def _may_complete(self, flow: DirectFlow) -> bool:
+    def may_complete(self, flow: DirectFlow) -> bool:
         """May an ACK go to the half-open ``flow`` (it may complete the handshake)?
         Yes if it holds a place in the accept queue or one is free (it takes it);
         no while the queue is full: the stack drops the ACK."""
         if flow in self._completing:
             return True
-        if self._accept_queue_full():
+        if self.accept_queue_full:
             return False
         self._completing.add(flow)
         return True
 
-    # -- called by flows --------------------------------------------------------------
-    def _connected(self, flow: DirectFlow) -> None:
+    # -- called by the stack --------------------------------------------------------------
+    def add_half_open(self, flow: DirectFlow) -> None:
+        """A passive flow in SYN-RECEIVED, made for a SYN to this port."""
+        self._half_open.add(flow)
+
+    def close_nowait(self) -> None:
+        """Close now (synchronously): free the port, reset every connection nobody
+        accepted or that is still half-open, wake a task in ``accept()``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._host.remove_listener(self)
+        error = Unknown("listener closed", errno.ECONNABORTED)
+        # Like Linux: connections nobody accepted (or that are still half-open) are reset.
+        while self._queue:
+            self._queue.popleft().abort(error)
+        for flow in list(self._half_open):
+            flow.abort(error)
+        self._half_open.clear()
+        self._completing.clear()
+        self._lot.unpark_all()
+
+    # -- called by flows (FlowListener) ---------------------------------------------------
+    def handshake_done(self, flow: DirectFlow) -> None:
+        """``flow`` reached ESTABLISHED: queue it for ``accept()`` (reset it if the
+        listener is closed)."""
         self._half_open.discard(flow)
         self._completing.discard(flow)
         if self._closed:
-            flow._abort(Unknown("listener closed", errno.ECONNABORTED))
+            flow.abort(Unknown("listener closed", errno.ECONNABORTED))
             return
-        if self._accept_queue_full():
+        if len(self._queue) >= self.backlog:
             # The stack holds back a handshake's ACK while the queue is full, so
             # this is a handshake completed without one (never expected): reset
             # it (Linux tcp_abort_on_overflow) rather than overfill the queue.
-            self._stack._counters["accept_queue_overflow_resets"] += 1
-            flow._abort(Unknown("accept queue full", errno.ECONNABORTED))
+            self._host.counters["accept_queue_overflow_resets"] += 1
+            flow.abort(Unknown("accept queue full", errno.ECONNABORTED))
             return
         self._queue.append(flow)
         self._lot.unpark()
 
-    def _forget(self, flow: DirectFlow) -> None:
+    def flow_closed(self, flow: DirectFlow) -> None:
+        """``flow`` reached CLOSED: it no longer counts as half-open."""
         self._half_open.discard(flow)
         self._completing.discard(flow)
 
@@ -101,7 +153,7 @@ class DirectListener(Listener):
             parked = False
             while True:
                 if self._closed:
-                    if self._stack._shut_down:
+                    if self._host.shut_down:
                         raise trio.BrokenResourceError("the stack was closed")
                     raise trio.ClosedResourceError("listener was closed")
                 if self._queue:
@@ -116,22 +168,10 @@ class DirectListener(Listener):
             self._accepting = False
 
     def _close_nowait(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._stack._remove_listener(self)
-        error = Unknown("listener closed", errno.ECONNABORTED)
-        # Like Linux: connections nobody accepted (or that are still half-open) are reset.
-        while self._queue:
-            self._queue.popleft()._abort(error)
-        for flow in list(self._half_open):
-            flow._abort(error)
-        self._half_open.clear()
-        self._completing.clear()
-        self._lot.unpark_all()
+        self.close_nowait()
 
     async def aclose(self) -> None:
-        self._close_nowait()
+        self.close_nowait()
         await trio.lowlevel.checkpoint()
 
     def __repr__(self) -> str:

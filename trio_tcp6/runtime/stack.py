@@ -1,6 +1,7 @@
 """The direct, userspace TCP/IPv6 stack: :func:`open_stack`.
 
-One task reads the link (``receive_batch`` when the link has it) and, for each
+One task reads the link (with the batch form it declares, see
+:class:`~trio_tcp6.links.base.LinkCapabilities`) and, for each
 packet, synchronously: parses the IPv6 header, verifies the checksum, answers ICMPv6
 echo requests, applies Packet Too Big to the connection it quotes, and hands TCP
 segments to their connection by 4-tuple — or to a listener (new connection, SYN
@@ -8,8 +9,10 @@ cookie), or answers with a RST (RFC 9293 §3.10.7.1). Packets the reader itself
 produces (RSTs, echo replies, cookie SYN-ACKs) are sent once per batch.
 
 Every connection is a :class:`~trio_tcp6.runtime.flow.DirectFlow` with a task pair in
-this stack's nursery. Leaving ``open_stack`` resets every flow still open, closes
-every listener and cancels every task.
+this stack's nursery; the stack is its :class:`~trio_tcp6.runtime.flow.FlowHost` and
+each listener's :class:`~trio_tcp6.runtime.listener.ListenerHost`. Leaving
+``open_stack`` resets every flow still open, closes every listener and cancels every
+task.
 """
 
 from __future__ import annotations
@@ -20,16 +23,15 @@ import logging
 import struct
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import attrs
 import trio
 
 from ..config import TCPConfig
 from ..errors import Refused, TCPError, Unknown
-from ..links.base import Link
+from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilities_of
 from ..tcp.connection import Connection
 from ..tcp.events import State
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
@@ -68,7 +70,7 @@ from ..wire.tcp import (
     verify_tcp_checksum,
 )
 from .base import Buffer, Stack, parse_host
-from .flow import DirectFlow
+from .flow import DirectFlow, UnsentPackets
 from .listener import DirectListener
 
 __all__ = ["DirectStack", "open_stack"]
@@ -114,6 +116,8 @@ class DirectStack(Stack):
         self.address = parse_host(address)
         self.config = config
         self._addr = self.address.packed
+        #: What the link offers beyond send/receive (read once).
+        self.capabilities: LinkCapabilities = capabilities_of(link)
         #: Largest payload our link carries; the engine caps it with ``config.mss``.
         self._mtu = int(link.mtu)
         self._link_mss = max(64, self._mtu - HEADERS)
@@ -122,7 +126,7 @@ class DirectStack(Stack):
         #: (TunLink with offload) lets the engines send super-segments of up to this
         #: much payload (0: off; not with a smaller configured MSS, which the link's
         #: cut at MTU - 40 - TCP header length would not respect).
-        gso_max = int(getattr(link, "gso_max", 0) or 0)
+        gso_max = self.capabilities.gso_max
         tso_ok = gso_max > self._mtu and self._our_mss == self._link_mss
         self._tso_max = gso_max - 40 - 60 if tso_ok else 0
         self._flows: dict[tuple[bytes, int, int], DirectFlow] = {}
@@ -138,10 +142,13 @@ class DirectStack(Stack):
         #: RSTs sent this second, by destination address (see :meth:`_rst_allowed`).
         self._rst_counts: dict[bytes, int] = {}
         self._pending: list[bytes] = []
-        self._send_batch: Callable[..., Any] | None = getattr(link, "send_batch", None)
+        caps = self.capabilities
+        self._send_batch = caps.send_batch
         #: A link that never blocks a sender may offer ``send_nowait``: flows then
         #: transmit without a scheduling point per batch.
-        self._send_nowait: Callable[..., Any] | None = getattr(link, "send_nowait", None)
+        self._send_nowait = caps.send_nowait
+        self._offload = caps.checksum_offload
+        self._send_nowait_partial = self._offload.send_nowait if self._offload else None
         #: Pseudo-header sums without the length, by destination (fast packet path).
         self._pseudo: dict[bytes, int] = {}
         self._shut_down = False
@@ -156,24 +163,48 @@ class DirectStack(Stack):
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _register(self, flow: DirectFlow) -> None:
-        self._flows[flow._key] = flow
-        self._local_ports[flow._local_port] += 1
-        flow._conn.tso_max_bytes = self._tso_max
-        self._nursery.start_soon(flow._receiver)
-        self._nursery.start_soon(flow._sender)
+        self._flows[flow.key] = flow
+        self._local_ports[flow.local_port] += 1
+        flow.engine.tso_max_bytes = self._tso_max
+        flow.start(self._nursery)
         self._apply_path_mtu(flow, trio.current_time())
 
-    def _unregister(self, flow: DirectFlow) -> None:
-        if self._flows.get(flow._key) is flow:
-            del self._flows[flow._key]
-            port = flow._local_port
+    def unregister(self, flow: DirectFlow) -> None:
+        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) ``flow`` reached CLOSED: its
+        4-tuple and local port are free."""
+        if self._flows.get(flow.key) is flow:
+            del self._flows[flow.key]
+            port = flow.local_port
             self._local_ports[port] -= 1
             if self._local_ports[port] <= 0:
                 del self._local_ports[port]
 
-    def _remove_listener(self, listener: DirectListener) -> None:
+    def remove_listener(self, listener: DirectListener) -> None:
+        """(:class:`~trio_tcp6.runtime.listener.ListenerHost`) ``listener`` was
+        closed: its port is free."""
         if self._listeners.get(listener.port) is listener:
             del self._listeners[listener.port]
+
+    @property
+    def counters(self) -> Counter[str]:
+        """The live counters behind :meth:`stats` (flows and engines add to them)."""
+        return self._counters
+
+    @property
+    def shut_down(self) -> bool:
+        """True once the ``open_stack`` block is being left."""
+        return self._shut_down
+
+    @property
+    def sends_nowait(self) -> bool:
+        """True when the link declares ``send_nowait``: :meth:`transmit_nowait`
+        can send without waiting."""
+        return self._send_nowait is not None
+
+    @staticmethod
+    def clock() -> float:
+        """The stack's time: the trio clock (``trio.current_time()``)."""
+        return trio.current_time()
 
     def _ts_offset(self, local_port: int, remote: bytes, remote_port: int) -> int:
         return self._ts_offsets.offset(self._addr, local_port, remote, remote_port)
@@ -236,21 +267,22 @@ class DirectStack(Stack):
         ip = build_ipv6_header(src, dst, PROTO_TCP, size)
         return b"".join((ip, header, payload)) if payload else ip + header
 
-    async def _transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
-        rest = self._transmit_nowait(dst, segs)
+    async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
+        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Send ``segs`` to ``dst``,
+        waiting for the link if it is busy."""
+        rest = self.transmit_nowait(dst, segs)
         if rest is not None:
             await self._send_packets(*rest)
 
-    def _transmit_nowait(
-        self, dst: bytes, segs: list[TCPSegment]
-    ) -> tuple[list[bytes], bool] | None:
-        """Build the packets of ``segs`` and send what the link takes without
-        waiting (``send_nowait``, a link that never blocks a sender); returns None
-        when all went, else the packets left and their ``partial`` flag, to be sent
-        with :meth:`_send_packets`."""
+    def transmit_nowait(self, dst: bytes, segs: list[TCPSegment]) -> UnsentPackets | None:
+        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Build the packets of ``segs``
+        and send what the link takes without waiting (``send_nowait``, a link that
+        never blocks a sender); returns None when all went, else the packets left
+        and their ``partial`` flag, to be sent with :meth:`send_unsent`."""
         self._counters["segments_out"] += len(segs)
-        # Checksum offload (see the Link protocol): asked per batch, it may change.
-        partial = getattr(self.link, "checksum_offload", False) is True
+        # Checksum offload: asked per batch, it may change.
+        offload = self._offload
+        partial = offload is not None and offload.active()
         packet = self._packet
         packets = [packet(dst, seg, partial) for seg in segs]
         send_nowait = self._send_nowait
@@ -259,8 +291,10 @@ class DirectStack(Stack):
         i = 0
         try:
             if partial:
+                send_partial = self._send_nowait_partial
+                assert send_partial is not None  # (LinkCapabilities requires it)
                 for i, pkt in enumerate(packets):  # noqa: B007
-                    send_nowait(pkt, partial_checksum=True)
+                    send_partial(pkt, partial_checksum=True)
             else:
                 for i, pkt in enumerate(packets):  # noqa: B007
                     send_nowait(pkt)
@@ -270,14 +304,21 @@ class DirectStack(Stack):
             self._counters["drop_link_error"] += len(packets) - i
         return None
 
+    async def send_unsent(self, unsent: UnsentPackets) -> None:
+        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Send what
+        :meth:`transmit_nowait` left, waiting for the link."""
+        await self._send_packets(*unsent)
+
     async def _send_packets(self, packets: list[bytes], partial: bool = False) -> None:
         try:
             if partial:
-                if self._send_batch is not None:
-                    await self._send_batch(packets, partial_checksum=True)
+                offload = self._offload
+                assert offload is not None  # (partial only with checksum offload)
+                if offload.send_batch is not None:
+                    await offload.send_batch(packets, partial_checksum=True)
                 else:
                     for packet in packets:
-                        await self.link.send(packet, partial_checksum=True)  # type: ignore[call-arg]
+                        await offload.send(packet, partial_checksum=True)
             elif self._send_batch is not None:
                 await self._send_batch(packets)
             else:
@@ -332,11 +373,10 @@ class DirectStack(Stack):
     # -- input ------------------------------------------------------------------------------
     async def _reader(self) -> None:
         link = self.link
-        receive_offload = getattr(link, "receive_batch_offload", None)
-        if receive_offload is not None:
-            await self._offload_reader(receive_offload)
+        if self._offload is not None:
+            await self._offload_reader(self._offload.receive_batch)
             return
-        receive_batch = getattr(link, "receive_batch", None)
+        receive_batch = self.capabilities.receive_batch
         while True:
             try:
                 if receive_batch is not None:
@@ -355,13 +395,13 @@ class DirectStack(Stack):
             if self._pending:
                 await self._flush_pending()
 
-    async def _offload_reader(self, receive: Callable[[], Any]) -> None:
-        """:meth:`_reader` for a link with ``receive_batch_offload``: packets marked
-        partial are TCP packets whose checksum needs no verification."""
+    async def _offload_reader(self, receive: ReceiveBatchMarked) -> None:
+        """:meth:`_reader` for a link with checksum offload: packets marked partial
+        are TCP packets whose checksum needs no verification."""
         ip_input = self._ip_input
         while True:
             try:
-                batch: list[tuple[bytes, bool]] = await receive()
+                batch = await receive()
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.EndOfChannel):
                 self._counters["link_closed"] += 1
                 return
@@ -438,7 +478,7 @@ class DirectStack(Stack):
         c["segments_in"] += 1
         flow = self._flows.get((src, seg.src_port, seg.dst_port))
         if flow is not None:
-            conn = flow._conn
+            conn = flow.engine
             try:
                 reuse = (
                     seg.flags & SYN
@@ -447,29 +487,38 @@ class DirectStack(Stack):
                     and conn.time_wait_accepts_syn(seg)
                 )
             except Exception as exc:
-                flow._engine_failed(exc)
+                flow.engine_failed(exc)
                 return
             if not reuse:
-                listener = flow._listener
                 if (
-                    not flow._connected
-                    and listener is not None
+                    not flow.handshake_complete
                     and seg.flags & (ACK | RST) == ACK
-                    and not listener._may_complete(flow)
+                    and flow.listener is not None
                 ):
-                    # Linux: the handshake's ACK finds the accept queue full and is
-                    # dropped; the SYN-ACK retransmission or the client's retry
-                    # completes it once there is room.
-                    c["drop_accept_queue_full"] += 1
-                    return
-                flow._deliver(seg)
+                    listener = self._listeners.get(flow.local_port)
+                    if (
+                        listener is not None
+                        and listener is flow.listener
+                        and not listener.may_complete(flow)
+                    ):
+                        # Linux: the handshake's ACK finds the accept queue full and
+                        # is dropped; the SYN-ACK retransmission or the client's
+                        # retry completes it once there is room.
+                        c["drop_accept_queue_full"] += 1
+                        return
+                try:
+                    flow.inbox.send_nowait(seg)
+                except trio.WouldBlock:
+                    c["drop_flow_queue_full"] += 1
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    c["drop_closed"] += 1
                 return
             # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple. The new ISS must
             # lie above every sequence number the old connection used (RFC 1122
             # §4.2.2.13), so that its old duplicates miss the new window.
             c["time_wait_reused"] += 1
             iss_floor: int | None = (conn.snd_nxt + 0x10000) & MASK
-            flow._abort()
+            flow.abort()
         else:
             iss_floor = None
             if src[0] == 0xFF or src == _UNSPECIFIED:
@@ -517,7 +566,7 @@ class DirectStack(Stack):
         if len(self._flows) >= cfg.max_connections:
             c["drop_max_connections"] += 1
             return
-        if listener._accept_queue_full():
+        if listener.accept_queue_full:
             c["drop_accept_queue_full"] += 1
             return
         if listener.half_open >= cfg.syn_backlog:
@@ -540,7 +589,7 @@ class DirectStack(Stack):
             ts_offset=self._ts_offset(lport, src, rport),
         )
         flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
-        listener._half_open.add(flow)
+        listener.add_half_open(flow)
         c["passive_opens"] += 1
         self._register(flow)
 
@@ -598,7 +647,7 @@ class DirectStack(Stack):
             c["syn_cookies_failed"] += 1
             return False
         c["syn_cookies_validated"] += 1
-        if len(self._flows) >= cfg.max_connections or listener._accept_queue_full():
+        if len(self._flows) >= cfg.max_connections or listener.accept_queue_full:
             c["drop_accept_queue_full"] += 1
             return True
         if seg.timestamps is not None:
@@ -672,7 +721,7 @@ class DirectStack(Stack):
         if flow is None:
             c["drop_icmp_no_connection"] += 1
             return None
-        conn = flow._conn
+        conn = flow.engine
         if not (seq_ge(seq, conn.snd_una) and seq_le(seq, conn.snd_nxt)):
             c["drop_icmp_bad_seq"] += 1
             return None
@@ -693,7 +742,7 @@ class DirectStack(Stack):
             return
         flow, _seq = found
         c["icmp_packet_too_big"] += 1
-        dst = flow._remote_packed
+        dst = flow.remote_packed
         mtu = min(msg.mtu, self._mtu)
         cached = self.path_mtu(dst, now)
         if mtu >= cached:
@@ -703,9 +752,9 @@ class DirectStack(Stack):
             del self._pmtu[next(iter(self._pmtu))]  # the oldest entry
         self._pmtu[dst] = (mtu, now + PMTU_TIMEOUT)
         for other in self.flows:
-            if other._remote_packed == dst:
-                other._conn.set_path_mtu(mtu, now)
-                other._after_user_call()
+            if other.remote_packed == dst:
+                other.engine.set_path_mtu(mtu, now)
+                other.flush()
 
     def path_mtu(self, destination: bytes | str | ipaddress.IPv6Address, now: float) -> int:
         """The path MTU we use towards ``destination``: the link MTU unless a Packet
@@ -722,9 +771,9 @@ class DirectStack(Stack):
     def _apply_path_mtu(self, flow: DirectFlow, now: float) -> None:
         """A new connection starts with the remembered path MTU of its destination."""
         if self._pmtu:
-            mtu = self.path_mtu(flow._remote_packed, now)
+            mtu = self.path_mtu(flow.remote_packed, now)
             if mtu < self._mtu:
-                flow._conn.set_path_mtu(mtu, now)
+                flow.engine.set_path_mtu(mtu, now)
 
     def _icmp_error_input(
         self, msg: DestinationUnreachable | TimeExceeded | ParameterProblem
@@ -742,10 +791,10 @@ class DirectStack(Stack):
             return
         flow, seq = found
         error = _icmp_error(msg)
-        conn = flow._conn
+        conn = flow.engine
         if conn.state is State.SYN_SENT and seq == conn.iss:
             c["icmp_unreachable_aborts"] += 1
-            flow._abort(error)
+            flow.abort(error)
             return
         c["icmp_soft_errors"] += 1
         self._soft_errors[flow] = error
@@ -842,14 +891,14 @@ class DirectStack(Stack):
         c["active_opens"] += 1
         self._register(flow)
         try:
-            await flow._wait_connected()
+            await flow.wait_connected()
         except TCPError:
             c["attempt_fails"] += 1
-            flow._abort()
+            flow.abort()
             raise
         except BaseException:
             c["attempt_fails"] += 1
-            flow._abort(Unknown("connection attempt cancelled", errno.ECANCELED))
+            flow.abort(Unknown("connection attempt cancelled", errno.ECANCELED))
             raise
         return flow
 
@@ -916,14 +965,14 @@ class DirectStack(Stack):
         self._shut_down = True
         self._close_mirage_listeners()
         for listener in list(self._listeners.values()):
-            listener._close_nowait()
+            listener.close_nowait()
         error = Unknown("connection aborted: the stack was closed", errno.ECONNABORTED)
         final: list[tuple[bytes, list[TCPSegment]]] = []
         for flow in list(self._flows.values()):
-            flow._abort(error)
-            if flow._outbox:
-                final.append((flow._remote_packed, flow._outbox))
-                flow._outbox = []
+            flow.abort(error)
+            segs = flow.take_output()
+            if segs:
+                final.append((flow.remote_packed, segs))
         self._nursery.cancel_scope.cancel()
         if final or self._pending:
             # Tell the peers (RST), but never hang on a stuck link.
@@ -931,7 +980,7 @@ class DirectStack(Stack):
                 scope.shield = True
                 await self._flush_pending()
                 for dst, segs in final:
-                    await self._transmit(dst, segs)
+                    await self.transmit(dst, segs)
 
     def __repr__(self) -> str:
         return f"<DirectStack [{self.address}] flows={len(self._flows)}>"
