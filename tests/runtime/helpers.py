@@ -32,9 +32,6 @@ async def two_stacks(
         # unnoticed in tests.
         assert a.stats()["engine_errors"] == 0, "engine error in stack A (see the log)"
         assert b.stats()["engine_errors"] == 0, "engine error in stack B (see the log)"
-        # The engine's own last line of defence must not have fired either.
-        for stack in (a, b):
-            assert stack.stats().get("drop_internal_error", 0) == 0, "engine bug swallowed"
     net.close()
 
 

@@ -238,6 +238,15 @@ class DirectFlow(Flow):
             stack._counters["resets_sent"] += 1
         self._on_closed()
 
+    def _user_call_failed(self, exc: Exception) -> trio.BrokenResourceError:
+        """The engine raised during a user's call: contained as for peer input; the
+        caller raises what this returns."""
+        self._engine_failed(exc)
+        assert self._error is not None
+        broken = trio.BrokenResourceError(str(self._error))
+        broken.__cause__ = self._error
+        return broken
+
     def _deadline(self) -> float:
         deadline = self._conn.next_deadline
         if deadline is None:
@@ -419,8 +428,11 @@ class DirectFlow(Flow):
         if self._error is None and error is not None:
             self._error = error
         if not self._dead:
-            self._conn.abort(trio.current_time())
-            self._drain()
+            try:
+                self._conn.abort(trio.current_time())
+                self._drain()
+            except Exception as exc:
+                self._engine_failed(exc)
             self._kick()
         self._wake_all()
 
@@ -452,7 +464,11 @@ class DirectFlow(Flow):
         while offset < total:
             self._check_send()
             if conn.send_space > 0:
-                offset += conn.send(view[offset:], trio.current_time(), nodelay=nodelay)
+                try:
+                    offset += conn.send(view[offset:], trio.current_time(), nodelay=nodelay)
+                    self._drain()
+                except Exception as exc:
+                    raise self._user_call_failed(exc) from self._error
                 self._after_user_call()
             else:
                 await self._send_lot.park()
@@ -482,7 +498,11 @@ class DirectFlow(Flow):
             if not self._eof_sent:
                 self._eof_sent = True
                 if self._error is None and not self._dead:
-                    self._conn.shutdown(trio.current_time())
+                    try:
+                        self._conn.shutdown(trio.current_time())
+                        self._drain()
+                    except Exception as exc:
+                        raise self._user_call_failed(exc) from self._error
                     self._after_user_call()
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -498,7 +518,11 @@ class DirectFlow(Flow):
                 if self._error is not None:
                     raise trio.BrokenResourceError(str(self._error)) from self._error
                 if conn.readable:
-                    data = conn.receive(max_bytes, trio.current_time())
+                    try:
+                        data = conn.receive(max_bytes, trio.current_time())
+                        self._drain()
+                    except Exception as exc:
+                        raise self._user_call_failed(exc) from self._error
                     self._after_user_call()
                     break
                 if conn.at_eof or self._dead:
@@ -515,14 +539,18 @@ class DirectFlow(Flow):
             self._closed = True
             if not self._dead and self._error is None:
                 now = trio.current_time()
-                if self._conn.readable:
-                    # Unread data would be lost: tell the peer (RFC 9293 §3.10.4).
-                    self._conn.abort(now)
-                else:
-                    if not self._eof_sent:
-                        self._eof_sent = True
-                        self._conn.shutdown(now)  # the FIN handshake goes on in the background
-                    self._orphan_at = now + self._stack.config.time_wait_duration
+                try:
+                    if self._conn.readable:
+                        # Unread data would be lost: tell the peer (RFC 9293 §3.10.4).
+                        self._conn.abort(now)
+                    else:
+                        if not self._eof_sent:
+                            self._eof_sent = True
+                            self._conn.shutdown(now)  # the FIN handshake goes on
+                        self._orphan_at = now + self._stack.config.time_wait_duration
+                    self._drain()
+                except Exception as exc:
+                    self._engine_failed(exc)
                 self._after_user_call()
             self._wake_all()
         await trio.lowlevel.checkpoint()

@@ -74,7 +74,7 @@ from .sack import EVER_RETRANS, Scoreboard
 from .sendbuf import SendBuffer
 from .seq import MASK, seq_diff, seq_ge, seq_gt, seq_lt
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "EngineError"]
 
 #: RFC 9293 §3.7.1 / RFC 8200: default send MSS for IPv6 when the peer sends none.
 DEFAULT_IPV6_MSS = 1220
@@ -126,6 +126,16 @@ _EV_CLOSED = Event(EventKind.CLOSED)
 _EV_URGENT = Event(EventKind.URGENT)
 
 
+class EngineError(Exception):
+    """A call on a connection that an earlier unexpected exception broke.
+
+    Like h11, the engine does not guess how far a failed call got: an exception
+    escaping one of its procedures leaves :attr:`Connection.broken` set and
+    propagates; every later call that would act on the (possibly half-updated)
+    state raises this instead. The runtime aborts such a connection.
+    """
+
+
 def _choose_shift(buffer: int) -> int:
     """Smallest window-scale shift that lets ``buffer`` be advertised (<= 14)."""
     shift = 0
@@ -162,6 +172,8 @@ class Connection:
     ) -> None:
         self.config = config
         self.stats: Counter[str] = stats if stats is not None else Counter()
+        #: The unexpected exception that broke this connection (see :class:`EngineError`).
+        self.broken: BaseException | None = None
         self.local_port = local_port
         self.remote_port = remote_port
         self.state = State.CLOSED
@@ -995,6 +1007,18 @@ class Connection:
 
     def on_timer(self, now: float) -> None:
         """Run every timer that has expired at ``now`` (safe to call early)."""
+        if self.broken is not None:
+            raise self._broken_error()
+        try:
+            self._on_timer(now)
+        except BaseException as exc:
+            self.broken = exc
+            raise
+
+    def _broken_error(self) -> EngineError:
+        return EngineError(f"connection broken by an internal error: {self.broken!r}")
+
+    def _on_timer(self, now: float) -> None:
         if self._t_tw is not None and now >= self._t_tw:
             self._t_tw = None
             self._close(None)
@@ -1209,9 +1233,14 @@ class Connection:
 
     # -- input ---------------------------------------------------------------------------
     def on_segment(self, seg: TCPSegment, now: float) -> None:
-        """A segment for this connection arrived (checksum already verified)."""
-        self._last_rcv = now
+        """A segment for this connection arrived (checksum already verified).
+
+        Anything a peer sends is handled (dropped and counted if bad); an exception
+        from here is a bug: it marks the connection :attr:`broken` and propagates."""
+        if self.broken is not None:
+            raise self._broken_error()
         try:
+            self._last_rcv = now
             st = self.state
             if st is State.SYN_SENT:
                 self._on_syn_sent(seg, now)
@@ -1219,12 +1248,12 @@ class Connection:
                 self._on_closed(seg, now)
             else:
                 self._on_other(seg, now)
-        except Exception:  # pragma: no cover - last line of defence, never reached in tests
-            # A bug must not take the stack down: drop the segment and count it.
-            self.stats["drop_internal_error"] += 1
-        if self.state is not State.CLOSED:
-            self._output(now)
-        self._flush_events()
+            if self.state is not State.CLOSED:
+                self._output(now)
+            self._flush_events()
+        except BaseException as exc:
+            self.broken = exc
+            raise
 
     def _flush_events(self) -> None:
         if self._want_writable:
@@ -1837,7 +1866,16 @@ class Connection:
     # -- path MTU ------------------------------------------------------------------------
     def set_path_mtu(self, mtu: int, now: float) -> None:
         """The path MTU dropped to ``mtu`` (from ICMPv6 Packet Too Big): lower the
-        effective send MSS and retransmit what no longer fits. Never raises it."""
+            if self.broken is not None:
+                raise self._broken_error()
+            try:
+                self._set_path_mtu_call(mtu, now)
+            except BaseException as exc:
+                self.broken = exc
+                raise
+
+        def _set_path_mtu_call(self, mtu: int, now: float) -> None:
+            effective send MSS and retransmit what no longer fits. Never raises it."""
         if mtu < 1280:
             self.stats["pmtu_ignored"] += 1
             return
@@ -1883,9 +1921,24 @@ class Connection:
         urgent: bool = False,
     ) -> int:
         """Queue up to :attr:`send_space` bytes of ``data``; returns how many were
-        taken. ``nodelay`` sends them without waiting for Nagle. ``urgent`` marks them
-        as urgent data (RFC 9293 §3.8.5: segments carrying them have URG set and point
-        past the last urgent byte; they are pushed)."""
+            if self.broken is not None:
+                raise self._broken_error()
+            try:
+                return self._send_call(data, now, nodelay=nodelay, urgent=urgent)
+            except BaseException as exc:
+                self.broken = exc
+                raise
+
+        def _send_call(self,
+            data: bytes | bytearray | memoryview,
+            now: float,
+            *,
+            nodelay: bool = False,
+            urgent: bool = False,
+        ) -> int:
+            taken. ``nodelay`` sends them without waiting for Nagle. ``urgent`` marks them
+            as urgent data (RFC 9293 §3.8.5: segments carrying them have URG set and point
+            past the last urgent byte; they are pushed)."""
         if self._fin_queued or self.state not in (
             State.SYN_SENT,
             State.SYN_RECEIVED,
@@ -1925,7 +1978,16 @@ class Connection:
 
     def receive(self, max_bytes: int, now: float) -> bytes:
         """Take up to ``max_bytes`` of in-order received data (b"" if none); may
-        queue a window update."""
+            if self.broken is not None:
+                raise self._broken_error()
+            try:
+                return self._receive_call(max_bytes, now)
+            except BaseException as exc:
+                self.broken = exc
+                raise
+
+        def _receive_call(self, max_bytes: int, now: float) -> bytes:
+            queue a window update."""
         rb = self._rb
         data = rb.read(max_bytes)
         if not rb.readable:
@@ -1963,6 +2025,15 @@ class Connection:
 
     def shutdown(self, now: float) -> None:
         """CLOSE: send FIN after the queued data (half-close)."""
+        if self.broken is not None:
+            raise self._broken_error()
+        try:
+            self._shutdown_call(now)
+        except BaseException as exc:
+            self.broken = exc
+            raise
+
+    def _shutdown_call(self, now: float) -> None:
         st = self.state
         if self._fin_queued:
             return
@@ -1984,6 +2055,15 @@ class Connection:
 
     def abort(self, now: float) -> None:
         """ABORT: send RST (if synchronized) and go to CLOSED."""
+        if self.broken is not None:
+            raise self._broken_error()
+        try:
+            self._abort_call(now)
+        except BaseException as exc:
+            self.broken = exc
+            raise
+
+    def _abort_call(self, now: float) -> None:
         st = self.state
         if st is State.CLOSED:
             return
