@@ -33,16 +33,18 @@ def break_ack_processing_once(
 ) -> list[int]:
     """Make the victim's ACK processing raise once, when more than ``after`` bytes
     are acknowledged; returns a list that records the failure."""
-    original = Connection._process_ack
+    import trio_tcp6.tcp.arrival as arrival
+
+    original = arrival.process_ack
     fired: list[int] = []
 
     def process_ack(c: Connection, *args: Any) -> bool:
-        if c is victim and not fired and c.bytes_acked > after:
-            fired.append(c.bytes_acked)
+        if c is victim and not fired and c.info().bytes_acked > after:
+            fired.append(c.info().bytes_acked)
             raise RuntimeError("boom in ACK processing")
         return original(c, *args)
 
-    monkeypatch.setattr(Connection, "_process_ack", process_ack)
+    monkeypatch.setattr(arrival, "process_ack", process_ack)
     return fired
 
 
@@ -114,15 +116,17 @@ async def test_bug_during_a_user_call_is_contained_the_same_way(
     async with two_stacks(delay=0.001) as (_net, a, b):
         c1, s1 = await connect(a, b, 80)
         c2, s2 = await connect(a, b, 81)
+        import trio_tcp6.tcp.output as output
+
         victim = c1._conn
-        original = Connection._send_new
+        original = output.send_new
 
         def send_new(c: Connection, *args: Any) -> None:
             if c is victim:
                 raise RuntimeError("boom in output")
             original(c, *args)
 
-        monkeypatch.setattr(Connection, "_send_new", send_new)
+        monkeypatch.setattr(output, "send_new", send_new)
         with caplog.at_level(logging.ERROR, logger="trio_tcp6"):
             with pytest.raises(trio.BrokenResourceError, match="internal error"):
                 await c1.send_all(b"never sent")

@@ -70,11 +70,11 @@ def test_random_segments(
         c.take_events()
         if c.state is State.CLOSED:
             break
-        c._sb.check()
-        assert c._sb.una == c._una and c._sb.nxt == c._nxt
-        assert 0 <= c._sb.sacked <= c._nxt - c._una
-        assert c._una <= c._nxt
-        assert c._sndbuf.base <= c._una + 1
+        c.sb.check()
+        assert c.sb.una == c.snd.una and c.sb.nxt == c.snd.nxt
+        assert 0 <= c.sb.sacked <= c.snd.nxt - c.snd.una
+        assert c.snd.una <= c.snd.nxt
+        assert c.snd.buf.base <= c.snd.una + 1
         d2 = c.next_deadline
         assert d2 is None or d2 > now - 1e-9 or c.state is State.CLOSED
 

@@ -47,7 +47,8 @@ from ..errors import Refused, TCPError, Timeout, Unknown
 from ..tcp.connection import Connection
 from ..tcp.events import EventKind, State
 from ..tcp.seq import seq_ge
-from ..wire.tcp import RST, TCPSegment
+from ..tcp.states import RESET_ON_ABORT, StateTrace
+from ..wire.tcp import TCPSegment
 from ._util import ConflictDetector, check_max_bytes
 from .base import Buffer, Flow, FlowInfo
 
@@ -60,8 +61,6 @@ __all__ = ["DirectFlow", "engine_error"]
 #: Segments queued towards one connection before the stack drops (and counts) more.
 INBOX_SIZE = 4096
 
-_INFINITE_SSTHRESH = 1 << 31
-
 logger = logging.getLogger("trio_tcp6")
 
 _reschedule = trio.lowlevel.reschedule
@@ -69,18 +68,6 @@ _current_task = trio.lowlevel.current_task
 _wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
 _now = trio.current_time
 _SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
-#: States in which our RST is acceptable to the peer (RFC 9293 §3.10.7.4).
-_SYNCHRONIZED = frozenset(
-    {
-        State.ESTABLISHED,
-        State.FIN_WAIT_1,
-        State.FIN_WAIT_2,
-        State.CLOSE_WAIT,
-        State.CLOSING,
-        State.LAST_ACK,
-        State.SYN_RECEIVED,
-    }
-)
 
 
 def engine_error(kind: str | None) -> TCPError:
@@ -221,12 +208,11 @@ class DirectFlow(Flow):
         self._outbox = []
         conn = self._conn
         try:
-            synchronized = conn.state in _SYNCHRONIZED
+            synchronized = conn.state in RESET_ON_ABORT
             seq = conn.snd_nxt
-            ack = conn.rcv_nxt
         except Exception:  # the engine is beyond inspection: no RST
             synchronized = False
-            seq = ack = 0
+            seq = 0
         try:
             conn.take_segments()
             conn.take_events()
@@ -234,7 +220,7 @@ class DirectFlow(Flow):
             pass
         if synchronized and not self._dead:
             # Built here, not by the engine: it may fail again.
-            self._outbox.append(TCPSegment(self._local_port, self._remote_port, seq, ack, RST, 0))
+            self._outbox.append(TCPSegment.reset(self._local_port, self._remote_port, seq))
             stack._counters["resets_sent"] += 1
         self._on_closed()
 
@@ -599,11 +585,12 @@ class DirectFlow(Flow):
         return self._conn.state
 
     def info(self) -> FlowInfo:
-        raw = dict(self._conn.info())
-        ssthresh = raw.get("ssthresh")
-        if isinstance(ssthresh, int) and ssthresh >= _INFINITE_SSTHRESH:
-            raw["ssthresh"] = None
-        return FlowInfo.from_mapping(raw)
+        return self._conn.info()
+
+    def trace_states(self, hook: StateTrace | None) -> None:
+        """Call ``hook(old, new, reason, now)`` on every state transition of this
+        connection from now on (None: stop)."""
+        self._conn.trace = hook
 
     def __repr__(self) -> str:
         return (
