@@ -179,7 +179,6 @@ class Line:
     text: str
     lo: float  # earliest time (absolute; see ``rel``)
     hi: float  # latest time (== lo except for "a~b" ranges on '>' lines)
-    check_time: bool  # False for "*" on '>' lines
     #: "+dt" lines: dt after the previous line's actual time (for a '>' line, the time
     #: its segment was emitted), resolved when the script runs.
     rel: float | None
@@ -376,9 +375,9 @@ def _parse_header(script: Script, text: str) -> None:
         raise ScriptError(f"unknown header {name!r}")
 
 
-def _parse_time(tok: str, prev: float, is_expect: bool) -> tuple[float, float, bool, float | None]:
+def _parse_time(tok: str, prev: float, is_expect: bool) -> tuple[float, float, float | None]:
     if tok == "*":
-        return prev, prev, True, 0.0
+        return prev, prev, 0.0
     if "~" in tok:
         if not is_expect:
             raise ScriptError("time ranges a~b are only for '>' lines")
@@ -386,14 +385,14 @@ def _parse_time(tok: str, prev: float, is_expect: bool) -> tuple[float, float, b
         lo, hi = float(a), float(b)
         if hi < lo:
             raise ScriptError(f"empty time range {tok!r}")
-        return lo, hi, True, None
+        return lo, hi, None
     if tok.startswith("+"):
         dt = float(tok[1:])
-        return prev + dt, prev + dt, True, dt
+        return prev + dt, prev + dt, dt
     t = float(tok)
     if t < prev - _EPS:
         raise ScriptError(f"time goes backwards ({t} < {prev})")
-    return t, t, True, None
+    return t, t, None
 
 
 def _parse_step(body: str) -> tuple[str, Any]:
@@ -436,11 +435,11 @@ def parse_script(text: str, path: str = "<script>") -> Script:
             if not body:
                 raise ScriptError("a step needs a time and an action")
             is_expect = body.startswith(">")
-            lo, hi, check, rel = _parse_time(tok, prev, is_expect)
+            lo, hi, rel = _parse_time(tok, prev, is_expect)
             kind, args = _parse_step(body)
         except ScriptError as exc:
             raise ScriptError(f"{path}:{lineno}: {exc}\n  {raw.strip()}") from None
-        script.lines.append(Line(lineno, raw.strip(), lo, hi, check, rel, kind, args))
+        script.lines.append(Line(lineno, raw.strip(), lo, hi, rel, kind, args))
         prev = lo
     return script
 
@@ -752,7 +751,7 @@ class Runner:
             )
         t, seg = self.queue.pop(0)
         diffs = self._compare(spec, seg)
-        if line.check_time and not (line.lo - tol <= t <= line.hi + tol):
+        if not (line.lo - tol <= t <= line.hi + tol):
             when = f"{line.lo:.4f}" if line.lo == line.hi else f"{line.lo:.4f}~{line.hi:.4f}"
             diffs.append(f"time: expected t={when}, emitted at t={t:.4f}")
         if diffs:

@@ -35,10 +35,6 @@ class ConflictDetector:
     ) -> None:
         self._held = False
 
-    @property
-    def held(self) -> bool:
-        return self._held
-
 
 def check_max_bytes(max_bytes: int | None) -> int:
     """Validate ``receive_some``'s argument the way trio's streams do."""
