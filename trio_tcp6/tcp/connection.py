@@ -68,7 +68,10 @@ retransmission is not done (RACK-TLP, the default, repairs lost tails).
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from ..config import TCPConfig
 from ..wire.tcp import TCPSegment
@@ -102,6 +105,30 @@ class EngineError(Exception):
     propagates; every later call that would act on the (possibly half-updated)
     state raises this instead. The runtime aborts such a connection.
     """
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _contained(
+    call: Callable[Concatenate[Connection, _P], _R],
+) -> Callable[Concatenate[Connection, _P], _R]:
+    """A public call: refused on a broken connection; an exception escaping it
+    breaks the connection (see :class:`EngineError`). ``on_segment`` and
+    ``on_timer`` spell this out instead (the per-segment path saves the frame)."""
+
+    @functools.wraps(call)
+    def contained(c: Connection, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if c.broken is not None:
+            raise c.broken_error()
+        try:
+            return call(c, *args, **kwargs)
+        except BaseException as exc:
+            c.broken = exc
+            raise
+
+    return contained
 
 
 class Connection:
@@ -234,6 +261,30 @@ class Connection:
         return c
 
     @classmethod
+    def _passive(
+        cls,
+        config: TCPConfig,
+        seg: TCPSegment,
+        iss: int,
+        mss: int,
+        now: float,
+        stats: Counter[str] | None,
+        ts_offset: int,
+    ) -> Connection:
+        """A passively opened connection for the 4-tuple ``seg`` came on."""
+        return cls(
+            config,
+            local_port=seg.dst_port,
+            remote_port=seg.src_port,
+            iss=iss,
+            mss=mss,
+            now=now,
+            stats=stats,
+            ts_offset=ts_offset,
+            passive=True,
+        )
+
+    @classmethod
     def accept(
         cls,
         config: TCPConfig,
@@ -247,17 +298,7 @@ class Connection:
     ) -> Connection:
         """Passive open from a valid SYN: returns a connection in SYN-RECEIVED with
         its SYN-ACK queued."""
-        c = cls(
-            config,
-            local_port=syn.dst_port,
-            remote_port=syn.src_port,
-            iss=iss,
-            mss=mss,
-            now=now,
-            stats=stats,
-            ts_offset=ts_offset,
-            passive=True,
-        )
+        c = cls._passive(config, syn, iss, mss, now, stats, ts_offset)
         handshake.take_peer_syn(c, syn, now)
         handshake.queue_syn_text(c, syn)
         c.set_state(State.SYN_RECEIVED, "passive open", now)
@@ -283,17 +324,7 @@ class Connection:
         """Build an ESTABLISHED connection from the ACK completing a SYN-cookie
         handshake (``iss`` is the cookie, i.e. ``ack.ack - 1``); ``ack`` is then
         processed as the first segment (it may carry data)."""
-        c = cls(
-            config,
-            local_port=ack.dst_port,
-            remote_port=ack.src_port,
-            iss=iss,
-            mss=mss,
-            now=now,
-            stats=stats,
-            ts_offset=ts_offset,
-            passive=True,
-        )
+        c = cls._passive(config, ack, iss, mss, now, stats, ts_offset)
         handshake.take_cookie(
             c,
             ack,
@@ -441,7 +472,8 @@ class Connection:
                 self.writable_ev = True
                 self.eventq.append(EV_WRITABLE)
 
-    def _broken_error(self) -> EngineError:
+    def broken_error(self) -> EngineError:
+        """The error a call on this broken connection raises."""
         return EngineError(f"connection broken by an internal error: {self.broken!r}")
 
     # -- input ---------------------------------------------------------------------------
@@ -451,7 +483,7 @@ class Connection:
         Anything a peer sends is handled (dropped and counted if bad); an exception
         from here is a bug: it marks the connection :attr:`broken` and propagates."""
         if self.broken is not None:
-            raise self._broken_error()
+            raise self.broken_error()
         try:
             self.rcv.last_rcv = now
             st = self.state
@@ -471,7 +503,7 @@ class Connection:
     def on_timer(self, now: float) -> None:
         """Run every timer that has expired at ``now`` (safe to call early)."""
         if self.broken is not None:
-            raise self._broken_error()
+            raise self.broken_error()
         try:
             timeouts.run(self, now)
         except BaseException as exc:
@@ -483,16 +515,11 @@ class Connection:
         """The earliest time at which :meth:`on_timer` must be called (None: no timer)."""
         return self.timers.next_deadline()
 
+    @_contained
     def set_path_mtu(self, mtu: int, now: float) -> None:
         """The path MTU dropped to ``mtu`` (from ICMPv6 Packet Too Big): lower the
         effective send MSS and retransmit what no longer fits. Never raises it."""
-        if self.broken is not None:
-            raise self._broken_error()
-        try:
-            usercalls.path_mtu(self, mtu, now)
-        except BaseException as exc:
-            self.broken = exc
-            raise
+        usercalls.path_mtu(self, mtu, now)
 
     def time_wait_accepts_syn(self, seg: TCPSegment) -> bool:
         """RFC 6191: may a new SYN reuse this TIME-WAIT connection's 4-tuple? True if
@@ -505,6 +532,7 @@ class Connection:
         return seq_gt(seg.seq, self.rcv_nxt)
 
     # -- user calls (RFC 9293 §3.10.1-5) -------------------------------------------------
+    @_contained
     def send(
         self,
         data: bytes | bytearray | memoryview,
@@ -517,13 +545,7 @@ class Connection:
         taken. ``nodelay`` sends them without waiting for Nagle. ``urgent`` marks them
         as urgent data (RFC 9293 §3.8.5: segments carrying them have URG set and point
         past the last urgent byte; they are pushed)."""
-        if self.broken is not None:
-            raise self._broken_error()
-        try:
-            return usercalls.send(self, data, now, nodelay, urgent)
-        except BaseException as exc:
-            self.broken = exc
-            raise
+        return usercalls.send(self, data, now, nodelay, urgent)
 
     @property
     def send_space(self) -> int:
@@ -543,16 +565,11 @@ class Connection:
         """Bytes written but not yet acknowledged."""
         return len(self.snd.buf)
 
+    @_contained
     def receive(self, max_bytes: int, now: float) -> bytes:
         """Take up to ``max_bytes`` of in-order received data (b"" if none); may
         queue a window update."""
-        if self.broken is not None:
-            raise self._broken_error()
-        try:
-            return usercalls.receive(self, max_bytes, now)
-        except BaseException as exc:
-            self.broken = exc
-            raise
+        return usercalls.receive(self, max_bytes, now)
 
     @property
     def readable(self) -> int:
@@ -575,30 +592,20 @@ class Connection:
         """The peer's FIN has arrived and every byte before it was taken."""
         return self.rcv.fin_rcvd and self.rcv.buf.readable == 0
 
+    @_contained
     def shutdown(self, now: float) -> None:
         """CLOSE: send FIN after the queued data (half-close)."""
-        if self.broken is not None:
-            raise self._broken_error()
-        try:
-            usercalls.shutdown(self, now)
-        except BaseException as exc:
-            self.broken = exc
-            raise
+        usercalls.shutdown(self, now)
 
+    @_contained
     def abort(self, now: float) -> None:
         """ABORT: send RST (if synchronized) and go to CLOSED."""
-        if self.broken is not None:
-            raise self._broken_error()
-        try:
-            st = self.state
-            if st is State.CLOSED:
-                return
-            if st in RESET_ON_ABORT:
-                send_rst(self, self.snd_nxt)
-            self.close("aborted", "abort", now)
-        except BaseException as exc:
-            self.broken = exc
-            raise
+        st = self.state
+        if st is State.CLOSED:
+            return
+        if st in RESET_ON_ABORT:
+            send_rst(self, self.snd_nxt)
+        self.close("aborted", "abort", now)
 
     # -- output --------------------------------------------------------------------------
     def take_segments(self) -> list[TCPSegment]:

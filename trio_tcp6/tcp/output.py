@@ -262,7 +262,6 @@ def send_lost(c: Connection, now: float) -> None:
 def frto_send_new(c: Connection, now: float) -> None:
     """RFC 5682 §2 step 2b: after the first ACK advanced SND.UNA, send up to two
     new segments (whatever cwnd says) instead of retransmitting further."""
-    sb = c.sb
     snd = c.snd
     buf = snd.buf
     mss = data_mss(c)
@@ -271,15 +270,23 @@ def frto_send_new(c: Connection, now: float) -> None:
         n = min(buf.end - nxt, mss, snd.una + snd.wnd - nxt)
         if n <= 0:
             break
-        end = nxt + n
-        if snd.fin_queued and not snd.fin_sent and end == buf.end:
-            end += 1
-            snd.fin_sent = True
-        xmit(c, nxt, end, now)
-        sb.add(nxt, end, now)
-        snd.nxt = end
-        c.bytes_sent += end - nxt
+        send_new_segment(c, n, now)
     c.rec.frto = 3
+
+
+def send_new_segment(c: Connection, n: int, now: float) -> None:
+    """Send ``n`` new bytes at SND.NXT whatever the congestion window says (F-RTO's
+    and TLP's probes), with our FIN if they reach the end of the queued data."""
+    snd = c.snd
+    nxt = snd.nxt
+    end = nxt + n
+    if snd.fin_queued and not snd.fin_sent and end == snd.buf.end:
+        end += 1
+        snd.fin_sent = True
+    xmit(c, nxt, end, now)
+    c.sb.add(nxt, end, now)
+    snd.nxt = end
+    c.bytes_sent += end - nxt
 
 
 def send_rule3(c: Connection, now: float) -> None:

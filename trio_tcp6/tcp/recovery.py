@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..wire.tcp import FIN, SYN, TCPSegment
-from .output import data_mss, flight_size, pipe, retransmit_record, xmit
+from .output import data_mss, flight_size, pipe, retransmit_record, send_new_segment, xmit
 from .rack import Rack
 from .sack import EVER_RETRANS, SACKED
 from .seq import MASK, seq_diff, seq_lt
@@ -460,14 +460,7 @@ def tlp_fire(c: Connection, now: float) -> None:
     wnd_room = snd.una + snd.wnd - nxt
     avail = buf.end - nxt
     if avail > 0 and wnd_room > 0:
-        n = min(avail, data_mss(c), wnd_room)
-        end = nxt + n
-        if snd.fin_queued and not snd.fin_sent and end == buf.end:
-            end += 1
-            snd.fin_sent = True
-        xmit(c, nxt, end, now)
-        sb.add(nxt, end, now)
-        snd.nxt = end
+        send_new_segment(c, min(avail, data_mss(c), wnd_room), now)
         rec.tlp_retrans = False
     else:
         i = len(sb.segs) - 1
