@@ -26,7 +26,7 @@ from trio_tcp6.wire.icmpv6 import (
 from trio_tcp6.wire.ipv6 import PROTO_ICMPV6, PROTO_TCP, build_ipv6_header, parse_ipv6
 from trio_tcp6.wire.tcp import ACK, RST, SYN, TCPSegment, build_tcp, parse_tcp
 
-from .helpers import A, B, connect, receive_all, receive_exactly, two_stacks
+from .helpers import A, B, check_flow_info, connect, receive_all, receive_exactly, two_stacks
 
 C = "2001:db8::c"
 PA = ipaddress.IPv6Address(A).packed
@@ -429,6 +429,7 @@ async def test_flow_info(autojump_clock: trio.testing.MockClock) -> None:
         assert info.cwnd > info.mss
         assert info.sack and info.timestamps and info.wscale is not None
         assert server.info().bytes_received >= len(payload)
+        check_flow_info(info, sent=len(payload))
 
 
 async def test_many_connections_and_ports(autojump_clock: trio.testing.MockClock) -> None:
@@ -605,3 +606,32 @@ async def test_a_user_link_without_batch_forms(autojump_clock: trio.testing.Mock
             nursery.start_soon(client.send_all, payload)
             assert await receive_exactly(server, len(payload)) == payload
         assert link_a.sent == a.stats()["segments_out"]
+
+
+async def test_state_trace_hook_sees_every_transition(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with two_stacks(delay=0.01) as (_net, a, b):
+        client, server = await connect(a, b)
+        seen: list[tuple[State, State, str, float]] = []
+        client.trace_states(lambda old, new, reason, now: seen.append((old, new, reason, now)))
+        await client.send_eof()
+        assert await server.receive_some() == b""
+        await server.aclose()
+        with trio.fail_after(5):
+            while client.state is not State.TIME_WAIT:
+                await trio.sleep(0.01)
+        await client.aclose()
+        assert [(old, new) for old, new, _, _ in seen] == [
+            (State.ESTABLISHED, State.FIN_WAIT_1),
+            (State.FIN_WAIT_1, State.FIN_WAIT_2),
+            (State.FIN_WAIT_2, State.TIME_WAIT),
+        ]
+        assert [reason for _, _, reason, _ in seen] == [
+            "close",
+            "fin acked",
+            "both fins acknowledged",
+        ]
+        times = [now for _, _, _, now in seen]
+        assert times == sorted(times) and times[0] < times[1]
+        client.trace_states(None)

@@ -194,7 +194,7 @@ async def test_engine_failure_is_contained_at_the_host(
         assert host.counters["engine_errors"] == 1
         assert host.counters["resets_sent"] == 1
         (rst,) = host.take()
-        assert rst.flags == RST and rst.seq == ISS + 1 and rst.ack == PEER_ISS + 1
+        assert rst.flags == RST and rst.seq == ISS + 1
         assert host.unregistered == [flow]
         assert "ZeroDivisionError" in caplog.text
         with pytest.raises(trio.BrokenResourceError, match="internal error"):

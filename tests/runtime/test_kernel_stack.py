@@ -15,6 +15,8 @@ import trio.testing
 import trio_tcp6 as tcp6
 from trio_tcp6.runtime.kernel import KernelStack, parse_tcp_info
 
+from .helpers import check_flow_info
+
 LOCALHOST = ipaddress.IPv6Address("::1")
 
 pytestmark = pytest.mark.skipif(not socket.has_ipv6, reason="needs IPv6 on loopback")
@@ -168,6 +170,18 @@ async def test_get_dest_and_info(stack: KernelStack) -> None:
     assert info.rto > 0
     assert info.sack and info.timestamps  # Linux defaults on loopback
     assert server.info().bytes_received >= 1000
+    await client.aclose()
+    await server.aclose()
+
+
+async def test_info_fills_every_field_from_tcp_info(stack: KernelStack) -> None:
+    client, server = await _pair(stack)
+    await client.write_nodelay(b"k" * 5000)
+    assert len(await server.receive_some(10_000)) > 0
+    with trio.fail_after(5):
+        while client.info().unacked:
+            await trio.sleep(0.01)
+    check_flow_info(client.info(), sent=5000)
     await client.aclose()
     await server.aclose()
 

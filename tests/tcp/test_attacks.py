@@ -247,7 +247,7 @@ def test_ptb_staircase_does_not_amplify_retransmissions() -> None:
     reductions = stats["pmtu_reductions"]
     assert 1 <= reductions <= 1 + int(1.0 / 0.5), reductions
     assert stats["pmtu_ratelimited"] == 100 - reductions
-    assert pair.a.info()["mss"] < 1428  # the reports that were honoured took effect
+    assert pair.a.info().mss < 1428  # the reports that were honoured took effect
     # Each reduction resends at most the records in flight, cut in two pieces each.
     flight = cfg.send_buffer // 1340 + 1
     assert stats["retransmits"] <= reductions * 2 * flight, stats["retransmits"]

@@ -118,7 +118,6 @@ def test_passive_open_with_syn_text_and_urgent_never_raises(
         assert c.urgent_pending >= 0
         c.take_segments()
         c.take_events()
-        assert stats["drop_internal_error"] == 0
         if c.state is State.CLOSED:
             break
     if c.state is not State.SYN_RECEIVED and got:

@@ -340,7 +340,6 @@ def run_transfer(
     assert a.eof and b.eof
     assert a.closed and b.closed
     assert a.conn.state is State.CLOSED and b.conn.state is State.CLOSED
-    assert sim.stats_a["drop_internal_error"] == 0 and sim.stats_b["drop_internal_error"] == 0
     return sim
 
 

@@ -97,7 +97,7 @@ def test_no_peer_options_defaults_to_1220() -> None:
     c, _ = active(peer_mss=None, wscale=None, sack=False, ts=False)
     assert c.mss == 1220
     assert not c.ts_ok and not c.sack_ok and not c.ws_ok
-    assert c.info()["wscale"] is None
+    assert c.info().wscale is None
 
 
 def test_timestamps_reduce_mss_and_wscale_clamped() -> None:
@@ -335,7 +335,7 @@ def test_initial_window_and_ack_clocking() -> None:
     c.on_segment(pseg(PEER_ISS + 1, 1001 + 2880, ACK), 1.1)
     more = c.take_segments()
     assert len(more) >= 2
-    assert c.info()["bytes_acked"] == 2880
+    assert c.info().bytes_acked == 2880
 
 
 def test_nagle_and_nodelay() -> None:
@@ -364,8 +364,8 @@ def test_fast_retransmit_newreno() -> None:
     segs = c.take_segments()
     assert segs[0].seq == 1001 + 2880
     c.on_segment(pseg(PEER_ISS + 1, 1001 + 14400, ACK), 1.3)
-    assert c.info()["ca_state"] == "open"
-    assert c.info()["cwnd"] == c.info()["ssthresh"]
+    assert c.info().ca_state == "open"
+    assert c.info().cwnd == c.info().ssthresh
 
 
 def test_sack_recovery_retransmits_hole() -> None:
@@ -376,7 +376,7 @@ def test_sack_recovery_retransmits_hole() -> None:
         c.on_segment(pseg(p, 1001, ACK, sack_blocks=((1001 + 1440, 1001 + 1440 * k),)), 1.1)
     segs = c.take_segments()
     assert segs[0].seq == 1001 and stats["fast_recovery"] == 1
-    assert c.info()["sacked"] == 1440 * 4
+    assert c.info().sacked == 1440 * 4
 
 
 def test_rack_detects_loss_after_reo_wnd() -> None:
@@ -398,7 +398,7 @@ def test_tail_loss_probe() -> None:
     c, stats = active(ts=False)
     send_and_collect(c, b"q" * 14400, 1.0)
     d = c.next_deadline
-    assert d is not None and d < 1.0 + c.info()["rto"]  # type: ignore[operator]
+    assert d is not None and d < 1.0 + c.info().rto
     c.on_timer(d)
     segs = c.take_segments()
     assert stats["tlp"] == 1
@@ -436,17 +436,17 @@ def test_user_timeout() -> None:
 
 def test_karn_no_sample_from_retransmission() -> None:
     c, _ = active(ts=False)
-    srtt = c.info()["srtt"]
+    srtt = c.info().srtt
     send_and_collect(c, b"q" * 100, 1.0)
     d = c.next_deadline
-    while c.info()["rto"] and c._rtx_mode != 0:  # skip the TLP
+    while c.info().rto and c.timers.rtx_mode != 0:  # skip the TLP
         assert d is not None
         c.on_timer(d)
         d = c.next_deadline
     assert d is not None
     c.on_timer(d)
     c.on_segment(pseg(PEER_ISS + 1, 1101, ACK), d + 5.0)
-    assert c.info()["srtt"] == srtt
+    assert c.info().srtt == srtt
 
 
 def test_zero_window_persist_never_aborts_while_answered() -> None:
@@ -607,14 +607,14 @@ def test_pmtu_reduction_resegments() -> None:
     assert c.mss == 8000
     segs = send_and_collect(c, b"m" * 40000, 1.0)
     assert len(segs[0].payload) == 8000
-    cwnd = c.info()["cwnd"]
+    cwnd = c.info().cwnd
     c.set_path_mtu(1000, 1.1)  # ignored (< 1280)
     c.set_path_mtu(1500, 1.1)
     assert c.mss == 1440
     segs = c.take_segments()
     assert segs and all(len(s.payload) <= 1440 for s in segs)
     assert segs[0].seq == 1001
-    assert c.info()["cwnd"] >= cwnd * 1440 // 8000  # type: ignore[operator]
+    assert c.info().cwnd >= cwnd * 1440 // 8000
     c.set_path_mtu(9000, 1.2)
     assert c.mss == 1440
 
@@ -737,31 +737,31 @@ def test_dsack_reported_for_duplicate_data() -> None:
 def test_spurious_rto_undone_with_timestamps() -> None:
     c, stats = active()
     send_and_collect(c, b"q" * 14000, 1.0)
-    ts_sent = c._tsval(1.0)
-    cwnd = c.info()["cwnd"]
+    ts_sent = c.tsval(1.0)
+    cwnd = c.info().cwnd
     t = 1.0
     while stats["rto"] == 0:
         d = c.next_deadline
         assert d is not None
         t = d
         c.on_timer(t)
-    assert c.info()["cwnd"] == c.mss
+    assert c.info().cwnd == c.mss
     c.take_segments()
     # The ACK echoes the original transmission's timestamp: the timeout was spurious.
     c.on_segment(pseg(PEER_ISS + 1, 1001 + 14000, ACK, timestamps=(900, ts_sent)), t + 0.01)
     assert stats["spurious_rto_undo"] == 1
-    assert c.info()["cwnd"] >= cwnd  # type: ignore[operator]
+    assert c.info().cwnd >= cwnd
 
 
 def test_rack_reordering_window_grows_on_dsack() -> None:
     c, stats = active(ts=False)
     send_and_collect(c, b"q" * 14400, 1.0)
     p = PEER_ISS + 1
-    assert c._rack.reo_wnd_mult == 1
+    assert c.rec.rack.reo_wnd_mult == 1
     # A D-SACK for data below the cumulative ACK: a retransmission was spurious.
     c.on_segment(pseg(p, 1001 + 2880, ACK, sack_blocks=((1001, 1001 + 1440),)), 1.05)
     assert stats["dsack_received"] == 1
-    assert c._rack.reo_wnd_mult == 2 and c._rack.reord
+    assert c.rec.rack.reo_wnd_mult == 2 and c.rec.rack.reord
 
 
 def test_tlp_repairing_a_loss_reduces_cwnd() -> None:
@@ -773,27 +773,27 @@ def test_tlp_repairing_a_loss_reduces_cwnd() -> None:
     c.on_timer(d)
     (probe,) = c.take_segments()
     assert probe.seq == 1001 + 12960 and stats["tlp"] == 1
-    cwnd = c.info()["cwnd"]
+    cwnd = c.info().cwnd
     c.on_segment(pseg(PEER_ISS + 1, 1001 + 14400, ACK), d + 0.01)
     assert stats["tlp_recovery"] == 1
-    assert c.info()["cwnd"] < cwnd  # type: ignore[operator]
+    assert c.info().cwnd < cwnd
 
 
 def test_dsack_undoes_spurious_fast_recovery() -> None:
     c, stats = active(cfg(rack=False), ts=False)
     send_and_collect(c, b"q" * 14400, 1.0)
-    cwnd = c.info()["cwnd"]
+    cwnd = c.info().cwnd
     p = PEER_ISS + 1
     for k in range(2, 6):
         c.on_segment(pseg(p, 1001, ACK, sack_blocks=((1001 + 1440, 1001 + 1440 * k),)), 1.05)
     segs = c.take_segments()
     assert segs[0].seq == 1001 and stats["fast_recovery"] == 1
-    assert c.info()["cwnd"] < cwnd  # type: ignore[operator]
+    assert c.info().cwnd < cwnd
     # The original was only delayed: the receiver reports our retransmission as a
     # duplicate (D-SACK) with the ACK that ends recovery.
     c.on_segment(pseg(p, 1001 + 14400, ACK, sack_blocks=((1001, 1001 + 1440),)), 1.06)
     assert stats["spurious_recovery_undo"] == 1
-    assert c.info()["cwnd"] == cwnd
+    assert c.info().cwnd == cwnd
 
 
 def test_rfc6675_rule3_retransmits_unsacked_below_highest_sack() -> None:
@@ -810,7 +810,7 @@ def test_rfc6675_rule3_retransmits_unsacked_below_highest_sack() -> None:
     c.on_segment(pseg(p, 1001, ACK, sack_blocks=((s[1], s[4]), (s[8], s[10]))), 1.06)
     assert [x.seq for x in c.take_segments()] == [s[5], s[6]]
     assert stats["rule3_retransmits"] == 3
-    c._sb.check()
+    c.sb.check()
 
 
 def test_sender_sws_override_timer() -> None:
@@ -843,7 +843,7 @@ def test_frto_detects_spurious_timeout() -> None:
     c, stats = active(ts=False, sack=False)
     c.on_segment(pseg(PEER_ISS + 1, 1001, ACK), 0.5)
     send_and_collect(c, b"q" * 30000, 1.0)  # 10 segments out, more queued
-    cwnd = c.info()["cwnd"]
+    cwnd = c.info().cwnd
     t = _rto_now(c, stats)
     (rtx,) = c.take_segments()
     assert rtx.seq == 1001
@@ -854,8 +854,8 @@ def test_frto_detects_spurious_timeout() -> None:
     # Second ACK advances it again: the originals arrived, the timeout was spurious.
     c.on_segment(pseg(PEER_ISS + 1, 1001 + 5760, ACK), t + 0.02)
     assert stats["frto_spurious_rto"] == 1
-    assert c.info()["ca_state"] == "open"
-    assert c.info()["cwnd"] >= cwnd  # type: ignore[operator]
+    assert c.info().ca_state == "open"
+    assert c.info().cwnd >= cwnd
 
 
 def test_frto_falls_back_on_duplicate_ack() -> None:
@@ -870,7 +870,7 @@ def test_frto_falls_back_on_duplicate_ack() -> None:
     segs = c.take_segments()
     assert segs and segs[0].seq == 1001 + 1440  # conventional: retransmit the hole
     assert stats["frto_spurious_rto"] == 0
-    assert c.info()["ca_state"] == "loss"
+    assert c.info().ca_state == "loss"
 
 
 def test_paws_accepts_disordered_duplicate_ack() -> None:
@@ -881,7 +881,7 @@ def test_paws_accepts_disordered_duplicate_ack() -> None:
     # An older duplicate ACK overtaken by the one above still brings its SACK block.
     c.on_segment(pseg(p, 1001, ACK, sack_blocks=((3881, 5321),), timestamps=(690, 0)), 1.05)
     assert stats["paws_disordered_ack"] == 1 and stats["drop_paws"] == 0
-    assert c.info()["sacked"] == 2880  # both blocks were taken
+    assert c.info().sacked == 2880  # both blocks were taken
     # Data with an old timestamp is still dropped.
     c.on_segment(pseg(p, 1001, ACK, b"x", timestamps=(690, 0)), 1.06)
     assert stats["drop_paws"] == 1 and c.readable == 0
@@ -911,19 +911,19 @@ def test_dsack_of_network_duplicated_original_does_not_undo_recovery() -> None:
     # decrements undo_retrans only for D-SACKed retransmissions).
     c, stats = active(cfg(rack=False), ts=False)
     send_and_collect(c, b"q" * 14400, 1.0)
-    cwnd = c.info()["cwnd"]
+    cwnd = c.info().cwnd
     p = PEER_ISS + 1
     for k in range(2, 6):
         c.on_segment(pseg(p, 1001, ACK, sack_blocks=((1001 + 1440, 1001 + 1440 * k),)), 1.05)
     segs = c.take_segments()
     assert [x.seq for x in segs if x.seq < 1001 + 14400] == [1001]
     assert stats["fast_recovery"] == 1
-    reduced = c.info()["cwnd"]
-    assert reduced < cwnd  # type: ignore[operator]
+    reduced = c.info().cwnd
+    assert reduced < cwnd
     c.on_segment(pseg(p, 1001 + 14400, ACK, sack_blocks=((1001 + 1440, 1001 + 2880),)), 1.06)
     assert stats["dsack_received"] == 1 and stats["recovery_exits"] == 1
     assert stats["spurious_recovery_undo"] == 0
-    assert c.info()["cwnd"] < cwnd  # type: ignore[operator]
+    assert c.info().cwnd < cwnd
 
 
 def test_repeated_dsack_of_one_retransmission_counts_once() -> None:
@@ -933,7 +933,7 @@ def test_repeated_dsack_of_one_retransmission_counts_once() -> None:
     # recovery was real and must not be undone.
     c, stats = active(cfg(rack=False), ts=False)
     send_and_collect(c, b"q" * 14400, 1.0)
-    cwnd = c.info()["cwnd"]
+    cwnd = c.info().cwnd
     p = PEER_ISS + 1
     s = [1001 + 1440 * k for k in range(11)]
     for k in range(3, 7):
@@ -947,4 +947,4 @@ def test_repeated_dsack_of_one_retransmission_counts_once() -> None:
     c.on_segment(pseg(p, s[10], ACK), 1.07)
     assert stats["recovery_exits"] == 1
     assert stats["spurious_recovery_undo"] == 0
-    assert c.info()["cwnd"] < cwnd  # type: ignore[operator]
+    assert c.info().cwnd < cwnd

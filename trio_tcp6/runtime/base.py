@@ -15,14 +15,12 @@ import abc
 import errno
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-import attrs
 import trio
 
 from ..errors import Refused, TCPError, Timeout, Unknown
 from ..results import EOF, Eof, Error, Ok
-from ..tcp.events import State
+from ..tcp.info import TCPInfo
 
 __all__ = [
     "Buffer",
@@ -39,59 +37,9 @@ Buffer = bytes | bytearray | memoryview
 FlowCallback = Callable[["Flow"], Awaitable[None]]
 
 
-@attrs.frozen
-class FlowInfo:
-    """A snapshot of one connection, in the spirit of Linux ``TCP_INFO`` / ``ss -i``.
-
-    Times are in seconds (``srtt``/``rttvar`` are None before the first RTT sample),
-    sizes in bytes; ``ssthresh`` is None while still "infinite" (no loss seen yet).
-    ``wscale`` is ``(send shift, receive shift)`` when window scaling was negotiated.
-    """
-
-    state: State
-    srtt: float | None
-    rttvar: float | None
-    rto: float
-    cwnd: int
-    ssthresh: int | None
-    mss: int
-    snd_wnd: int
-    rcv_wnd: int
-    retransmits: int
-    bytes_acked: int
-    bytes_received: int
-    sack: bool
-    timestamps: bool
-    wscale: tuple[int, int] | None
-
-    @classmethod
-    def from_mapping(cls, info: dict[str, Any]) -> FlowInfo:
-        """Build from a mapping such as ``Connection.info()`` (missing keys default)."""
-        state = info.get("state", State.CLOSED)
-        if not isinstance(state, State):
-            state = State(str(state))
-        wscale = info.get("wscale")
-        return cls(
-            state=state,
-            srtt=_opt_float(info.get("srtt")),
-            rttvar=_opt_float(info.get("rttvar")),
-            rto=float(info.get("rto", 0.0)),
-            cwnd=int(info.get("cwnd", 0)),
-            ssthresh=None if info.get("ssthresh") is None else int(info["ssthresh"]),
-            mss=int(info.get("mss", 0)),
-            snd_wnd=int(info.get("snd_wnd", 0)),
-            rcv_wnd=int(info.get("rcv_wnd", 0)),
-            retransmits=int(info.get("retransmits", 0)),
-            bytes_acked=int(info.get("bytes_acked", 0)),
-            bytes_received=int(info.get("bytes_received", 0)),
-            sack=bool(info.get("sack", False)),
-            timestamps=bool(info.get("timestamps", False)),
-            wscale=None if wscale is None else (int(wscale[0]), int(wscale[1])),
-        )
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+#: A snapshot of one connection (``Flow.info()``): the engine's typed record,
+#: :class:`trio_tcp6.tcp.info.TCPInfo`; the kernel stack fills it from ``TCP_INFO``.
+FlowInfo = TCPInfo
 
 
 def parse_host(host: str | ipaddress.IPv6Address) -> ipaddress.IPv6Address:

@@ -56,7 +56,8 @@ from ..errors import Refused, TCPError, Timeout, Unknown
 from ..tcp.connection import Connection
 from ..tcp.events import EventKind, State
 from ..tcp.seq import seq_ge
-from ..wire.tcp import RST, TCPSegment
+from ..tcp.states import RESET_ON_ABORT, StateTrace
+from ..wire.tcp import TCPSegment
 from ._util import ConflictDetector, check_max_bytes
 from .base import Buffer, Flow, FlowInfo
 
@@ -69,22 +70,7 @@ INBOX_SIZE = 4096
 #: ``partial_checksum`` flag (see :meth:`FlowHost.transmit_nowait`).
 UnsentPackets = tuple[list[bytes], bool]
 
-_INFINITE_SSTHRESH = 1 << 31
-
 logger = logging.getLogger("trio_tcp6")
-
-#: States in which our RST is acceptable to the peer (RFC 9293 §3.10.7.4).
-_SYNCHRONIZED = frozenset(
-    {
-        State.ESTABLISHED,
-        State.FIN_WAIT_1,
-        State.FIN_WAIT_2,
-        State.CLOSE_WAIT,
-        State.CLOSING,
-        State.LAST_ACK,
-        State.SYN_RECEIVED,
-    }
-)
 
 
 class FlowHost(Protocol):
@@ -275,8 +261,11 @@ class DirectFlow(Flow):
         if self._error is None and error is not None:
             self._error = error
         if not self._dead:
-            self._conn.abort(self._clock())
-            self._drain()
+            try:
+                self._conn.abort(self._clock())
+                self._drain()
+            except Exception as exc:
+                self.engine_failed(exc)
             self._alarm.wake()
         self._wake_all()
 
@@ -291,12 +280,11 @@ class DirectFlow(Flow):
         self._outbox = []
         conn = self._conn
         try:
-            synchronized = conn.state in _SYNCHRONIZED
+            synchronized = conn.state in RESET_ON_ABORT
             seq = conn.snd_nxt
-            ack = conn.rcv_nxt
         except Exception:  # the engine is beyond inspection: no RST
             synchronized = False
-            seq = ack = 0
+            seq = 0
         try:
             conn.take_segments()
             conn.take_events()
@@ -304,9 +292,18 @@ class DirectFlow(Flow):
             pass
         if synchronized and not self._dead:
             # Built here, not by the engine: it may fail again.
-            self._outbox.append(TCPSegment(self._local_port, self._remote_port, seq, ack, RST, 0))
+            self._outbox.append(TCPSegment.reset(self._local_port, self._remote_port, seq))
             counters["resets_sent"] += 1
         self._on_closed()
+
+    def _user_call_failed(self, exc: Exception) -> trio.BrokenResourceError:
+        """The engine raised during a user's call: contained as for peer input; the
+        caller raises what this returns."""
+        self.engine_failed(exc)
+        assert self._error is not None
+        broken = trio.BrokenResourceError(str(self._error))
+        broken.__cause__ = self._error
+        return broken
 
     # -- engine plumbing --------------------------------------------------------------------
     def _drain(self) -> None:
@@ -520,7 +517,10 @@ class DirectFlow(Flow):
         while offset < total:
             self._check_send()
             if conn.send_space > 0:
-                offset += conn.send(view[offset:], self._clock(), nodelay=nodelay)
+                try:
+                    offset += conn.send(view[offset:], self._clock(), nodelay=nodelay)
+                except Exception as exc:
+                    raise self._user_call_failed(exc) from self._error
                 self.flush()
             else:
                 await self._send_lot.park()
@@ -550,7 +550,10 @@ class DirectFlow(Flow):
             if not self._eof_sent:
                 self._eof_sent = True
                 if self._error is None and not self._dead:
-                    self._conn.shutdown(self._clock())
+                    try:
+                        self._conn.shutdown(self._clock())
+                    except Exception as exc:
+                        raise self._user_call_failed(exc) from self._error
                     self.flush()
             await trio.lowlevel.cancel_shielded_checkpoint()
 
@@ -566,7 +569,10 @@ class DirectFlow(Flow):
                 if self._error is not None:
                     raise trio.BrokenResourceError(str(self._error)) from self._error
                 if conn.readable:
-                    data = conn.receive(max_bytes, self._clock())
+                    try:
+                        data = conn.receive(max_bytes, self._clock())
+                    except Exception as exc:
+                        raise self._user_call_failed(exc) from self._error
                     self.flush()
                     break
                 if conn.at_eof or self._dead:
@@ -583,14 +589,17 @@ class DirectFlow(Flow):
             self._closed = True
             if not self._dead and self._error is None:
                 now = self._clock()
-                if self._conn.readable:
-                    # Unread data would be lost: tell the peer (RFC 9293 §3.10.4).
-                    self._conn.abort(now)
-                else:
-                    if not self._eof_sent:
-                        self._eof_sent = True
-                        self._conn.shutdown(now)  # the FIN handshake goes on in the background
-                    self._orphan_at = now + self._host.config.time_wait_duration
+                try:
+                    if self._conn.readable:
+                        # Unread data would be lost: tell the peer (RFC 9293 §3.10.4).
+                        self._conn.abort(now)
+                    else:
+                        if not self._eof_sent:
+                            self._eof_sent = True
+                            self._conn.shutdown(now)  # the FIN handshake goes on
+                        self._orphan_at = now + self._host.config.time_wait_duration
+                except Exception as exc:
+                    self.engine_failed(exc)
                 self.flush()
             self._wake_all()
         await trio.lowlevel.checkpoint()
@@ -639,11 +648,12 @@ class DirectFlow(Flow):
         return self._conn.state
 
     def info(self) -> FlowInfo:
-        raw = dict(self._conn.info())
-        ssthresh = raw.get("ssthresh")
-        if isinstance(ssthresh, int) and ssthresh >= _INFINITE_SSTHRESH:
-            raw["ssthresh"] = None
-        return FlowInfo.from_mapping(raw)
+        return self._conn.info()
+
+    def trace_states(self, hook: StateTrace | None) -> None:
+        """Call ``hook(old, new, reason, now)`` on every state transition of this
+        connection from now on (None: stop)."""
+        self._conn.trace = hook
 
     def __repr__(self) -> str:
         return (

@@ -22,6 +22,7 @@ import trio
 from ..config import TCPConfig
 from ..errors import TCPError, Unknown
 from ..tcp.events import State
+from ..tcp.info import CAStateName
 from ._util import ConflictDetector, check_max_bytes
 from .base import Buffer, Flow, FlowInfo, Listener, Stack, as_tcp_error, parse_host
 
@@ -128,16 +129,26 @@ def parse_tcp_info(raw: bytes) -> dict[str, int]:
     return fields
 
 
+_KERNEL_CA_STATES: tuple[CAStateName, ...] = ("open", "disorder", "cwr", "recovery", "loss")
+
+
 def tcp_info_to_flow_info(t: dict[str, int]) -> FlowInfo:
+    """The :class:`~trio_tcp6.tcp.info.TCPInfo` for a decoded ``struct tcp_info``.
+    Linux counts segments where the engine counts bytes (``in_flight``, ``lost``,
+    ``sacked``, ``unacked``): those are segments times the MSS."""
     mss = t["snd_mss"]
     opts = t["options"]
     wscale = (t["wscale"] & 0x0F, t["wscale"] >> 4) if opts & _TCPI_OPT_WSCALE else None
     ssthresh = t["snd_ssthresh"]
+    min_rtt = t["min_rtt"]
+    ca = t["ca_state"]
+    unacked, sacked, lost = t["unacked"], t["sacked"], t["lost"]
     return FlowInfo(
         state=_KERNEL_STATES.get(t["state"], State.CLOSED),
         srtt=t["rtt"] / 1e6 if t["rtt"] else None,
         rttvar=t["rttvar"] / 1e6 if t["rtt"] else None,
         rto=t["rto"] / 1e6,
+        min_rtt=min_rtt / 1e6 if 0 < min_rtt < 0xFFFFFFFF else None,
         cwnd=t["snd_cwnd"] * mss,
         ssthresh=None if ssthresh >= _INFINITE_SSTHRESH else ssthresh * mss,
         mss=mss,
@@ -146,10 +157,45 @@ def tcp_info_to_flow_info(t: dict[str, int]) -> FlowInfo:
         retransmits=t["total_retrans"],
         bytes_acked=t["bytes_acked"],
         bytes_received=t["bytes_received"],
+        bytes_sent=t["bytes_sent"],
         sack=bool(opts & _TCPI_OPT_SACK),
         timestamps=bool(opts & _TCPI_OPT_TIMESTAMPS),
         wscale=wscale,
+        in_flight=max(unacked - sacked - lost + t["retrans"], 0) * mss,
+        lost=lost * mss,
+        sacked=sacked * mss,
+        reordering=t["reord_seen"] > 0,
+        ca_state=_KERNEL_CA_STATES[ca] if ca < len(_KERNEL_CA_STATES) else "open",
+        unacked=unacked * mss,
     )
+
+
+#: What ``info()`` says of a kernel flow whose socket is gone.
+_CLOSED_INFO = FlowInfo(
+    state=State.CLOSED,
+    srtt=None,
+    rttvar=None,
+    rto=0.0,
+    min_rtt=None,
+    cwnd=0,
+    ssthresh=None,
+    mss=0,
+    snd_wnd=0,
+    rcv_wnd=0,
+    retransmits=0,
+    bytes_acked=0,
+    bytes_received=0,
+    bytes_sent=0,
+    sack=False,
+    timestamps=False,
+    wscale=None,
+    in_flight=0,
+    lost=0,
+    sacked=0,
+    reordering=False,
+    ca_state="open",
+    unacked=0,
+)
 
 
 def _read_tcp_info(sock: trio.socket.SocketType) -> dict[str, int] | None:
@@ -341,7 +387,7 @@ class KernelFlow(Flow):
     def info(self) -> FlowInfo:
         raw = _read_tcp_info(self._sock)
         if raw is None:
-            return FlowInfo.from_mapping({"state": State.CLOSED})
+            return _CLOSED_INFO
         return tcp_info_to_flow_info(raw)
 
     @property

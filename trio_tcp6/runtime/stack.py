@@ -32,13 +32,14 @@ import trio
 from ..config import TCPConfig
 from ..errors import Refused, TCPError, Unknown
 from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilities_of
-from ..tcp.connection import Connection
+from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift
 from ..tcp.events import State
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.ports import EphemeralPorts
 from ..tcp.seq import MASK, seq_ge, seq_gt, seq_le
 from ..wire.errors import ParseError
 from ..wire.icmpv6 import (
+    IPV6_MIN_MTU,
     MAX_QUOTE,
     DestinationUnreachable,
     EchoReply,
@@ -61,6 +62,7 @@ from ..wire.ipv6 import (
 )
 from ..wire.tcp import (
     ACK,
+    IPV6_TCP_HEADERS_LEN,
     RST,
     SYN,
     TCPSegment,
@@ -75,10 +77,6 @@ from .listener import DirectListener
 
 __all__ = ["DirectStack", "open_stack"]
 
-#: IPv6 + TCP headers without options: MSS = MTU - 60.
-HEADERS = 60
-#: RFC 8200 §5: the minimum link MTU; a Packet Too Big below it is discarded (RFC 8201 §4).
-IPV6_MIN_MTU = 1280
 #: Seconds a path MTU learnt from Packet Too Big is kept (RFC 8201 §4: at least 5 min).
 PMTU_TIMEOUT = 600.0
 #: Destinations whose path MTU is remembered (the oldest entry goes first).
@@ -120,7 +118,7 @@ class DirectStack(Stack):
         self.capabilities: LinkCapabilities = capabilities_of(link)
         #: Largest payload our link carries; the engine caps it with ``config.mss``.
         self._mtu = int(link.mtu)
-        self._link_mss = max(64, self._mtu - HEADERS)
+        self._link_mss = max(64, self._mtu - IPV6_TCP_HEADERS_LEN)
         self._our_mss = min(self._link_mss, config.mss) if config.mss else self._link_mss
         #: TSO: a link that segments TCP packets up to ``gso_max`` bytes at its MTU
         #: (TunLink with offload) lets the engines send super-segments of up to this
@@ -362,10 +360,10 @@ class DirectStack(Stack):
             self._counters["resets_rate_limited"] += 1
             return
         if seg.flags & ACK:
-            rst = TCPSegment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+            rst = TCPSegment.reset(seg.dst_port, seg.src_port, seg.ack)
         else:
             ack = (seg.seq + seg.seg_len) & MASK
-            rst = TCPSegment(seg.dst_port, seg.src_port, 0, ack, RST | ACK, 0)
+            rst = TCPSegment.reset(seg.dst_port, seg.src_port, 0, ack)
         self._pending.append(self._packet(src, rst))
         self._counters["resets_sent"] += 1
         self._counters["segments_out"] += 1
@@ -597,7 +595,7 @@ class DirectStack(Stack):
         """A stateless SYN-ACK whose ISN is a SYN cookie (RFC 4987 §3.6)."""
         cfg = self.config
         lport, rport = seg.dst_port, seg.src_port
-        peer_mss = seg.mss if seg.mss is not None else 1220
+        peer_mss = seg.mss if seg.mss is not None else DEFAULT_IPV6_MSS
         cookie = self._cookies.make(
             self._addr, lport, src, rport, seg.seq, min(peer_mss, self._our_mss), now
         )
@@ -611,14 +609,13 @@ class DirectStack(Stack):
             tsval = (int(now * 1000) + self._ts_offset(lport, src, rport)) & MASK
             timestamps = (encode_ts_options(tsval, peer_ws, sack), seg.timestamps[0])
             if peer_ws is not None:
-                wscale = _choose_shift(cfg.receive_buffer)
-        syn_ack = TCPSegment(
+                wscale = choose_shift(cfg.receive_buffer)
+        syn_ack = TCPSegment.handshake(
             lport,
             rport,
             cookie,
-            (seg.seq + 1) & MASK,
-            SYN | ACK,
             min(cfg.receive_buffer, 0xFFFF),
+            ack=(seg.seq + 1) & MASK,
             mss=self._our_mss,
             wscale=wscale,
             sack_permitted=sack,
@@ -1039,14 +1036,6 @@ _ALWAYS = (
     "drop_no_listener",
     "engine_errors",
 )
-
-
-def _choose_shift(buffer: int) -> int:
-    """The window-scale shift the engine announces for ``buffer`` (RFC 7323 §2.3)."""
-    shift = 0
-    while shift < 14 and (buffer >> shift) > 0xFFFF:
-        shift += 1
-    return shift
 
 
 @asynccontextmanager

@@ -6,7 +6,18 @@ import enum
 
 import attrs
 
-__all__ = ["Event", "EventKind", "State"]
+__all__ = [
+    "EV_CLOSED",
+    "EV_CONNECTED",
+    "EV_EOF",
+    "EV_FIN_ACKED",
+    "EV_READABLE",
+    "EV_URGENT",
+    "EV_WRITABLE",
+    "Event",
+    "EventKind",
+    "State",
+]
 
 
 class State(enum.Enum):
@@ -48,6 +59,18 @@ class EventKind(enum.Enum):
 
 @attrs.frozen
 class Event:
+    """One thing the engine tells its user; see :class:`EventKind`."""
+
     kind: EventKind
     #: For ERROR: "reset" | "refused" | "timeout" | "aborted".
     error: str | None = None
+
+
+# The events without an error, shared (events are immutable).
+EV_READABLE = Event(EventKind.READABLE)
+EV_WRITABLE = Event(EventKind.WRITABLE)
+EV_CONNECTED = Event(EventKind.CONNECTED)
+EV_EOF = Event(EventKind.EOF)
+EV_FIN_ACKED = Event(EventKind.FIN_ACKED)
+EV_CLOSED = Event(EventKind.CLOSED)
+EV_URGENT = Event(EventKind.URGENT)

@@ -1,16 +1,61 @@
-"""Proportional Rate Reduction (RFC 6937): how much the sender may transmit on each
-ACK during fast recovery, so that the flight shrinks smoothly to ``ssthresh``.
+"""Loss recovery: the sender's congestion-avoidance state and everything that moves it.
 
-The connection owns loss detection and the recovery state (RFC 6675 SACK recovery
-or RFC 6582 NewReno); this object only does PRR's bookkeeping. Sizes in bytes.
+:class:`LossRecovery` owns the state (:class:`~.states.CAState`, the recovery point,
+PRR, RACK, the TLP episode, the undo records); the functions here are the procedures:
+
+* SACK processing and D-SACK (RFC 2018, RFC 2883), loss marking by RACK (RFC 8985,
+  :mod:`.rack`), by RFC 6675 IsLost without RACK, by three duplicate ACKs without SACK
+  (RFC 6582 NewReno);
+* fast recovery with Proportional Rate Reduction (RFC 6937, :class:`PRR`);
+* the tail loss probe (RFC 8985 §7) and the retransmission-timeout response
+  (RFC 6298 §5.4-5.7, RFC 5681 §3.1);
+* undo of spurious reductions: Eifel with timestamps (RFC 3522/4015), F-RTO without
+  (RFC 5682), D-SACK for a fast recovery (RFC 3708 spirit).
+
+The congestion controller (:mod:`.cc`) only sets ``ssthresh``/``cwnd`` on the events
+these procedures report.
 """
 
 from __future__ import annotations
 
-__all__ = ["PRR"]
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ..wire.tcp import FIN, SYN, TCPSegment
+from .output import data_mss, flight_size, pipe, retransmit_record, send_new_segment, xmit
+from .rack import Rack
+from .sack import EVER_RETRANS, SACKED
+from .seq import MASK, seq_diff, seq_lt
+from .states import CA_LOSS, CA_OPEN, CA_RECOVERY, CAState
+from .timers import arm_rto
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = [
+    "DUPTHRESH",
+    "PRR",
+    "LossRecovery",
+    "after_loss_marking",
+    "eifel_undo",
+    "enter_recovery",
+    "on_ack",
+    "on_rto",
+    "process_sack",
+    "rack_detect",
+    "tlp_fire",
+]
+
+#: RFC 6675 DupThresh.
+DUPTHRESH = 3
 
 
 class PRR:
+    """Proportional Rate Reduction (RFC 6937): how much the sender may transmit on
+    each ACK during fast recovery, so that the flight shrinks smoothly to
+    ``ssthresh``. Sizes in bytes."""
+
     __slots__ = ("budget", "delivered", "out", "recover_fs")
 
     def __init__(self) -> None:
@@ -51,5 +96,388 @@ class PRR:
         return sndcnt
 
     def sent(self, n: int) -> None:
+        """``n`` bytes were sent in recovery."""
         self.out += n
         self.budget -= n
+
+
+@attrs.define(slots=True)
+class LossRecovery:
+    """The sender's loss-recovery state (offsets absolute, as in :mod:`.tcb`)."""
+
+    #: Open, fast recovery, or loss (after a timeout).
+    ca: CAState = CA_OPEN
+    #: SND.NXT when recovery began: recovery ends once it is acknowledged.
+    recovery_point: int = 0
+    prr: PRR = attrs.Factory(PRR)
+    rack: Rack = attrs.Factory(Rack)
+    #: Without SACK: duplicate ACKs in a row, bytes they stand for as delivered, and
+    #: RFC 6582's "recover".
+    dupacks: int = 0
+    reno_sacked: int = 0
+    reno_recover: int = 0
+    #: The tail loss probe's episode: SND.NXT when it was sent, and whether it was
+    #: a retransmission (RFC 8985 §7.4).
+    tlp_end: int | None = None
+    tlp_retrans: bool = False
+    #: Congestion state saved at a timeout (Eifel / F-RTO undo) and the TSval of
+    #: the retransmission (Eifel).
+    undo_state: object | None = None
+    undo_tsval: int | None = None
+    #: F-RTO (RFC 5682) stage: 0 off, 1 awaiting the first ACK after the timeout,
+    #: 2 may send new data, 3 new data sent, awaiting the second ACK.
+    frto: int = 0
+    #: Congestion state saved at the start of fast recovery (D-SACK undo), SND.UNA
+    #: then, and the recovery's retransmissions not yet reported as duplicates.
+    rec_undo: object | None = None
+    undo_marker: int = 0
+    undo_retrans: int = 0
+    undo_ranges: list[tuple[int, int]] = attrs.Factory(list)
+
+
+# -- SACK and loss marking -------------------------------------------------------------
+def process_sack(c: Connection, seg: TCPSegment, ack: int, now: float) -> None:
+    """Take the SACK blocks of an ACK (RFC 2018) into the scoreboard; D-SACKs
+    (RFC 2883) feed RACK's reordering window and the D-SACK undo."""
+    sb = c.sb
+    rec = c.rec
+    una = c.snd.una
+    nxt = c.snd.nxt
+    base = (c.iss + una) & MASK
+    stats = c.stats
+    rack_on = c.config.rack
+    blocks: list[tuple[int, int]] = []
+    for i, (ls, rs) in enumerate(seg.sack_blocks):
+        s = una + seq_diff(ls, base)
+        e = s + ((rs - ls) & MASK)
+        if e <= s or e > nxt:
+            stats["sack_blocks_invalid"] += 1
+            continue
+        if s < una or (i == 0 and e <= ack):
+            # D-SACK (RFC 2883): a duplicate was received.
+            stats["dsack_received"] += 1
+            if rack_on:
+                rec.rack.on_dsack(una, nxt)
+            if rec.rec_undo is not None and s >= rec.undo_marker and e <= una:
+                dsack_undo(rec, s, e)
+            continue
+        blocks.append((s, e))
+    if not blocks:
+        return
+    newest, reordered, _ = sb.on_sack(blocks)
+    if reordered and not rec.rack.reord:
+        rec.rack.reord = True
+        stats["reordering_seen"] += 1
+    if newest is not None and rack_on:
+        rec.rack.update(newest, now, c.rtt.min_rtt)
+
+
+def dsack_undo(rec: LossRecovery, s: int, e: int) -> None:
+    """The peer D-SACKed ``[s, e)`` (below SND.UNA): it received it twice. Only the
+    retransmissions of this recovery it covers prove unnecessary, each once
+    (Linux decrements undo_retrans only for D-SACKed retransmitted segments): a
+    duplicate the network made of an original, or a repeated D-SACK, says nothing
+    about whether a retransmission repaired a real loss."""
+    seen: set[tuple[int, int]] = set()
+    keep: list[tuple[int, int]] = []
+    for rng in rec.undo_ranges:
+        if s <= rng[0] and rng[1] <= e and rng not in seen:
+            # This retransmission turned out unnecessary.
+            seen.add(rng)
+            rec.undo_retrans -= 1
+        else:
+            keep.append(rng)
+    if seen:
+        rec.undo_ranges = keep
+
+
+def mark_head_lost(c: Connection) -> None:
+    """Without SACK (RFC 6582): the first MSS at SND.UNA is lost (a TSO
+    super-segment's record is cut there, so only that much is resent)."""
+    sb = c.sb
+    r = sb.segs[0]
+    mss = data_mss(c)
+    if r.end - r.start > mss:
+        sb.split(0, r.start + mss)
+    sb.mark_lost(0)
+
+
+def rack_detect(c: Connection, now: float) -> None:
+    """RFC 8985 §6.2: mark what RACK deems lost; arm its reordering timer."""
+    sb = c.sb
+    rtt = c.rtt
+    rack = c.rec.rack
+    reo = rack.reo_wnd(
+        rtt.min_rtt, rtt.srtt, c.rec.ca is not CA_OPEN, sb.sacked >= DUPTHRESH * c.opt.mss
+    )
+    marked, timeout = rack.detect_loss(sb, now, reo)
+    if marked:
+        c.stats["rack_marked_lost"] += 1
+    c.timers.reo = now + timeout if timeout > 0 else None
+
+
+def after_loss_marking(c: Connection, now: float) -> None:
+    """Something was marked lost outside recovery: recovery begins."""
+    if c.rec.ca is CA_OPEN and c.sb.lost > 0:
+        enter_recovery(c, now, 0)
+
+
+# -- fast recovery ---------------------------------------------------------------------
+def enter_recovery(c: Connection, now: float, delivered: int) -> None:
+    """Start fast recovery (RFC 6675 §5 / RFC 6582 §3.2) with PRR (RFC 6937)."""
+    rec = c.rec
+    snd = c.snd
+    c.stats["fast_recovery"] += 1
+    rec.undo_state = None
+    rec.rec_undo = c.cc.save()
+    rec.undo_marker = snd.una
+    rec.undo_retrans = 0
+    rec.undo_ranges = []
+    # RFC 5681 eq. (4) / RFC 6675 §5: FlightSize, bounded by cwnd (see there).
+    c.cc.on_congestion_event(now, flight_size(c))
+    rec.ca = CA_RECOVERY
+    rec.recovery_point = snd.nxt
+    rec.reno_recover = snd.nxt
+    rec.prr.start(snd.nxt - snd.una)
+    rec.tlp_end = None
+    prr_update(c, delivered, entering=True)
+
+
+def prr_update(c: Connection, delivered: int, entering: bool = False) -> None:
+    """RFC 6937: the window for this ACK is what is in flight plus sndcnt."""
+    p = pipe(c)
+    cc = c.cc
+    sndcnt = c.rec.prr.on_ack(delivered, p, cc.ssthresh, c.opt.mss, first=entering)
+    cc.cwnd = p + sndcnt
+
+
+def eifel_undo(c: Connection, tsecr: int) -> None:
+    """Spurious RTO detection (Eifel, RFC 3522): the first ACK after a timeout
+    echoes a timestamp older than the retransmission: undo the reduction."""
+    rec = c.rec
+    if (
+        rec.ca is CA_LOSS
+        and c.timers.rto_count == 1
+        and rec.undo_tsval is not None
+        and seq_lt(tsecr, rec.undo_tsval)
+        and rec.undo_state is not None
+    ):
+        c.cc.restore(rec.undo_state)
+        rec.undo_state = None
+        rec.ca = CA_OPEN
+        c.sb.clear_marks()
+        c.stats["spurious_rto_undo"] += 1
+
+
+def on_ack(
+    c: Connection,
+    seg: TCPSegment,
+    ack: int,
+    una: int,
+    acked: int,
+    sacked_before: int,
+    window_changed: bool,
+    rtt: float | None,
+    now: float,
+) -> None:
+    """The loss-recovery part of processing an acceptable ACK (``una`` is SND.UNA
+    before it, ``acked`` the bytes it newly acknowledged cumulatively): the TLP
+    episode, SACK, loss detection, F-RTO, the recovery state machine and the
+    congestion controller's growth."""
+    rec = c.rec
+    sb = c.sb
+    cc = c.cc
+    stats = c.stats
+    nxt = c.snd.nxt
+    sack_ok = c.opt.sack_ok
+    if rec.tlp_end is not None and ack >= rec.tlp_end:
+        if rec.tlp_retrans and rec.ca is CA_OPEN and not seg.sack_blocks:
+            # RFC 8985 §7.4: the probe repaired a loss: reduce the window once.
+            cc.on_congestion_event(now, flight_size(c))
+            cc.on_recovery_exit(now)
+            stats["tlp_recovery"] += 1
+        rec.tlp_end = None
+    # -- SACK information --------------------------------------------------------------
+    if sack_ok and seg.sack_blocks:
+        process_sack(c, seg, ack, now)
+    delivered = acked + (sb.sacked - sacked_before)
+    # -- loss detection ----------------------------------------------------------------
+    if sack_ok:
+        if c.config.rack:
+            if sb.sacked or sb.retrans:
+                rack_detect(c, now)
+            else:
+                c.timers.reo = None
+        elif sb.sacked:
+            sb.mark_lost_dupthresh(c.opt.mss, DUPTHRESH)
+    elif (
+        acked == 0
+        and nxt > una
+        and not seg.payload
+        and not seg.flags & (SYN | FIN)
+        and not window_changed
+    ):
+        delivered += duplicate_ack(c, ack)
+    # -- F-RTO (RFC 5682 §2) ----------------------------------------------------------
+    frto = rec.frto
+    if frto and rec.ca is CA_LOSS:
+        frto_on_ack(c, frto, ack, una, acked)
+    elif frto:
+        rec.frto = 0
+    # -- recovery state machine --------------------------------------------------------
+    ca = rec.ca
+    if ca is CA_RECOVERY:
+        if ack >= rec.recovery_point:
+            exit_recovery(c, now)
+            acked = 0  # no window growth on the ACK that ends recovery
+        else:
+            if not sack_ok and acked > 0 and sb.segs:
+                # RFC 6582 §3.2 step 5: partial ACK: retransmit the next hole.
+                mark_head_lost(c)
+            prr_update(c, delivered)
+    elif ca is CA_LOSS:
+        if ack >= rec.recovery_point:
+            rec.ca = CA_OPEN
+        elif acked > 0:
+            cc.on_ack(acked, now, rtt, ack, nxt, pipe(c))
+    if rec.ca is CA_OPEN:
+        if sb.lost > 0:
+            enter_recovery(c, now, delivered)
+        elif acked > 0:
+            cc.on_ack(delivered, now, rtt, ack, nxt, pipe(c))
+
+
+def duplicate_ack(c: Connection, ack: int) -> int:
+    """Without SACK, a duplicate ACK (RFC 5681 §2): one segment left the network;
+    the third starts fast retransmit (RFC 6582 §3.2). Returns the bytes it stands
+    for as delivered."""
+    rec = c.rec
+    sb = c.sb
+    mss = c.opt.mss
+    rec.dupacks += 1
+    c.stats["dupacks"] += 1
+    room = sb.outstanding - sb.lost - rec.reno_sacked
+    d = mss if room >= mss else max(room, 0)
+    rec.reno_sacked += d
+    if rec.ca is CA_OPEN and rec.dupacks == DUPTHRESH:
+        # RFC 6582 §3.2 step 2: only if the ACK covers more than "recover".
+        if ack >= rec.reno_recover:
+            if sb.segs:
+                mark_head_lost(c)
+        else:
+            c.stats["dupacks_ignored_recover"] += 1
+    return d
+
+
+def frto_on_ack(c: Connection, frto: int, ack: int, una: int, acked: int) -> None:
+    """RFC 5682 §2: the first two ACKs after a timeout decide whether it was
+    spurious."""
+    rec = c.rec
+    snd = c.snd
+    if frto == 1:
+        nxt = snd.nxt
+        can_send = snd.buf.end > nxt and una + snd.wnd > nxt
+        if acked > 0 and ack < rec.recovery_point and can_send:
+            rec.frto = 2  # step 2b: probe with new data
+        else:
+            rec.frto = 0  # step 2a: conventional recovery
+    elif frto == 3:
+        rec.frto = 0
+        if acked > 0 and rec.undo_state is not None:
+            # Step 3b: the original transmissions were acknowledged: the timeout
+            # was spurious; undo the window reduction.
+            c.cc.restore(rec.undo_state)
+            rec.undo_state = None
+            rec.ca = CA_OPEN
+            c.sb.clear_marks()
+            c.stats["frto_spurious_rto"] += 1
+
+
+def exit_recovery(c: Connection, now: float) -> None:
+    """The recovery point was acknowledged: back to open (RFC 6675 §5, RFC 6937)."""
+    rec = c.rec
+    rec.ca = CA_OPEN
+    rec.reno_sacked = 0
+    if rec.rec_undo is not None and rec.undo_retrans <= 0:
+        # Every retransmission was D-SACKed: the originals all arrived, nothing
+        # was lost; undo the window reduction (RFC 3708 §3).
+        c.cc.restore(rec.rec_undo)
+        c.stats["spurious_recovery_undo"] += 1
+    else:
+        c.cc.on_recovery_exit(now)
+    rec.rec_undo = None
+    rec.undo_ranges = []
+    rec.rack.on_recovery_exit()
+    c.stats["recovery_exits"] += 1
+
+
+# -- timeouts ----------------------------------------------------------------------------
+def on_rto(c: Connection, now: float) -> None:
+    """The retransmission timeout's loss response (RFC 6298 §5.4-5.7, RFC 5681
+    §3.1): everything outstanding is lost, the loss window, the head resent at once
+    whatever the window; saved first for a spurious-timeout undo (Eifel with
+    timestamps, RFC 3522/4015; F-RTO without, RFC 5682)."""
+    sb = c.sb
+    rec = c.rec
+    t = c.timers
+    opt = c.opt
+    if t.rto_count == 0 and rec.ca is not CA_LOSS:
+        rec.undo_state = c.cc.save()
+        rec.undo_tsval = c.tsval(now) if opt.ts_ok else None
+    rec.rec_undo = None
+    rec.undo_ranges = []
+    repeated = rec.ca is CA_LOSS
+    c.cc.on_rto(now, sb.outstanding, repeated=repeated)
+    t.rto_count += 1
+    c.rtt.backoff()
+    sb.mark_all_lost()
+    rec.reno_sacked = 0
+    rec.ca = CA_LOSS
+    nxt = c.snd.nxt
+    rec.recovery_point = nxt
+    rec.reno_recover = nxt
+    rec.tlp_end = None
+    rec.dupacks = 0
+    t.reo = None
+    arm_rto(c, now)
+    i = sb.next_lost()
+    if i >= 0:
+        retransmit_record(c, sb, i, now)
+        sb.mark_retransmitted(i, now)
+    rec.frto = 1 if not repeated and not opt.ts_ok and rec.undo_state else 0
+
+
+def tlp_fire(c: Connection, now: float) -> None:
+    """RFC 8985 §7.3: send a probe: new data if possible, else the last segment."""
+    snd = c.snd
+    sb = c.sb
+    rec = c.rec
+    if snd.nxt <= snd.una:
+        return
+    c.stats["tlp"] += 1
+    buf = snd.buf
+    nxt = snd.nxt
+    wnd_room = snd.una + snd.wnd - nxt
+    avail = buf.end - nxt
+    if avail > 0 and wnd_room > 0:
+        send_new_segment(c, min(avail, data_mss(c), wnd_room), now)
+        rec.tlp_retrans = False
+    else:
+        i = len(sb.segs) - 1
+        r = sb.segs[i]
+        if r.flags & SACKED:  # nothing sensible to probe with
+            arm_rto(c, now)
+            return
+        mss = data_mss(c)
+        if r.end - r.start > mss:
+            sb.split(i, r.end - mss)
+            i += 1
+            r = sb.segs[i]
+        xmit(c, r.start, r.end, now)
+        r.xmit = now
+        r.flags |= EVER_RETRANS
+        c.retransmits += 1
+        c.stats["retransmits"] += 1
+        rec.tlp_retrans = True
+    rec.tlp_end = snd.nxt
+    arm_rto(c, now)

@@ -29,10 +29,13 @@ import attrs
 
 from .checksum import checksum, pseudo_header_sum, verify_transport
 from .errors import ParseError
+from .ipv6 import IPV6_HEADER_LEN
 
 __all__ = [
     "ACK", "CWR", "ECE", "FIN", "PSH", "RST", "SYN", "URG",
-    "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS", "TCP_PROTOCOL",
+    "IPV6_TCP_HEADERS_LEN", "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS",
+    "SACK_BLOCK_LEN", "SACK_OPTION_BASE_LEN", "TCP_HEADER_LEN", "TCP_PROTOCOL",
+    "TS_OPTION_LEN",
     "TCPSegment", "build_tcp", "build_tcp_header", "build_tcp_header_partial",
     "complete_tcp_checksum", "options_length", "parse_tcp", "partial_tcp_checksum",
     "verify_tcp_checksum",
@@ -52,6 +55,17 @@ CWR = 0x80
 TCP_PROTOCOL = 6
 #: Options may take at most 40 bytes (data offset 15 words minus the 5 fixed ones).
 MAX_OPTIONS_LEN = 40
+#: The fixed TCP header, without options.
+TCP_HEADER_LEN = 20
+#: IPv6 plus TCP headers without options or extension headers: MSS = MTU - 60
+#: (RFC 9293 §3.7.1, RFC 8200).
+IPV6_TCP_HEADERS_LEN = IPV6_HEADER_LEN + TCP_HEADER_LEN
+#: Bytes the timestamps option takes in every segment (10, padded by 2 NOPs).
+TS_OPTION_LEN = 12
+#: A SACK option's fixed part as laid out (2 NOPs, kind, length; RFC 2018 §3).
+SACK_OPTION_BASE_LEN = 4
+#: Each SACK block: two 32-bit edges (RFC 2018 §3).
+SACK_BLOCK_LEN = 8
 
 #: Every ``ParseError.reason`` :func:`parse_tcp` can raise (stable: used as counter
 #: names in ``stack.stats()``).
@@ -122,6 +136,80 @@ class TCPSegment:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     #: Timestamps option (kind 8): (TSval, TSecr).
     timestamps: tuple[int, int] | None = None
+
+    # -- named constructors (the one place the positional layout is written) -------
+    @classmethod
+    def reset(cls, src_port: int, dst_port: int, seq: int, ack: int | None = None) -> TCPSegment:
+        """A reset: plain RST at ``seq``, or RST|ACK acknowledging ``ack`` if given
+        (RFC 9293 §3.10.7.1); window 0, no options."""
+        if ack is None:
+            return cls(src_port, dst_port, seq, 0, RST, 0)
+        return cls(src_port, dst_port, seq, ack, RST | ACK, 0)
+
+    @classmethod
+    def handshake(
+        cls,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        window: int,
+        *,
+        ack: int | None = None,
+        mss: int | None = None,
+        wscale: int | None = None,
+        sack_permitted: bool = False,
+        timestamps: tuple[int, int] | None = None,
+    ) -> TCPSegment:
+        """A SYN, or a SYN-ACK acknowledging ``ack`` if given, with the handshake
+        options (MSS, window scale, SACK-permitted, timestamps)."""
+        flags = SYN if ack is None else SYN | ACK
+        return cls(
+            src_port,
+            dst_port,
+            seq,
+            0 if ack is None else ack,
+            flags,
+            window,
+            b"",
+            0,
+            mss,
+            wscale,
+            sack_permitted,
+            (),
+            timestamps,
+        )
+
+    @classmethod
+    def data(
+        cls,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: bytes,
+        urgent: int,
+        sack_blocks: tuple[tuple[int, int], ...],
+        timestamps: tuple[int, int] | None,
+    ) -> TCPSegment:
+        """A segment of a synchronized connection (data, ACK, FIN, probe): the options
+        such a segment may carry are SACK blocks and timestamps."""
+        return cls(
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags,
+            window,
+            payload,
+            urgent,
+            None,
+            None,
+            False,
+            sack_blocks,
+            timestamps,
+        )
 
     # -- convenience -------------------------------------------------------------
     @property

@@ -1,0 +1,142 @@
+"""ACK processing: RFC 9293 §3.10.7.4 fifth step, for ESTABLISHED and later.
+
+:func:`process_ack` checks the ACK field (RFC 5961 §5.2 for old ACKs), updates the
+send window (the SND.WL1/WL2 rule), takes a cumulative acknowledgement (RTT sample
+with Karn's rule or timestamps, RFC 6298 / RFC 7323 §4; the send buffer and the
+scoreboard advance; the timer restarts), hands the rest to :mod:`.recovery`
+(SACK, loss detection, congestion control), and makes the state transitions our
+FIN's acknowledgement causes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..wire.tcp import TCPSegment
+from .events import EV_FIN_ACKED, State
+from .output import ack_invalid, challenge_ack
+from .recovery import eifel_undo, on_ack
+from .sack import EVER_RETRANS
+from .seq import MASK, seq_diff, seq_ge, seq_lt
+from .states import CA_LOSS, CA_RECOVERY
+from .timers import T_PERSIST, arm_rto
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["process_ack", "update_window"]
+
+
+def update_window(c: Connection, seg: TCPSegment, window: int) -> bool:
+    """RFC 9293 §3.10.7.4 fifth: take SEG.WND if the segment is newer than the last
+    window update (SND.WL1/WL2). Returns whether the window changed."""
+    snd = c.snd
+    wl1 = snd.wl1
+    if not (seq_lt(wl1, seg.seq) or (wl1 == seg.seq and seq_ge(seg.ack, snd.wl2))):
+        return False
+    snd.wl1 = seg.seq
+    snd.wl2 = seg.ack
+    if window == snd.wnd:
+        return False
+    if window == 0:
+        c.stats["zero_window_seen"] += 1
+    else:
+        c.timers.persist_backoff = 0
+    if window > snd.wnd:
+        c.want_writable = True
+    snd.wnd = window
+    if window > snd.max_wnd:
+        snd.max_wnd = window
+    return True
+
+
+def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) -> float | None:
+    """SND.UNA advances to ``ack``: RTT sample, Eifel, timer and buffer. Returns the
+    RTT sample, if any."""
+    snd = c.snd
+    una = snd.una
+    acked = ack - una
+    last, newest = c.sb.on_ack(ack)
+    snd.una = ack
+    rtt: float | None = None
+    ts = seg.timestamps
+    rtte = c.rtt
+    # RTT: Karn's algorithm; timestamps make retransmissions unambiguous.
+    if last is not None and not last.flags & EVER_RETRANS:
+        rtt = now - last.xmit
+    elif c.opt.ts_ok and ts is not None and ts[1]:
+        r = ((c.tsval(now) - ts[1]) & MASK) / 1000.0
+        if r < 60.0:
+            rtt = r
+    if rtt is not None:
+        rtte.sample(rtt, now)
+    if newest is not None and c.opt.sack_ok and c.config.rack:
+        c.rec.rack.update(newest, now, rtte.min_rtt)
+    rec = c.rec
+    if ts is not None and rec.ca is CA_LOSS:
+        eifel_undo(c, ts[1])
+    t = c.timers
+    t.rto_count = 0
+    t.zw_rtos = 0
+    t.ut_base = now
+    rtte.clear_backoff()
+    t.persist_backoff = 0
+    if snd.buf.drop_to(ack):
+        c.want_writable = True
+    c.bytes_acked += acked
+    rec.dupacks = 0
+    if rec.reno_sacked:
+        # Cumulatively ACKed bytes include those the dupACKs stood for.
+        rec.reno_sacked = max(0, rec.reno_sacked - acked)
+        if rec.ca is not CA_RECOVERY:
+            rec.reno_sacked = 0
+    # RFC 6298 §5.3: restart the timer for the remaining data.
+    if ack < snd.nxt:
+        arm_rto(c, now)
+    else:
+        t.rtx = None
+    return rtt
+
+
+def process_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
+    """RFC 9293 §3.10.7.4 fifth, ESTABLISHED and later. Returns False if the
+    segment is to be dropped (or the connection closed)."""
+    snd = c.snd
+    una = snd.una
+    nxt = snd.nxt
+    ack = una + seq_diff(seg.ack, (c.iss + una) & MASK)
+    if ack > nxt:
+        c.stats["drop_ack_unsent"] += 1
+        ack_invalid(c, now)
+        return False
+    if ack < una - snd.max_wnd:
+        # RFC 5961 §5.2: far below SND.UNA: drop with a (challenge) ACK.
+        c.stats["drop_old_ack"] += 1
+        challenge_ack(c, now)
+        return False
+    st = c.state
+    window_changed = ack >= una and update_window(c, seg, seg.window << c.opt.snd_shift)
+    snd.ack_rcvd_at = now
+    t = c.timers
+    if t.rtx_mode is T_PERSIST:
+        t.persist_unanswered = 0
+    if st is State.TIME_WAIT:
+        return True
+    acked = ack - una
+    sacked_before = c.sb.sacked
+    rtt = take_cumulative_ack(c, seg, ack, now) if acked > 0 else None
+    on_ack(c, seg, ack, una, acked, sacked_before, window_changed, rtt, now)
+    # -- state transitions on our FIN being acknowledged ------------------------------
+    if snd.fin_sent and ack > snd.fin_off:
+        if st is State.FIN_WAIT_1:
+            c.set_state(State.FIN_WAIT_2, "fin acked", now)
+            c.eventq.append(EV_FIN_ACKED)
+            t.rtx = None
+        elif st is State.CLOSING:
+            c.eventq.append(EV_FIN_ACKED)
+            c.enter_time_wait(now)
+        elif st is State.LAST_ACK:
+            c.eventq.append(EV_FIN_ACKED)
+            c.close(None, "fin acked", now)
+            return False
+    return True

@@ -1,0 +1,75 @@
+"""What a connection knows about itself, as one typed record.
+
+:class:`TCPInfo` is what ``Connection.info()`` returns and what the runtime hands to
+the user as ``Flow.info()`` (``trio_tcp6.FlowInfo`` is this class). The kernel stack
+fills the same record from Linux ``TCP_INFO``; a field the source cannot know is
+None there. In the spirit of ``TCP_INFO`` / ``ss -i``: times in seconds, sizes in
+bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from .events import State
+
+__all__ = ["CAStateName", "TCPInfo"]
+
+#: The sender's congestion-avoidance state as Linux names it (the engine uses
+#: "open", "recovery" and "loss"; Linux also reports "disorder" and "cwr").
+CAStateName = Literal["open", "disorder", "cwr", "recovery", "loss"]
+
+
+@attrs.frozen
+class TCPInfo:
+    """A snapshot of one connection."""
+
+    #: RFC 9293 state.
+    state: State
+    #: Smoothed RTT (RFC 6298 SRTT); None before the first sample.
+    srtt: float | None
+    #: RTT variation (RFC 6298 RTTVAR); None before the first sample.
+    rttvar: float | None
+    #: Current retransmission timeout, backoff included.
+    rto: float
+    #: Smallest RTT seen (RACK's and HyStart++'s min_rtt); None before a sample.
+    min_rtt: float | None
+    #: Congestion window.
+    cwnd: int
+    #: Slow-start threshold; None while still "infinite" (no loss seen yet).
+    ssthresh: int | None
+    #: Effective send MSS (largest payload per segment, options paid for).
+    mss: int
+    #: The peer's window (SND.WND, scaled).
+    snd_wnd: int
+    #: The window we advertise (RCV.WND).
+    rcv_wnd: int
+    #: Segments retransmitted (SYNs included).
+    retransmits: int
+    #: Bytes of ours the peer acknowledged.
+    bytes_acked: int
+    #: In-order bytes received from the peer.
+    bytes_received: int
+    #: Sequence space sent for the first time (data, and one for the FIN).
+    bytes_sent: int
+    #: SACK negotiated (RFC 2018).
+    sack: bool
+    #: Timestamps negotiated (RFC 7323).
+    timestamps: bool
+    #: ``(send shift, receive shift)`` when window scaling was negotiated, else None.
+    wscale: tuple[int, int] | None
+    #: Bytes estimated in the network (RFC 6675 pipe). Kernel: segments x MSS.
+    in_flight: int
+    #: Bytes marked lost and not yet repaired. Kernel: segments x MSS.
+    lost: int
+    #: Bytes the peer SACKed above SND.UNA. Kernel: segments x MSS.
+    sacked: int
+    #: Whether reordering was seen on the path (SACK or D-SACK evidence).
+    reordering: bool
+    #: Congestion-avoidance state (:data:`CAStateName`).
+    ca_state: CAStateName
+    #: Sequence space sent and not yet acknowledged (SND.NXT - SND.UNA). Kernel:
+    #: segments x MSS.
+    unacked: int
