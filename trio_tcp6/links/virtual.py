@@ -72,6 +72,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import outcome
 import trio
 
+from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN
 from ..wire.tcp import complete_tcp_checksum
 from .base import Packet
 from .impair import (
@@ -397,7 +398,7 @@ class VirtualNetwork:
         rx_queue_bytes: int = _DEFAULT_RX_QUEUE_BYTES,
         checksum_offload: bool = True,
     ) -> None:
-        if mtu < 40:
+        if mtu < IPV6_HEADER_LEN:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
         if rx_queue < 1 or rx_queue_bytes < 1:
             raise ValueError("rx_queue and rx_queue_bytes must be positive")
@@ -536,12 +537,12 @@ class VirtualNetwork:
         if len(data) > self.mtu:
             c.dropped_mtu += 1
             return
-        path = link._paths.get(data[24:40])
+        path = link._paths.get(data[IPV6_DST])
         if path is None:
-            if len(data) < 40:
+            if len(data) < IPV6_HEADER_LEN:
                 c.dropped_malformed += 1
                 return
-            path = self._new_path(link, data[24:40])
+            path = self._new_path(link, data[IPV6_DST])
         dest = path.dest
         if dest is None:
             c.dropped_no_route += 1
