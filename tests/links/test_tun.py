@@ -37,22 +37,12 @@ from trio_tcp6.links.tun import (
     IFF_VNET_HDR,
     TUNSETIFF,
     TUNSETOFFLOAD,
-    VIRTIO_NET_HDR_F_NEEDS_CSUM,
-    VIRTIO_NET_HDR_GSO_ECN,
-    VIRTIO_NET_HDR_GSO_TCPV6,
-    VNET_HDR_LEN,
     TunLink,
-    VirtioNetHdr,
-    complete_checksum,
-    gso_header_for,
     open_tun,
-    pack_vnet_hdr,
     partial_tcp_checksum,
-    unpack_vnet_hdr,
 )
 from trio_tcp6.wire import (
     ACK,
-    CWR,
     FIN,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -70,6 +60,9 @@ from trio_tcp6.wire import (
     parse_ipv6,
     parse_tcp,
 )
+from trio_tcp6.wire import tcp as wire_tcp
+from trio_tcp6.wire import virtio as wire_virtio
+from trio_tcp6.wire.checksum import complete_checksum
 from trio_tcp6.wire.tcp import verify_tcp_checksum
 
 SRC = ipaddress.IPv6Address("fd00:7463:70:ff::2").packed
@@ -93,20 +86,20 @@ def tcp_packet(
 
 
 # =====================================================================================
-# Pure functions: virtio header and checksums (no privileges)
+# Constants and the codecs the link uses (no privileges)
 # =====================================================================================
 
 
-def test_vnet_hdr_roundtrip() -> None:
-    hdr = VirtioNetHdr(1, VIRTIO_NET_HDR_GSO_TCPV6, 60, 1428, 40, 16)
-    raw = pack_vnet_hdr(hdr)
-    assert len(raw) == VNET_HDR_LEN == 10
-    # Little-endian u16 fields after two u8 (linux/virtio_net.h, TUNSETVNETLE).
-    assert raw == bytes([1, 4, 60, 0]) + (1428).to_bytes(2, "little") + bytes([40, 0, 16, 0])
-    assert unpack_vnet_hdr(raw + b"payload") == hdr
-    assert unpack_vnet_hdr(bytes(10)) == VirtioNetHdr()
-    with pytest.raises(ValueError, match="10 bytes"):
-        unpack_vnet_hdr(b"\x00" * 9)
+def test_codecs_are_the_wire_ones() -> None:
+    """The virtio-net header codec and the checksum helpers live in wire/ (tested in
+    tests/wire); the link's names for them are the same objects, not copies."""
+    assert tun_module.VirtioNetHdr is wire_virtio.VirtioNetHdr
+    assert tun_module.pack_vnet_hdr is wire_virtio.pack_vnet_hdr
+    assert tun_module.unpack_vnet_hdr is wire_virtio.unpack_vnet_hdr
+    assert tun_module.gso_header_for is wire_virtio.gso_header_for
+    assert tun_module.VNET_HDR_LEN == wire_virtio.VNET_HDR_LEN == 10
+    assert tun_module.partial_tcp_checksum is wire_tcp.partial_tcp_checksum
+    assert tun_module.complete_checksum is complete_checksum
 
 
 def test_ioctl_numbers_match_if_tun_h() -> None:
@@ -117,46 +110,6 @@ def test_ioctl_numbers_match_if_tun_h() -> None:
     assert tun_module.TUNSETVNETHDRSZ == 0x400454D8
     assert tun_module.TUNGETVNETHDRSZ == 0x800454D7
     assert tun_module.TUNSETVNETLE == 0x400454DC
-
-
-def test_gso_header_small_or_not_tcp_is_zero() -> None:
-    small = tcp_packet(SRC, DST, payload=b"x" * 100)
-    assert gso_header_for(small, 1500) == VirtioNetHdr()
-    icmp = build_ipv6(
-        SRC, DST, PROTO_ICMPV6, build_icmpv6(EchoRequest(1, 1, bytes(3000)), SRC, DST)
-    )
-    assert gso_header_for(icmp, 1500) == VirtioNetHdr()
-    # Exactly one segment's worth: no GSO either.
-    one = tcp_packet(SRC, DST, payload=bytes(1440))
-    assert len(one) == 1500
-    assert gso_header_for(one, 1500) == VirtioNetHdr()
-
-
-def test_gso_header_for_super_segment() -> None:
-    big = tcp_packet(SRC, DST, payload=bytes(30000), timestamps=(1, 2))
-    hdr = gso_header_for(big, 1500)
-    assert hdr.flags == VIRTIO_NET_HDR_F_NEEDS_CSUM
-    assert hdr.gso_type == VIRTIO_NET_HDR_GSO_TCPV6
-    assert hdr.hdr_len == 40 + 32
-    assert hdr.gso_size == 1500 - 40 - 32
-    assert (hdr.csum_start, hdr.csum_offset) == (40, 16)
-    assert gso_header_for(big, 1500, gso_size=1000).gso_size == 1000
-    # CWR on a super-segment: the ECN bit tells the kernel to clear it after the first.
-    ecn = tcp_packet(SRC, DST, payload=bytes(5000), flags=ACK | CWR)
-    assert gso_header_for(ecn, 1500).gso_type == VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN
-
-
-def test_partial_checksum_and_completion() -> None:
-    for size in (0, 1, 1439, 30001):
-        full = tcp_packet(SRC, DST, payload=os.urandom(size), flags=ACK | PSH)
-        partial = bytearray(full)
-        partial[56:58] = partial_tcp_checksum(full).to_bytes(2, "big")
-        assert not verify_tcp_checksum(memoryview(partial)[40:], SRC, DST) or size == 0
-        done = complete_checksum(partial, 40, 16)
-        assert done == full
-        assert verify_tcp_checksum(memoryview(done)[40:], SRC, DST)
-    with pytest.raises(ValueError):
-        complete_checksum(bytes(50), 40, 16)
 
 
 # =====================================================================================

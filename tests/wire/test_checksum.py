@@ -14,6 +14,7 @@ from scapy.utils import checksum as scapy_checksum
 
 from trio_tcp6.wire.checksum import (
     checksum,
+    complete_checksum,
     ones_sum,
     pseudo_header_sum,
     transport_checksum,
@@ -158,3 +159,35 @@ def test_pseudo_header_matches_scapy(src: bytes, dst: bytes, body: bytes) -> Non
     ip = IPv6(src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(dst)))
     theirs = in6_chksum(58, ip, zeroed)  # type: ignore[no-untyped-call]
     assert transport_checksum(src, dst, 58, zeroed) == theirs
+
+
+@settings(max_examples=100)
+@given(addresses, addresses, st.binary(min_size=4, max_size=1500), st.integers(0, 0xFFFF))
+def test_complete_checksum_fills_what_scapy_computes(
+    src: bytes, dst: bytes, body: bytes, garbage: int
+) -> None:
+    """A partial checksum (the folded pseudo-header sum in the field) completed over
+    the upper layer at (csum_start, csum_offset) is the full transport checksum."""
+    header = IPv6(src=str(ipaddress.IPv6Address(src)), dst=str(ipaddress.IPv6Address(dst)), nh=58)
+    zeroed = _with_checksum(body, 2, 0)
+    theirs = in6_chksum(58, header, zeroed)  # type: ignore[no-untyped-call]
+    partial = _with_checksum(body, 2, pseudo_header_sum(src, dst, len(body), 58))
+    fixed = bytes(40) + partial  # the checksum covers only packet[csum_start:]
+    done = complete_checksum(fixed, 40, 2)
+    assert done[:40] == bytes(40) and done[44:] == body[4:]
+    assert int.from_bytes(done[42:44], "big") == theirs
+    # Whatever was in the field counts: completing a wrong partial sum is not a fix
+    # (0 and 0xFFFF are the same one's-complement value).
+    if garbage % 0xFFFF != pseudo_header_sum(src, dst, len(body), 58) % 0xFFFF:
+        wrong = complete_checksum(bytes(40) + _with_checksum(body, 2, garbage), 40, 2)
+        assert not verify_transport(src, dst, 58, wrong[40:])
+
+
+def test_complete_checksum_offsets_must_fit() -> None:
+    assert len(complete_checksum(bytes(60), 40, 18)) == 60  # field in the last 2 bytes
+    with pytest.raises(ValueError, match="beyond 60 bytes"):
+        complete_checksum(bytes(60), 40, 19)
+    with pytest.raises(ValueError):
+        complete_checksum(bytes(50), 40, 16)
+    with pytest.raises(ValueError):
+        complete_checksum(bytes(10), 11, 0)

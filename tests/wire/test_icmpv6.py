@@ -34,11 +34,18 @@ from trio_tcp6.wire.icmpv6 import (
     TimeExceeded,
     UnknownICMPv6,
     build_icmpv6,
+    carries_icmpv6_error,
     is_error_type,
     parse_icmpv6,
     parse_invoking,
 )
-from trio_tcp6.wire.ipv6 import build_ipv6, parse_ipv6
+from trio_tcp6.wire.ipv6 import (
+    EXT_DESTINATION_OPTIONS,
+    MAX_EXT_HEADERS,
+    ExtensionHeader,
+    build_ipv6,
+    parse_ipv6,
+)
 
 SRC = bytes.fromhex("fe800000000000000000000000000001")
 DST = bytes.fromhex("20010db8000000000000000000000042")
@@ -299,3 +306,39 @@ def test_every_truncation(msg: ICMPv6Message) -> None:
             assert info.value.reason == "icmpv6_truncated"
         else:
             assert type(parse_icmpv6(data[:n])) is type(msg)
+
+
+# -- does a packet carry an ICMPv6 error? (RFC 4443 §2.4 (e)) -------------------------
+
+
+@settings(max_examples=200)
+@given(messages, st.integers(0, MAX_EXT_HEADERS - 1))
+def test_carries_icmpv6_error_behind_extension_headers(msg: ICMPv6Message, n: int) -> None:
+    body = build_icmpv6(msg, SRC, DST)
+    dest = ExtensionHeader.with_options(EXT_DESTINATION_OPTIONS)
+    packet = build_ipv6(SRC, DST, 58, body, ext_headers=[dest] * n)
+    assert carries_icmpv6_error(packet) is msg.is_error
+    # scapy finds the ICMPv6 message at the same place.
+    layer = IPv6(packet).payload
+    for _ in range(n):
+        assert type(layer).__name__ == "IPv6ExtHdrDestOpt"
+        layer = layer.payload
+    assert bytes(layer) == body
+
+
+def test_carries_icmpv6_error_edges() -> None:
+    error = build_icmpv6(DestinationUnreachable(4, b"q"), SRC, DST)
+    assert carries_icmpv6_error(build_ipv6(SRC, DST, 58, error))
+    # Type 127 is the last error type, 128 the first informational one.
+    assert carries_icmpv6_error(build_ipv6(SRC, DST, 58, bytes([127]) + bytes(7)))
+    assert not carries_icmpv6_error(build_ipv6(SRC, DST, 58, bytes([128]) + bytes(7)))
+    # No ICMPv6 byte at all, another upper layer, a chain too long to follow.
+    assert not carries_icmpv6_error(build_ipv6(SRC, DST, 58, b""))
+    assert not carries_icmpv6_error(build_ipv6(SRC, DST, 6, error))
+    dest = ExtensionHeader.with_options(EXT_DESTINATION_OPTIONS)
+    too_long = build_ipv6(SRC, DST, 58, error, ext_headers=[dest] * MAX_EXT_HEADERS)
+    assert not carries_icmpv6_error(too_long)
+    # A chain cut short.
+    behind = build_ipv6(SRC, DST, 58, error, ext_headers=[dest])
+    assert carries_icmpv6_error(behind)
+    assert not carries_icmpv6_error(behind[:47])

@@ -21,10 +21,15 @@ from scapy.packet import Packet, Raw
 
 from trio_tcp6.wire.errors import ParseError
 from trio_tcp6.wire.ipv6 import (
+    DEFAULT_HOP_LIMIT,
     EXT_DESTINATION_OPTIONS,
     EXT_FRAGMENT,
     EXT_HOP_BY_HOP,
     EXT_ROUTING,
+    IPV6_DST,
+    IPV6_HEADER_LEN,
+    IPV6_NEXT_HEADER_OFFSET,
+    IPV6_SRC,
     MAX_EXT_BYTES,
     MAX_EXT_HEADERS,
     ExtensionHeader,
@@ -33,7 +38,9 @@ from trio_tcp6.wire.ipv6 import (
     ParameterProblemError,
     build_ipv6,
     build_ipv6_header,
+    find_upper_layer,
     parse_ipv6,
+    peek_ipv6,
 )
 
 SRC = bytes.fromhex("20010db8000000000000000000000001")
@@ -490,3 +497,100 @@ def test_wire_package_is_sans_io() -> None:
             else:
                 continue
             assert not any(n == "trio" or n.startswith("trio.") for n in names), path
+
+
+# -- the fixed-header peek and the lenient chain walk ---------------------------------
+
+
+def test_named_offsets_match_scapy() -> None:
+    data = bytes(IPv6(src=ip_str(SRC), dst=ip_str(DST), nh=17, plen=0))
+    assert len(data) == IPV6_HEADER_LEN
+    assert (data[IPV6_SRC], data[IPV6_DST], data[IPV6_NEXT_HEADER_OFFSET]) == (SRC, DST, 17)
+    assert build_ipv6_header(SRC, DST, 6, 0)[7] == DEFAULT_HOP_LIMIT == IPv6().hlim
+
+
+@settings(max_examples=300)
+@given(packets(), st.binary(max_size=20))
+def test_peek_is_parse_without_extension_headers(pkt: IPv6Packet, padding: bytes) -> None:
+    data = pkt.to_bytes() + padding
+    head = peek_ipv6(data)
+    assert head is not None
+    src, dst, nh, payload = head
+    assert (src, dst) == (pkt.src, pkt.dst)
+    assert type(src) is bytes and type(dst) is bytes  # usable as dictionary keys
+    theirs = IPv6(data)
+    assert (ip_str(src), ip_str(dst), nh) == (theirs.src, theirs.dst, theirs.nh)
+    if not pkt.ext_headers:
+        parsed = parse_ipv6(data)
+        assert nh == parsed.next_header
+        assert payload == parsed.payload == pkt.payload  # trimmed to the payload length
+        assert isinstance(payload, memoryview) and payload.obj is data  # a view, no copy
+    else:
+        assert nh == pkt.ext_headers[0].header_type
+        assert len(payload) == len(data) - len(padding) - IPV6_HEADER_LEN
+
+
+def test_peek_refuses_at_each_boundary() -> None:
+    good = build_ipv6(SRC, DST, 6, bytes(20))
+    assert peek_ipv6(good) is not None
+    assert peek_ipv6(good[:40]) is None  # the payload length says 20 bytes follow
+    assert peek_ipv6(good[:59]) is None  # one byte short of the payload length
+    assert peek_ipv6(good[:39]) is None  # shorter than the fixed header
+    assert peek_ipv6(b"") is None
+    for version in (0, 4, 7, 15):
+        bad = bytes([(version << 4) | (good[0] & 0x0F)]) + good[1:]
+        assert peek_ipv6(bad) is None
+    # Traffic class and flow label do not matter.
+    assert peek_ipv6(build_ipv6(SRC, DST, 6, b"", traffic_class=255, flow_label=0xFFFFF)) == (
+        SRC,
+        DST,
+        6,
+        b"",
+    )
+
+
+@settings(max_examples=300)
+@given(packets())
+def test_find_upper_layer_agrees_with_parse(pkt: IPv6Packet) -> None:
+    data = pkt.to_bytes()
+    found = find_upper_layer(data)
+    parsed = parse_ipv6(data)
+    if len(pkt.ext_headers) < MAX_EXT_HEADERS:
+        assert found == (parsed.next_header, parsed.payload_offset)
+    else:
+        assert found is None  # one header more than it follows
+
+
+def test_find_upper_layer_follows_at_most_max_minus_one_headers() -> None:
+    """The bound of the ICMPv6-error check it serves (kept as it was when that check
+    lived in the runtime): MAX_EXT_HEADERS - 1 headers are followed, not one more."""
+    dest = ExtensionHeader.with_options(EXT_DESTINATION_OPTIONS)
+    n = MAX_EXT_HEADERS - 1
+    assert find_upper_layer(build_ipv6(SRC, DST, 58, b"\x01", ext_headers=[dest] * n)) == (
+        58,
+        40 + 8 * n,
+    )
+    assert (
+        find_upper_layer(build_ipv6(SRC, DST, 58, b"\x01", ext_headers=[dest] * (n + 1))) is None
+    )
+
+
+def test_find_upper_layer_does_not_validate_but_stays_in_bounds() -> None:
+    frag = ExtensionHeader.fragment(5, True, 1)  # a real fragment: parse_ipv6 refuses it
+    data = build_ipv6(SRC, DST, 58, b"\x01\x00", ext_headers=[frag])
+    assert find_upper_layer(data) == (58, 48)
+    # An empty upper layer right at the end of the packet.
+    assert find_upper_layer(build_ipv6(SRC, DST, 58, b"", ext_headers=[frag])) == (58, 48)
+    # A chain that runs past the data: None, never an IndexError.
+    routing = build_ipv6(SRC, DST, 6, b"", ext_headers=[ExtensionHeader.routing(0, 0)])
+    assert find_upper_layer(routing[:47]) is None
+    # A header length byte pointing far beyond the packet: the next read is out of
+    # bounds, so the walk stops there.
+    huge = bytearray(
+        build_ipv6(SRC, DST, 6, bytes(8), ext_headers=[ExtensionHeader.routing(0, 0)])
+    )
+    huge[41] = 255
+    assert find_upper_layer(bytes(huge)) is None
+    assert find_upper_layer(bytes(39)) is None
+    # No extension header: the fixed header's next header at offset 40.
+    assert find_upper_layer(build_ipv6(SRC, DST, 17, b"abc")) == (17, 40)

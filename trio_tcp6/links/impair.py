@@ -48,6 +48,7 @@ import attrs
 import trio
 
 from ..alarm import Alarm
+from ..wire.ipv6 import IPV6_HEADER_LEN
 from .base import Link, LinkCapabilities, Packet, capabilities_of
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
     "impair_link",
 ]
 
-_IPV6_HEADER = 40
 _MIN_REORDER_DELAY = 0.001
 
 
@@ -210,8 +210,8 @@ def corrupt_packet(data: bytes, rng: random.Random) -> bytes:
     """Flip 1..8 bits of one byte of the IPv6 payload (see the module docstring)."""
     buf = bytearray(data)
     n = len(buf)
-    if n > _IPV6_HEADER:
-        index = rng.randrange(_IPV6_HEADER, n)
+    if n > IPV6_HEADER_LEN:
+        index = rng.randrange(IPV6_HEADER_LEN, n)
     elif n > 0:
         index = rng.randrange(min(n, 8))
     else:

@@ -36,7 +36,8 @@ packet, a runt) is dropped and counted in :meth:`TunLink.stats`.
 
 Offloads (``offload=True``) — the device is opened with ``IFF_VNET_HDR``, and every
 packet in both directions is prefixed by a 10-byte ``struct virtio_net_hdr``
-(little-endian: ``TUNSETVNETLE``), which this module adds and strips:
+(little-endian: ``TUNSETVNETLE``; the codec is :mod:`trio_tcp6.wire.virtio`), which
+this module adds and strips:
 
 * Receive: ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO6)`` tells the kernel we accept
   packets with a partial checksum (``VIRTIO_NET_HDR_F_NEEDS_CSUM``: the TCP checksum
@@ -82,11 +83,28 @@ import socket
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import NamedTuple
 
 import trio
 
-from ..wire.checksum import checksum, pseudo_header_sum
+from ..wire.checksum import complete_checksum
+from ..wire.ipv6 import IPV6_HEADER_LEN, IPV6_NEXT_HEADER_OFFSET, PROTO_TCP
+from ..wire.tcp import TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN, partial_tcp_checksum
+
+# The virtio-net header codec lives in wire.virtio (its flag and type constants too);
+# the functions and the header type stay importable from here.
+from ..wire.virtio import (
+    CSUM_VNET_HDR,
+    VIRTIO_NET_HDR_F_DATA_VALID,
+    VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_NONE,
+    VNET_HDR,
+    VNET_HDR_LEN,
+    ZERO_VNET_HDR,
+    VirtioNetHdr,
+    gso_header_for,
+    pack_vnet_hdr,
+    unpack_vnet_hdr,
+)
 from .base import ChecksumOffload, LinkCapabilities, Packet
 
 __all__ = [
@@ -95,11 +113,6 @@ __all__ = [
     "IFF_VNET_HDR",
     "TUN_F_CSUM",
     "TUN_F_TSO6",
-    "VIRTIO_NET_HDR_F_DATA_VALID",
-    "VIRTIO_NET_HDR_F_NEEDS_CSUM",
-    "VIRTIO_NET_HDR_GSO_ECN",
-    "VIRTIO_NET_HDR_GSO_NONE",
-    "VIRTIO_NET_HDR_GSO_TCPV6",
     "VNET_HDR_LEN",
     "TunLink",
     "VirtioNetHdr",
@@ -152,111 +165,20 @@ _IN6_IFREQ = struct.Struct("16sIi")  # struct in6_ifreq: address, prefix length,
 IFNAMSIZ = 16
 _IFREQ_INT = struct.Struct("16si20x")  # struct ifreq: name, then a union of 24 bytes
 
-# --- linux/virtio_net.h ---------------------------------------------------------------
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-VIRTIO_NET_HDR_F_DATA_VALID = 2
-VIRTIO_NET_HDR_GSO_NONE = 0
-VIRTIO_NET_HDR_GSO_TCPV4 = 1
-VIRTIO_NET_HDR_GSO_TCPV6 = 4
-VIRTIO_NET_HDR_GSO_ECN = 0x80
-
-_VNET = struct.Struct("<BBHHHH")
-#: Size of ``struct virtio_net_hdr`` (no ``num_buffers``): flags, gso_type, hdr_len,
-#: gso_size, csum_start, csum_offset.
-VNET_HDR_LEN = _VNET.size
-_ZERO_VNET = bytes(VNET_HDR_LEN)
-
-_IPV6_HLEN = 40
-_PROTO_TCP = 6
-_TCP_CSUM_OFFSET = 16
-_TCP_CWR = 0x80
 #: Largest IPv6 packet without a jumbogram: 40 + 65535.
-_MAX_IPV6 = _IPV6_HLEN + 0xFFFF
+_MAX_IPV6 = IPV6_HEADER_LEN + 0xFFFF
 _READ_SIZE = VNET_HDR_LEN + _MAX_IPV6 + 64
 _H = struct.Struct("!H")
+#: Where the TCP checksum field lies in a packet with TCP right after the fixed header.
+_TCP_CSUM_AT = IPV6_HEADER_LEN + TCP_CHECKSUM_OFFSET
 # Marks of received packets (see TunLink._strip_vnet).
 _PLAIN = 0
 _PARTIAL = 1
 _VALID = 2
-#: The virtio header of a packet that fits the MTU and carries a partial TCP checksum.
-_CSUM_VNET = _VNET.pack(
-    VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_NONE, 0, 0, _IPV6_HLEN, _TCP_CSUM_OFFSET
-)
 
 DEFAULT_DEVICE = "/dev/net/tun"
 _NETNS_DIRS = ("/run/netns", "/var/run/netns")
 _CLONE_NEWNET = 0x40000000
-
-
-class VirtioNetHdr(NamedTuple):
-    """``struct virtio_net_hdr`` (linux/virtio_net.h), as read from or written to a TUN
-    device opened with ``IFF_VNET_HDR``. Offsets count from the start of the IPv6
-    header (a TUN device has no link-layer header)."""
-
-    flags: int = 0
-    gso_type: int = VIRTIO_NET_HDR_GSO_NONE
-    hdr_len: int = 0
-    gso_size: int = 0
-    csum_start: int = 0
-    csum_offset: int = 0
-
-
-def pack_vnet_hdr(hdr: VirtioNetHdr) -> bytes:
-    """The 10 bytes of ``hdr``, little-endian (the link sets ``TUNSETVNETLE``)."""
-    return _VNET.pack(*hdr)
-
-
-def unpack_vnet_hdr(data: Packet) -> VirtioNetHdr:
-    """Parse the first :data:`VNET_HDR_LEN` bytes of ``data``."""
-    if len(data) < VNET_HDR_LEN:
-        raise ValueError(f"virtio_net_hdr needs {VNET_HDR_LEN} bytes, got {len(data)}")
-    return VirtioNetHdr._make(_VNET.unpack_from(data))
-
-
-def partial_tcp_checksum(packet: Packet) -> int:
-    """The value Linux expects in the TCP checksum field of a ``NEEDS_CSUM`` packet:
-    the folded (not complemented) pseudo-header sum over the IPv6 addresses, the TCP
-    length (the whole TCP segment, header included) and next header 6.
-
-    ``packet`` is a whole IPv6 packet without extension headers; only its header is
-    read, so this costs the same for 64 KiB as for 64 bytes.
-    """
-    mv = memoryview(packet)
-    return pseudo_header_sum(mv[8:24], mv[24:40], len(packet) - _IPV6_HLEN, _PROTO_TCP)
-
-
-def complete_checksum(packet: Packet, csum_start: int, csum_offset: int) -> bytes:
-    """Complete a partial checksum as the ``NEEDS_CSUM`` contract says: the Internet
-    checksum of ``packet[csum_start:]`` (the field's partial sum included) is stored
-    at ``csum_start + csum_offset``. Returns a new packet (one copy)."""
-    mv = memoryview(packet)
-    pos = csum_start + csum_offset
-    if csum_start > len(mv) or pos + 2 > len(mv):
-        raise ValueError(f"checksum offsets {csum_start}+{csum_offset} beyond {len(mv)} bytes")
-    csum = checksum(mv[csum_start:])
-    return b"".join((mv[:pos], _H.pack(csum), mv[pos + 2 :]))
-
-
-def gso_header_for(packet: Packet, mtu: int, gso_size: int | None = None) -> VirtioNetHdr:
-    """The virtio header to send ``packet`` (a whole IPv6 packet) through a device of
-    this ``mtu``: all zeros if it fits or is not offloadable, else a TCPV6 super-segment
-    with ``NEEDS_CSUM`` (the TCP checksum field must then hold
-    :func:`partial_tcp_checksum`)."""
-    n = len(packet)
-    if n <= mtu or n < _IPV6_HLEN + 20 or packet[6] != _PROTO_TCP:
-        return VirtioNetHdr()
-    thlen = (packet[_IPV6_HLEN + 12] >> 4) * 4
-    hdr_len = _IPV6_HLEN + thlen
-    if gso_size is None:
-        gso_size = mtu - hdr_len
-    if gso_size <= 0 or n - hdr_len <= gso_size:
-        return VirtioNetHdr()
-    gso_type = VIRTIO_NET_HDR_GSO_TCPV6
-    if packet[_IPV6_HLEN + 13] & _TCP_CWR:
-        gso_type |= VIRTIO_NET_HDR_GSO_ECN
-    return VirtioNetHdr(
-        VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, _IPV6_HLEN, _TCP_CSUM_OFFSET
-    )
 
 
 # --- namespaces -------------------------------------------------------------------------
@@ -602,15 +524,15 @@ class TunLink:
         if len(data) < VNET_HDR_LEN:
             self.rx_bad_vnet += 1
             return b"", _PLAIN
-        flags, gso_type, _hdr_len, _gso_size, start, offset = _VNET.unpack_from(data)
+        flags, gso_type, _hdr_len, _gso_size, start, offset = VNET_HDR.unpack_from(data)
         if gso_type != VIRTIO_NET_HDR_GSO_NONE:
             self.rx_gso += 1
         if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
             if (
-                start == _IPV6_HLEN
-                and offset == _TCP_CSUM_OFFSET
-                and len(data) >= VNET_HDR_LEN + _IPV6_HLEN + 20
-                and data[VNET_HDR_LEN + 6] == _PROTO_TCP
+                start == IPV6_HEADER_LEN
+                and offset == TCP_CHECKSUM_OFFSET
+                and len(data) >= VNET_HDR_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN
+                and data[VNET_HDR_LEN + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP
             ):
                 return data[VNET_HDR_LEN:], _PARTIAL
             mv = memoryview(data)[VNET_HDR_LEN:]
@@ -631,7 +553,7 @@ class TunLink:
         packet, mark = item
         if mark == _PARTIAL:
             self.rx_csum_completed += 1
-            return complete_checksum(packet, _IPV6_HLEN, _TCP_CSUM_OFFSET)
+            return complete_checksum(packet, IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
         return packet
 
     async def _wait(self) -> None:
@@ -675,7 +597,7 @@ class TunLink:
         payload was never summed, as over Linux's loopback) or checked already
         (``DATA_VALID``). Those need no verification; the others do."""
         await self._wait()
-        batch = [(p, m != _PLAIN and p[6] == _PROTO_TCP) for p, m in self._rx]
+        batch = [(p, m != _PLAIN and p[IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP) for p, m in self._rx]
         self._rx.clear()
         self.rx_csum_trusted += sum(t for _, t in batch)
         return batch
@@ -695,19 +617,19 @@ class TunLink:
         if self.vnet_hdr:
             if len(packet) <= self._mtu:
                 # (what gso_header_for says for a packet that fits, without the call)
-                parts: list[Packet] = [_CSUM_VNET if partial else _ZERO_VNET, packet]
+                parts: list[Packet] = [CSUM_VNET_HDR if partial else ZERO_VNET_HDR, packet]
             elif (hdr := gso_header_for(packet, self._mtu, gso_size)).flags:
                 if partial:  # the field holds the pseudo-header sum already
                     parts = [pack_vnet_hdr(hdr), packet]
                 else:
                     mv = memoryview(packet)
                     field = _H.pack(partial_tcp_checksum(mv))
-                    parts = [pack_vnet_hdr(hdr), mv[:56], field, mv[58:]]
+                    parts = [pack_vnet_hdr(hdr), mv[:_TCP_CSUM_AT], field, mv[_TCP_CSUM_AT + 2 :]]
                 self.tx_gso += 1
             elif partial:
-                parts = [_CSUM_VNET, packet]
+                parts = [CSUM_VNET_HDR, packet]
             else:
-                parts = [_ZERO_VNET, packet]
+                parts = [ZERO_VNET_HDR, packet]
         elif partial:
             parts = [self._complete_tcp(packet)]
         else:
@@ -733,7 +655,7 @@ class TunLink:
 
     @staticmethod
     def _complete_tcp(packet: Packet) -> bytes:
-        return complete_checksum(packet, _IPV6_HLEN, _TCP_CSUM_OFFSET)
+        return complete_checksum(packet, IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
 
     async def send(
         self, packet: Packet, *, gso_size: int | None = None, partial_checksum: bool = False

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 import trio
 
 from ..alarm import Alarm
+from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN
 from ..wire.tcp import complete_tcp_checksum
 from .base import ChecksumOffload, LinkCapabilities, Packet
 from .impair import (
@@ -410,7 +411,7 @@ class VirtualNetwork:
         rx_queue_bytes: int = _DEFAULT_RX_QUEUE_BYTES,
         checksum_offload: bool = True,
     ) -> None:
-        if mtu < 40:
+        if mtu < IPV6_HEADER_LEN:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
         if rx_queue < 1 or rx_queue_bytes < 1:
             raise ValueError("rx_queue and rx_queue_bytes must be positive")
@@ -549,15 +550,16 @@ class VirtualNetwork:
         if len(data) > self.mtu:
             c.dropped_mtu += 1
             return
-        path = link._paths.get(data[24:40])
+        path = link._paths.get(data[IPV6_DST])
         if path is None:
-            if len(data) < 40:
+            if len(data) < IPV6_HEADER_LEN:
                 c.dropped_malformed += 1
                 return
-            if data[24:40] not in self._links:
+            dst = data[IPV6_DST]
+            if dst not in self._links:
                 c.dropped_no_route += 1  # nothing cached for a destination nobody has
                 return
-            path = self._new_path(link, data[24:40])
+            path = self._new_path(link, dst)
         dest = path.dest
         if dest is None:
             c.dropped_no_route += 1

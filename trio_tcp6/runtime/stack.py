@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-import struct
 import weakref
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -41,6 +40,13 @@ from ..wire.errors import ParseError
 from ..wire.icmpv6 import (
     IPV6_MIN_MTU,
     MAX_QUOTE,
+    UNREACH_ADDRESS,
+    UNREACH_ADMIN_PROHIBITED,
+    UNREACH_BEYOND_SCOPE,
+    UNREACH_NO_ROUTE,
+    UNREACH_POLICY,
+    UNREACH_PORT,
+    UNREACH_REJECT_ROUTE,
     DestinationUnreachable,
     EchoReply,
     EchoRequest,
@@ -48,10 +54,14 @@ from ..wire.icmpv6 import (
     ParameterProblem,
     TimeExceeded,
     build_icmpv6,
+    carries_icmpv6_error,
     parse_icmpv6,
     parse_invoking,
 )
 from ..wire.ipv6 import (
+    IPV6_DST,
+    IPV6_HEADER_LEN,
+    IPV6_SRC,
     PP_UNRECOGNIZED_NEXT_HEADER,
     PROTO_ICMPV6,
     PROTO_TCP,
@@ -59,16 +69,21 @@ from ..wire.ipv6 import (
     ParameterProblemError,
     build_ipv6_header,
     parse_ipv6,
+    peek_ipv6,
 )
 from ..wire.tcp import (
     ACK,
     IPV6_TCP_HEADERS_LEN,
     RST,
     SYN,
+    TCP_MAX_HEADER_LEN,
     TCPSegment,
+    build_ipv6_tcp_ts_partial,
     build_tcp_header,
     build_tcp_header_partial,
     parse_tcp,
+    quoted_tcp_fields,
+    tcp_pseudo_base,
     verify_tcp_checksum,
 )
 from .base import Buffer, Stack, parse_host
@@ -91,11 +106,6 @@ COOKIE_CHECK_WINDOW = 128.0
 #: Destinations whose RST budget is tracked within one second; beyond that, new
 #: destinations get no RST until the next second (bounds the table's memory).
 RST_BUDGET_DESTINATIONS = 4096
-_PORTS = struct.Struct("!HHI")
-#: IPv6 fixed header + TCP header with NOP NOP Timestamps: every data segment and ACK.
-_IP6_TCP_TS = struct.Struct("!IHBB16s16sHHIIBBHHHIII")
-_NOP_NOP_TS = 0x0101080A
-_TS_DOFF = 8 << 4
 logger = logging.getLogger("trio_tcp6")
 
 
@@ -126,7 +136,7 @@ class DirectStack(Stack):
         #: cut at MTU - 40 - TCP header length would not respect).
         gso_max = self.capabilities.gso_max
         tso_ok = gso_max > self._mtu and self._our_mss == self._link_mss
-        self._tso_max = gso_max - 40 - 60 if tso_ok else 0
+        self._tso_max = gso_max - IPV6_HEADER_LEN - TCP_MAX_HEADER_LEN if tso_ok else 0
         self._flows: dict[tuple[bytes, int, int], DirectFlow] = {}
         self._listeners: dict[int, DirectListener] = {}
         self._local_ports: Counter[int] = Counter()
@@ -216,49 +226,32 @@ class DirectStack(Stack):
     def _packet(self, dst: bytes, seg: TCPSegment, partial: bool = False) -> bytes:
         """The IPv6 packet carrying ``seg``; ``partial``: with a partial checksum (for
         a link that offloads checksums: the payload is not summed)."""
-        if (
-            partial
-            and seg.timestamps is not None
-            and not seg.sack_blocks
-            and seg.mss is None
-            and seg.wscale is None
-            and not seg.sack_permitted
-        ):
+        if partial:
             # Fast path (every data segment and ACK with offload): one struct call for
-            # both headers; the partial checksum is the pseudo-header sum, from a
-            # per-destination constant plus the TCP length (RFC 8200 §8.1).
-            payload = seg.payload
-            tcp_len = 32 + len(payload)
+            # both headers, the pseudo-header sum from a per-destination constant.
             base = self._pseudo.get(dst)
             if base is None:
                 if len(self._pseudo) >= 4096:
                     self._pseudo.clear()
-                base = self._pseudo[dst] = (
-                    int.from_bytes(self._addr, "big") + int.from_bytes(dst, "big") + PROTO_TCP
-                )
-            csum = (base + tcp_len) % 0xFFFF or 0xFFFF  # the sum is never zero
-            tsval, tsecr = seg.timestamps
-            try:
-                header = _IP6_TCP_TS.pack(
-                    0x60000000, tcp_len, PROTO_TCP, 64, self._addr, dst,
-                    seg.src_port, seg.dst_port, seg.seq, seg.ack, _TS_DOFF, seg.flags,
-                    seg.window, csum, seg.urgent, _NOP_NOP_TS, tsval, tsecr,
-                )  # fmt: skip
-            except struct.error:
-                pass  # out-of-range fields: the general path explains them
-            else:
-                return header + payload if payload else header
+                base = self._pseudo[dst] = tcp_pseudo_base(self._addr, dst)
+            fast = build_ipv6_tcp_ts_partial(seg, self._addr, dst, base)
+            if fast is not None:
+                return fast
         src = self._addr
         build = build_tcp_header_partial if partial else build_tcp_header
         header = build(seg, src, dst)
         payload = seg.payload
         size = len(header) + len(payload)
-        if size + 40 > self._mtu and seg.sack_blocks and len(payload) <= self._link_mss:
+        if (
+            size + IPV6_HEADER_LEN > self._mtu
+            and seg.sack_blocks
+            and len(payload) <= self._link_mss
+        ):
             # SACK blocks are advisory: shed them rather than send a packet the link
             # cannot carry (counted: the engine should have left room for them).
             self._counters["sack_blocks_trimmed"] += 1
             blocks = seg.sack_blocks
-            while blocks and size + 40 > self._mtu:
+            while blocks and size + IPV6_HEADER_LEN > self._mtu:
                 blocks = blocks[:-1]
                 header = build(attrs.evolve(seg, sack_blocks=blocks), src, dst)
                 size = len(header) + len(payload)
@@ -431,18 +424,13 @@ class DirectStack(Stack):
         checksum from an offloading link (trusted, not verified)."""
         c = self._counters
         c["packets_in"] += 1
-        if (
-            type(data) is bytes
-            and len(data) >= 60
-            and data[6] == PROTO_TCP
-            and data[0] >> 4 == 6
-            and data[24:40] == self._addr
-        ):
+        head = peek_ipv6(data) if type(data) is bytes else None
+        if head is not None:
             # Fast path: TCP right after the fixed header (what parse_ipv6 would find
             # with no extension headers), payload trimmed to the payload length.
-            end = 40 + ((data[4] << 8) | data[5])
-            if end <= len(data):
-                self._tcp_input(data[8:24], memoryview(data)[40:end], now, partial)
+            src, dst, nh, payload = head
+            if nh == PROTO_TCP and dst == self._addr:
+                self._tcp_input(src, payload, now, partial)
                 return
         try:
             pkt = parse_ipv6(data)
@@ -713,7 +701,7 @@ class DirectStack(Stack):
         if inner.src != self._addr or inner.next_header != PROTO_TCP or len(inner.payload) < 8:
             c["drop_icmp_bad_quote"] += 1
             return None
-        sport, dport, seq = _PORTS.unpack_from(inner.payload)
+        sport, dport, seq = quoted_tcp_fields(inner.payload)
         flow = self._flows.get((inner.dst, dport, sport))
         if flow is None:
             c["drop_icmp_no_connection"] += 1
@@ -822,11 +810,11 @@ class DirectStack(Stack):
         no. Never for a packet not addressed to us, from an unspecified or multicast
         source, or carrying an ICMPv6 error itself."""
         c = self._counters
-        src, dst = bytes(data[8:24]), bytes(data[24:40])
+        src, dst = bytes(data[IPV6_SRC]), bytes(data[IPV6_DST])
         if dst != self._addr or src[0] == 0xFF or src == _UNSPECIFIED or src == self._addr:
             c["icmp_errors_suppressed"] += 1
             return
-        if _carries_icmp_error(data):
+        if carries_icmpv6_error(data):
             c["icmp_errors_suppressed"] += 1  # never an error about an error
             return
         if not self._icmp_error_allowed(now):
@@ -985,39 +973,28 @@ class DirectStack(Stack):
 
 #: Destination Unreachable codes (RFC 4443 §3.1) as Linux's icmpv6_err_convert maps them.
 _UNREACHABLE: dict[int, tuple[str, int]] = {
-    0: ("network is unreachable", errno.ENETUNREACH),
-    1: ("communication administratively prohibited", errno.EACCES),
-    2: ("host is unreachable (beyond the scope of the source address)", errno.EHOSTUNREACH),
-    3: ("host is unreachable", errno.EHOSTUNREACH),
-    5: ("source address failed ingress/egress policy", errno.EACCES),
-    6: ("reject route to destination", errno.EACCES),
+    UNREACH_NO_ROUTE: ("network is unreachable", errno.ENETUNREACH),
+    UNREACH_ADMIN_PROHIBITED: ("communication administratively prohibited", errno.EACCES),
+    UNREACH_BEYOND_SCOPE: (
+        "host is unreachable (beyond the scope of the source address)",
+        errno.EHOSTUNREACH,
+    ),
+    UNREACH_ADDRESS: ("host is unreachable", errno.EHOSTUNREACH),
+    UNREACH_POLICY: ("source address failed ingress/egress policy", errno.EACCES),
+    UNREACH_REJECT_ROUTE: ("reject route to destination", errno.EACCES),
 }
-
-
-def _carries_icmp_error(data: Buffer) -> bool:
-    """Does this IPv6 packet carry an ICMPv6 error message? Walks at most 8 extension
-    headers (Hop-by-Hop, Routing, Fragment, Destination Options) to find out; a
-    packet it cannot walk counts as not carrying one."""
-    nh, offset, end = data[6], 40, len(data)
-    for _ in range(8):
-        if nh == PROTO_ICMPV6:
-            return offset < end and data[offset] < 128
-        if nh not in (0, 43, 44, 60) or offset + 8 > end:
-            return False
-        nh, offset = data[offset], offset + (8 if nh == 44 else (data[offset + 1] + 1) * 8)
-    return False
 
 
 def _icmp_error(msg: DestinationUnreachable | TimeExceeded | ParameterProblem) -> TCPError:
     """The public error for an ICMPv6 error message about one of our segments."""
     if isinstance(msg, DestinationUnreachable):
-        if msg.code == 4:
+        if msg.code == UNREACH_PORT:
             return Refused("connection refused (ICMPv6 port unreachable)")
-        text, err = _UNREACHABLE.get(msg.code, _UNREACHABLE[0])
+        text, err = _UNREACHABLE.get(msg.code, _UNREACHABLE[UNREACH_NO_ROUTE])
         return Unknown(f"{text} (ICMPv6 destination unreachable, code {msg.code})", err)
     if isinstance(msg, TimeExceeded):
         return Unknown("host is unreachable (ICMPv6 time exceeded)", errno.EHOSTUNREACH)
-    if msg.code == 1:  # our TCP is unknown there: as Linux, a refusal
+    if msg.code == PP_UNRECOGNIZED_NEXT_HEADER:  # our TCP is unknown there: as Linux, a refusal
         return Refused("connection refused (ICMPv6 parameter problem: next header)")
     return Unknown(f"protocol error (ICMPv6 parameter problem, code {msg.code})", errno.EPROTO)
 

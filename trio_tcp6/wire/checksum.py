@@ -17,10 +17,12 @@ values (``0..0xFFFF``) and can be combined by passing one as ``initial`` to the 
 
 from __future__ import annotations
 
+import struct
 from typing import TypeAlias
 
 __all__ = [
     "checksum",
+    "complete_checksum",
     "ones_sum",
     "pseudo_header_sum",
     "transport_checksum",
@@ -34,6 +36,7 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 _SMALL = 256
 _CHUNK = 4096
 _from_bytes = int.from_bytes
+_H = struct.Struct("!H")
 
 
 def _raw_sum(data: Buffer) -> int:
@@ -116,3 +119,16 @@ def verify_transport(src: Buffer, dst: Buffer, next_header: int, segment: Buffer
     """
     initial = pseudo_header_sum(src, dst, len(segment), next_header)
     return ones_sum(segment, initial) == 0xFFFF
+
+
+def complete_checksum(packet: Buffer, csum_start: int, csum_offset: int) -> bytes:
+    """Complete a partial checksum (Linux ``CHECKSUM_PARTIAL``, virtio ``NEEDS_CSUM``):
+    the Internet checksum of ``packet[csum_start:]``, the partial sum already in the
+    field included, is stored at ``csum_start + csum_offset``. Returns a new packet
+    (one copy); offsets beyond the packet raise ``ValueError``."""
+    mv = memoryview(packet)
+    pos = csum_start + csum_offset
+    if csum_start > len(mv) or pos + 2 > len(mv):
+        raise ValueError(f"checksum offsets {csum_start}+{csum_offset} beyond {len(mv)} bytes")
+    csum = checksum(mv[csum_start:])
+    return b"".join((mv[:pos], _H.pack(csum), mv[pos + 2 :]))

@@ -19,7 +19,7 @@ import attrs
 
 from .checksum import ones_sum, pseudo_header_sum, transport_checksum
 from .errors import ParseError
-from .ipv6 import IPV6_HEADER_LEN, PROTO_ICMPV6, IPv6Packet, parse_ipv6
+from .ipv6 import IPV6_HEADER_LEN, PROTO_ICMPV6, IPv6Packet, find_upper_layer, parse_ipv6
 
 __all__ = [
     "ICMPV6_DEST_UNREACHABLE",
@@ -39,6 +39,7 @@ __all__ = [
     "TimeExceeded",
     "UnknownICMPv6",
     "build_icmpv6",
+    "carries_icmpv6_error",
     "is_error_type",
     "parse_icmpv6",
     "parse_invoking",
@@ -74,6 +75,18 @@ _WORD = struct.Struct("!BBHI")
 def is_error_type(icmp_type: int) -> bool:
     """True for error messages (types 0..127), false for informational ones."""
     return icmp_type < 128
+
+
+def carries_icmpv6_error(packet: Buffer) -> bool:
+    """Does the IPv6 ``packet`` carry an ICMPv6 error message (RFC 4443 §2.4 (e):
+    never answer one with an error)? Follows the extension headers with
+    :func:`~trio_tcp6.wire.ipv6.find_upper_layer`; a chain it cannot follow counts
+    as not carrying one."""
+    found = find_upper_layer(packet)
+    if found is None or found[0] != PROTO_ICMPV6:
+        return False
+    offset = found[1]
+    return offset < len(packet) and is_error_type(packet[offset])
 
 
 class _Known:

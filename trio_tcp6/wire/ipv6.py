@@ -37,6 +37,14 @@ Parameter problems
 
 The upper-layer protocol is not judged here: pass ``protocols`` to
 :func:`parse_ipv6` to turn any other upper layer into ``ipv6_unknown_next_header``.
+
+Two cheaper reads serve the per-packet path and the ICMPv6 error rules:
+:func:`peek_ipv6` reads only the fixed header (one ``struct`` call; the caller falls
+back to :func:`parse_ipv6` for anything it does not take), and
+:func:`find_upper_layer` follows the extension-header chain without validating it.
+The fixed header's fields have named offsets (:data:`IPV6_SRC`, :data:`IPV6_DST`,
+:data:`IPV6_NEXT_HEADER_OFFSET`) for code that must look at one field of a packet
+without parsing it.
 """
 
 from __future__ import annotations
@@ -50,11 +58,15 @@ import attrs
 from .errors import ParseError
 
 __all__ = [
+    "DEFAULT_HOP_LIMIT",
     "EXT_DESTINATION_OPTIONS",
     "EXT_FRAGMENT",
     "EXT_HOP_BY_HOP",
     "EXT_ROUTING",
+    "IPV6_DST",
     "IPV6_HEADER_LEN",
+    "IPV6_NEXT_HEADER_OFFSET",
+    "IPV6_SRC",
     "MAX_EXT_BYTES",
     "MAX_EXT_HEADERS",
     "NO_NEXT_HEADER",
@@ -67,12 +79,23 @@ __all__ = [
     "ParameterProblemError",
     "build_ipv6",
     "build_ipv6_header",
+    "find_upper_layer",
     "parse_ipv6",
+    "peek_ipv6",
 ]
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
+#: Length of the fixed header (RFC 8200 §3).
 IPV6_HEADER_LEN = 40
+#: Offset of the Next Header field in the fixed header.
+IPV6_NEXT_HEADER_OFFSET = 6
+#: Where the source address lies in the fixed header (``packet[IPV6_SRC]``).
+IPV6_SRC = slice(8, 24)
+#: Where the destination address lies in the fixed header (``packet[IPV6_DST]``).
+IPV6_DST = slice(24, 40)
+#: The hop limit of the packets we send (the builders' default).
+DEFAULT_HOP_LIMIT = 64
 EXT_HOP_BY_HOP = 0
 EXT_ROUTING = 43
 EXT_FRAGMENT = 44
@@ -93,6 +116,8 @@ _STOP_TYPES = _EXT_TYPES | {NO_NEXT_HEADER}
 
 # version/traffic class/flow label, payload length, next header, hop limit, src, dst
 _FIXED = struct.Struct("!IHBB16s16s")
+# version/traffic class byte, payload length, next header, src, dst (for peek_ipv6)
+_PEEK = struct.Struct("!B3xHBx16s16s")
 _FRAG = struct.Struct("!HI")
 
 # Parameter Problem codes (RFC 4443 §3.4).
@@ -226,7 +251,7 @@ class IPv6Packet:
     dst: bytes
     next_header: int
     payload: bytes | memoryview
-    hop_limit: int = 64
+    hop_limit: int = DEFAULT_HOP_LIMIT
     traffic_class: int = 0
     flow_label: int = 0
     ext_headers: tuple[ExtensionHeader, ...] = ()
@@ -324,6 +349,53 @@ def parse_ipv6(data: Buffer, *, protocols: Collection[int] | None = None) -> IPv
     )
 
 
+def peek_ipv6(data: bytes) -> tuple[bytes, bytes, int, memoryview] | None:
+    """The fixed header's (source, destination, next header, payload view), or None
+    if ``data`` is shorter than 40 bytes, not version 6, or shorter than its payload
+    length says.
+
+    The per-packet fast path: one ``struct`` call, no extension-header walk and no
+    checks beyond those three. The payload view is trimmed to the payload length, as
+    :func:`parse_ipv6` trims it; when ``next header`` is an upper-layer protocol the
+    result is what :func:`parse_ipv6` would return. Anything else (an extension
+    header, None) needs :func:`parse_ipv6`, which raises the right error. ``data``
+    must be ``bytes`` (the addresses are slices of it).
+    """
+    if len(data) < IPV6_HEADER_LEN:
+        return None
+    version, plen, nh, src, dst = _PEEK.unpack_from(data)
+    end = IPV6_HEADER_LEN + plen
+    if version >> 4 != 6 or end > len(data):
+        return None
+    return src, dst, nh, memoryview(data)[IPV6_HEADER_LEN:end]
+
+
+def find_upper_layer(data: Buffer) -> tuple[int, int] | None:
+    """(upper-layer protocol, its offset) of the IPv6 packet ``data``, following the
+    extension headers parse_ipv6 walks (Hop-by-Hop, Routing, Fragment, Destination
+    Options) without validating them, or None if the chain cannot be followed.
+
+    For packets that :func:`parse_ipv6` may have refused (an ICMPv6 error about one
+    must know what it carries). At most :data:`MAX_EXT_HEADERS` - 1 extension headers
+    are followed; a chain that runs past ``data`` (or a packet shorter than the fixed
+    header) gives None. The offset may equal ``len(data)`` (an empty upper layer).
+    """
+    end = len(data)
+    if end < IPV6_HEADER_LEN:
+        return None
+    nh, offset = data[IPV6_NEXT_HEADER_OFFSET], IPV6_HEADER_LEN
+    for _ in range(MAX_EXT_HEADERS - 1):
+        if nh not in _EXT_TYPES:
+            break
+        if offset + 8 > end:
+            return None
+        length = 8 if nh == EXT_FRAGMENT else (data[offset + 1] + 1) * 8
+        nh, offset = data[offset], offset + length
+    if nh in _EXT_TYPES or offset > end:
+        return None
+    return nh, offset
+
+
 def _walk(
     data: Buffer, nh: int, end: int, dst: bytes
 ) -> tuple[int, int, tuple[ExtensionHeader, ...], int]:
@@ -387,7 +459,7 @@ def build_ipv6_header(
     dst: bytes,
     next_header: int,
     payload_length: int,
-    hop_limit: int = 64,
+    hop_limit: int = DEFAULT_HOP_LIMIT,
     traffic_class: int = 0,
     flow_label: int = 0,
 ) -> bytes:
@@ -411,7 +483,7 @@ def build_ipv6(
     dst: bytes,
     next_header: int,
     payload: Buffer,
-    hop_limit: int = 64,
+    hop_limit: int = DEFAULT_HOP_LIMIT,
     traffic_class: int = 0,
     flow_label: int = 0,
     ext_headers: Iterable[ExtensionHeader] = (),

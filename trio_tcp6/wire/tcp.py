@@ -14,6 +14,12 @@
   offload: the field holds only the pseudo-header sum, as Linux ``CHECKSUM_PARTIAL`` /
   virtio ``NEEDS_CSUM``), and :func:`complete_tcp_checksum` completes one: the
   payload is never summed by the sender of a link that offloads checksums.
+* :func:`build_ipv6_tcp_ts_partial` is the stack's fast path for every data segment
+  and ACK on such a link: the whole IPv6 + TCP-with-timestamps header in one
+  ``struct`` call, its partial checksum from :func:`tcp_pseudo_base` (a value to
+  cache per destination) plus the length.
+* :func:`quoted_tcp_fields` reads the ports and sequence number from the 8 bytes of
+  a TCP header an ICMPv6 error is sure to quote.
 
 Both directions are on the per-packet hot path: one ``struct`` call for the fixed
 header, fast paths for the common option layouts, and the checksum summed piecewise
@@ -27,18 +33,18 @@ import struct
 
 import attrs
 
-from .checksum import checksum, pseudo_header_sum, verify_transport
+from .checksum import checksum, complete_checksum, pseudo_header_sum, verify_transport
 from .errors import ParseError
-from .ipv6 import IPV6_HEADER_LEN
+from .ipv6 import DEFAULT_HOP_LIMIT, IPV6_DST, IPV6_HEADER_LEN, IPV6_SRC, PROTO_TCP
 
 __all__ = [
     "ACK", "CWR", "ECE", "FIN", "PSH", "RST", "SYN", "URG",
     "IPV6_TCP_HEADERS_LEN", "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS",
-    "SACK_BLOCK_LEN", "SACK_OPTION_BASE_LEN", "TCP_HEADER_LEN", "TCP_PROTOCOL",
-    "TS_OPTION_LEN",
-    "TCPSegment", "build_tcp", "build_tcp_header", "build_tcp_header_partial",
-    "complete_tcp_checksum", "options_length", "parse_tcp", "partial_tcp_checksum",
-    "verify_tcp_checksum",
+    "SACK_BLOCK_LEN", "SACK_OPTION_BASE_LEN", "TCP_CHECKSUM_OFFSET", "TCP_HEADER_LEN",
+    "TCP_MAX_HEADER_LEN", "TCP_PROTOCOL", "TCP_TS_HEADER_LEN", "TS_OPTION_LEN",
+    "TCPSegment", "build_ipv6_tcp_ts_partial", "build_tcp", "build_tcp_header",
+    "build_tcp_header_partial", "complete_tcp_checksum", "options_length", "parse_tcp",
+    "partial_tcp_checksum", "quoted_tcp_fields", "tcp_pseudo_base", "verify_tcp_checksum",
 ]  # fmt: skip
 
 # Control bits (the low byte of the flags field).
@@ -51,17 +57,23 @@ URG = 0x20
 ECE = 0x40
 CWR = 0x80
 
-#: IPv6 next-header value of TCP.
-TCP_PROTOCOL = 6
+#: IPv6 next-header value of TCP (:data:`trio_tcp6.wire.ipv6.PROTO_TCP`).
+TCP_PROTOCOL = PROTO_TCP
+#: The fixed TCP header, without options (data offset 5).
+TCP_HEADER_LEN = 20
+#: The longest TCP header (data offset 15 words).
+TCP_MAX_HEADER_LEN = 60
+#: Offset of the checksum field in the TCP header.
+TCP_CHECKSUM_OFFSET = 16
 #: Options may take at most 40 bytes (data offset 15 words minus the 5 fixed ones).
 MAX_OPTIONS_LEN = 40
-#: The fixed TCP header, without options.
-TCP_HEADER_LEN = 20
 #: IPv6 plus TCP headers without options or extension headers: MSS = MTU - 60
 #: (RFC 9293 §3.7.1, RFC 8200).
 IPV6_TCP_HEADERS_LEN = IPV6_HEADER_LEN + TCP_HEADER_LEN
 #: Bytes the timestamps option takes in every segment (10, padded by 2 NOPs).
 TS_OPTION_LEN = 12
+#: The header of every data segment and ACK with timestamps: NOP NOP Timestamps.
+TCP_TS_HEADER_LEN = TCP_HEADER_LEN + TS_OPTION_LEN
 #: A SACK option's fixed part as laid out (2 NOPs, kind, length; RFC 2018 §3).
 SACK_OPTION_BASE_LEN = 4
 #: Each SACK block: two 32-bit edges (RFC 2018 §3).
@@ -106,8 +118,13 @@ _HDR_TS = struct.Struct("!HHIIBBHHHIII")
 _HDR_TS_SACK = [struct.Struct("!HHIIBBHHHIIII" + "I" * (2 * n)) for n in range(4)]
 # Header lengths of NOP NOP TS NOP NOP SACK(n) -> n.
 _TS_SACK_BLOCKS = {44: 1, 52: 2, 60: 3}
-_OFF_20 = 5 << 4
-_OFF_32 = 8 << 4
+_OFF_20 = (TCP_HEADER_LEN >> 2) << 4
+_OFF_32 = (TCP_TS_HEADER_LEN >> 2) << 4
+# The IPv6 fixed header followed by the TCP header with NOP NOP Timestamps.
+_IP6_TCP_TS = struct.Struct("!IHBB16s16sHHIIBBHHHIII")
+_IP6_VERSION_WORD = 6 << 28  # version 6, traffic class 0, flow label 0
+# The ports and sequence number at the start of a TCP header.
+_PORTS_SEQ = struct.Struct("!HHI")
 
 
 @attrs.define(slots=True, eq=True)
@@ -531,16 +548,16 @@ def _options_len_fast(seg: TCPSegment) -> int:
     return 20 + len(_options(seg))
 
 
-#: Offsets in an IPv6 packet whose TCP header follows the 40-byte fixed header.
-_IP6_LEN = 40
-_CSUM_AT = _IP6_LEN + 16
-
-
 def partial_tcp_checksum(packet: bytes | bytearray | memoryview) -> int:
-    """The partial checksum of a whole IPv6 packet carrying TCP right after its fixed
-    header: the folded pseudo-header sum (reads only the IPv6 header)."""
+    """The value Linux expects in the TCP checksum field of a ``NEEDS_CSUM`` packet:
+    the folded (not complemented) pseudo-header sum over the IPv6 addresses, the TCP
+    length (the whole TCP segment, header included) and next header 6.
+
+    ``packet`` is a whole IPv6 packet carrying TCP right after its fixed header; only
+    that header is read, so this costs the same for 64 KiB as for 64 bytes.
+    """
     mv = memoryview(packet)
-    return pseudo_header_sum(mv[8:24], mv[24:40], len(mv) - _IP6_LEN, TCP_PROTOCOL)
+    return pseudo_header_sum(mv[IPV6_SRC], mv[IPV6_DST], len(mv) - IPV6_HEADER_LEN, TCP_PROTOCOL)
 
 
 def complete_tcp_checksum(packet: bytes | bytearray | memoryview) -> bytes:
@@ -549,11 +566,66 @@ def complete_tcp_checksum(packet: bytes | bytearray | memoryview) -> bytes:
     the TCP segment, summed over the partial value in its field, replaces that value.
     Returns a new packet (one copy); a packet too short to hold a TCP header is
     returned unchanged (as bytes)."""
-    mv = memoryview(packet)
-    if len(mv) < _IP6_LEN + 20:
-        return bytes(mv)
-    csum = checksum(mv[_IP6_LEN:])
-    return b"".join((mv[:_CSUM_AT], _H.pack(csum), mv[_CSUM_AT + 2 :]))
+    if len(packet) < IPV6_HEADER_LEN + TCP_HEADER_LEN:
+        return bytes(packet)
+    return complete_checksum(packet, IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
+
+
+def tcp_pseudo_base(src: bytes, dst: bytes) -> int:
+    """The IPv6 pseudo-header of TCP from ``src`` to ``dst`` (RFC 8200 §8.1) summed
+    without its length, unfolded: the per-destination constant that
+    :func:`build_ipv6_tcp_ts_partial` takes (a sender caches it)."""
+    return _from_bytes(src, "big") + _from_bytes(dst, "big") + TCP_PROTOCOL
+
+
+def build_ipv6_tcp_ts_partial(
+    seg: TCPSegment, src: bytes, dst: bytes, pseudo_base: int
+) -> bytes | None:
+    """The whole IPv6 packet carrying ``seg`` with a partial checksum, if ``seg``'s
+    only option is timestamps (every data segment and ACK); else None.
+
+    The fixed IPv6 header (hop limit :data:`~trio_tcp6.wire.ipv6.DEFAULT_HOP_LIMIT`)
+    and the TCP header with NOP NOP Timestamps come from a single ``struct`` call; the
+    checksum field holds the pseudo-header sum ``pseudo_base`` (from
+    :func:`tcp_pseudo_base` for ``src`` and ``dst``) plus the TCP length, the value
+    :func:`build_tcp_header_partial` computes. The per-packet fast path: fields are
+    not masked or explained, so None also means one is out of range (sequence
+    numbers and timestamps beyond 32 bits, a segment beyond 65535 bytes): build such
+    a segment with the general builders, which mask or explain them.
+    """
+    ts = seg.timestamps
+    if (
+        ts is None
+        or seg.sack_blocks
+        or seg.mss is not None
+        or seg.wscale is not None
+        or seg.sack_permitted
+    ):
+        return None
+    tsval, tsecr = ts
+    payload = seg.payload
+    tcp_len = TCP_TS_HEADER_LEN + len(payload)
+    csum = (pseudo_base + tcp_len) % 0xFFFF or 0xFFFF  # the sum is never zero
+    try:
+        header = _IP6_TCP_TS.pack(
+            _IP6_VERSION_WORD, tcp_len, TCP_PROTOCOL, DEFAULT_HOP_LIMIT, src, dst,
+            seg.src_port, seg.dst_port, seg.seq, seg.ack, _OFF_32, seg.flags,
+            seg.window, csum, seg.urgent, _NOP_NOP_TS, tsval, tsecr,
+        )  # fmt: skip
+    except struct.error:
+        return None
+    return header + payload if payload else header
+
+
+def quoted_tcp_fields(data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
+    """(source port, destination port, sequence number) from the first 8 bytes of a
+    TCP header: what an ICMPv6 error quoting a TCP segment always carries (RFC 4443
+    §2.4 (c) keeps far more, RFC 5927 §4.1 needs no more). Shorter ``data`` raises
+    :class:`ParseError` (``tcp_truncated``)."""
+    if len(data) < _PORTS_SEQ.size:
+        raise ParseError("tcp_truncated", f"a TCP quote of {len(data)} bytes, need 8")
+    sport, dport, seq = _PORTS_SEQ.unpack_from(data)
+    return sport, dport, seq
 
 
 def build_tcp(seg: TCPSegment, src: bytes, dst: bytes) -> bytes:
