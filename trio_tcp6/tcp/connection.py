@@ -1633,7 +1633,9 @@ class Connection:
         # -- SACK information ----------------------------------------------------------
         if self.sack_ok and seg.sack_blocks:
             self._process_sack(seg, ack, now)
-        delivered = acked + (sb.sacked - sacked_before)
+        # RFC 6937 §3 DeliveredData: the change in SND.UNA (none for an old ACK, whose
+        # SEG.ACK - SND.UNA is negative) plus the change in SACKed bytes.
+        delivered = (acked if acked > 0 else 0) + (sb.sacked - sacked_before)
         # -- loss detection ------------------------------------------------------------
         if self.sack_ok:
             if self.config.rack:
