@@ -920,7 +920,9 @@ class Connection:
             self.bytes_sent += end - nxt
             if self._ca == CA_RECOVERY:
                 self._prr.sent(end - nxt)
-            if self._t_rtx is None or self._rtx_mode == T_PERSIST:
+            if self._t_rtx is None or self._rtx_mode != T_RTO:
+                # (From T_PTO: RFC 8985 §7.2 SHOULD restart the probe timer after new
+                # data; _schedule arms it again from now.)
                 self._arm_rto(now)
 
     # -- timers ------------------------------------------------------------------------
