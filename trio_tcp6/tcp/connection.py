@@ -640,8 +640,12 @@ class Connection:
 
     def _send_rst(self, seq: int, now: float, ack: int | None = None) -> None:
         flags = RST if ack is None else RST | ACK
+        # RFC 7323 §3.2: once negotiated, TSopt SHOULD be sent in a RST as well.
+        ts = (self._tsval(now), self.ts_recent) if self.ts_ok else None
         self._out.append(
-            TCPSegment(self.local_port, self.remote_port, seq & MASK, ack or 0, flags, 0)
+            TCPSegment(
+                self.local_port, self.remote_port, seq & MASK, ack or 0, flags, 0, timestamps=ts
+            )
         )
         self.stats["resets_sent"] += 1
 
