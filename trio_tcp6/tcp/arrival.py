@@ -36,9 +36,9 @@ def on_closed(c: Connection, seg: TCPSegment, now: float) -> None:
     if seg.rst:
         return
     if seg.has_ack:
-        send_rst(c, seg.ack)
+        send_rst(c, seg.ack, now)
     else:
-        send_rst(c, 0, (seg.seq + seg.seg_len) & MASK)
+        send_rst(c, 0, now, (seg.seq + seg.seg_len) & MASK)
 
 
 def disordered_ack(c: Connection, seg: TCPSegment, tsval: int) -> bool:

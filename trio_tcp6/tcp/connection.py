@@ -606,7 +606,7 @@ class Connection:
         if st is State.CLOSED:
             return
         if st in RESET_ON_ABORT:
-            send_rst(self, self.snd_nxt)
+            send_rst(self, self.snd_nxt, now)
         self.close("aborted", "abort", now)
 
     # -- output --------------------------------------------------------------------------

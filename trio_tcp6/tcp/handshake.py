@@ -260,7 +260,7 @@ def on_syn_sent(c: Connection, seg: TCPSegment, now: float) -> None:
         if not (seq_gt(seg.ack, c.iss) and not seq_gt(seg.ack, c.snd_nxt)):
             c.stats["drop_bad_ack"] += 1
             if not flags & RST:
-                send_rst(c, seg.ack)
+                send_rst(c, seg.ack, now)
             return
         ack_ok = True
     if flags & RST:
@@ -304,7 +304,7 @@ def syn_received_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
     handshake? If not, it is answered with a RST and False returned."""
     if not (seq_gt(seg.ack, c.iss) and not seq_gt(seg.ack, c.snd_nxt)):
         c.stats["drop_bad_ack"] += 1
-        send_rst(c, seg.ack)
+        send_rst(c, seg.ack, now)
         return False
     snd = c.snd
     snd.wnd = seg.window << c.opt.snd_shift

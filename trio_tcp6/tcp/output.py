@@ -16,7 +16,7 @@ from ..wire.tcp import ACK, FIN, PSH, SACK_BLOCK_LEN, SACK_OPTION_BASE_LEN, URG,
 from .sack import Scoreboard
 from .seq import MASK
 from .states import CA_RECOVERY, SENDING
-from .timers import T_PERSIST, T_RTO, arm_rto, schedule
+from .timers import T_RTO, arm_rto, schedule
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -102,9 +102,12 @@ def send_ack(c: Connection, now: float) -> None:
     emit(c, (c.iss + c.snd.nxt) & MASK, ACK, b"", now)
 
 
-def send_rst(c: Connection, seq: int, ack: int | None = None) -> None:
-    """A RST at ``seq`` (RST|ACK of ``ack`` if given), no options."""
-    c.outq.append(TCPSegment.reset(c.local_port, c.remote_port, seq & MASK, ack))
+def send_rst(c: Connection, seq: int, now: float, ack: int | None = None) -> None:
+    """A RST at ``seq`` (RST|ACK of ``ack`` if given); with TSopt once timestamps
+    are negotiated (RFC 7323 §3.2 SHOULD), no other option."""
+    opt = c.opt
+    ts = (c.tsval(now), opt.ts_recent) if opt.ts_ok else None
+    c.outq.append(TCPSegment.reset(c.local_port, c.remote_port, seq & MASK, ack, timestamps=ts))
     c.stats["resets_sent"] += 1
 
 
@@ -428,5 +431,7 @@ def send_new(c: Connection, now: float) -> None:
         c.bytes_sent += k
         if rec.ca is CA_RECOVERY:
             rec.prr.sent(k)
-        if timers.rtx is None or timers.rtx_mode is T_PERSIST:
+        if timers.rtx is None or timers.rtx_mode is not T_RTO:
+            # (From T_PTO: RFC 8985 §7.2 SHOULD restart the probe timer after new
+            # data; schedule() arms it again from now.)
             arm_rto(c, now)

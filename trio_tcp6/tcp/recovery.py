@@ -300,7 +300,9 @@ def on_ack(
     # -- SACK information --------------------------------------------------------------
     if sack_ok and seg.sack_blocks:
         process_sack(c, seg, ack, now)
-    delivered = acked + (sb.sacked - sacked_before)
+    # RFC 6937 §3 DeliveredData: the change in SND.UNA (none for an old ACK, whose
+    # SEG.ACK - SND.UNA is negative) plus the change in SACKed bytes.
+    delivered = (acked if acked > 0 else 0) + (sb.sacked - sacked_before)
     # -- loss detection ----------------------------------------------------------------
     if sack_ok:
         if c.config.rack:

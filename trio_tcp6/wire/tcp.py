@@ -156,12 +156,21 @@ class TCPSegment:
 
     # -- named constructors (the one place the positional layout is written) -------
     @classmethod
-    def reset(cls, src_port: int, dst_port: int, seq: int, ack: int | None = None) -> TCPSegment:
+    def reset(
+        cls,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        ack: int | None = None,
+        *,
+        timestamps: tuple[int, int] | None = None,
+    ) -> TCPSegment:
         """A reset: plain RST at ``seq``, or RST|ACK acknowledging ``ack`` if given
-        (RFC 9293 §3.10.7.1); window 0, no options."""
+        (RFC 9293 §3.10.7.1); window 0, no option but ``timestamps`` (TSval, TSecr)
+        if given (RFC 7323 §3.2)."""
         if ack is None:
-            return cls(src_port, dst_port, seq, 0, RST, 0)
-        return cls(src_port, dst_port, seq, ack, RST | ACK, 0)
+            return cls(src_port, dst_port, seq, 0, RST, 0, timestamps=timestamps)
+        return cls(src_port, dst_port, seq, ack, RST | ACK, 0, timestamps=timestamps)
 
     @classmethod
     def handshake(
