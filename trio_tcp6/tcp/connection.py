@@ -68,7 +68,7 @@ from .cc import CongestionControl, make_congestion_control
 from .events import Event, EventKind, State
 from .rack import Rack
 from .recovery import PRR
-from .recvbuf import ADD_DUP, ADD_INORDER, ADD_OOO, ReceiveBuffer
+from .recvbuf import ADD_DROP, ADD_DUP, ADD_INORDER, ADD_OOO, ReceiveBuffer
 from .rtt import RTTEstimator
 from .sack import EVER_RETRANS, Scoreboard
 from .sendbuf import SendBuffer
@@ -243,7 +243,7 @@ class Connection:
         self._last_send = now
 
         # Receive side (absolute offsets from irs).
-        self._rb = ReceiveBuffer(1)
+        self._rb = ReceiveBuffer(1, config.receive_buffer, self.stats)
         self._rcv_cap = config.receive_buffer
         self._rcv_adv = 1
         self._rcv_mss = 536
@@ -476,7 +476,7 @@ class Connection:
         self._peer_syn = True
         cfg = self.config
         self.irs = syn.seq & MASK
-        self._rb = ReceiveBuffer(1)
+        self._rb = ReceiveBuffer(1, self._rcv_cap, self.stats)
         self._rcv_adv = 1 + min(self._rcv_cap, 0xFFFF)
         self.ws_ok = cfg.window_scale and syn.wscale is not None
         if self.ws_ok:
@@ -534,10 +534,11 @@ class Connection:
     # -- output: segment construction ------------------------------------------------
     def _wnd_field(self) -> int:
         """The window field to send, applying receiver SWS avoidance (RFC 9293
-        §3.8.6.2.2) and never shrinking the right edge."""
+        §3.8.6.2.2) and never shrinking the right edge; the free space counts
+        held out-of-order data with its overhead."""
         rb = self._rb
         nxt = rb.nxt
-        avail = self._rcv_cap - rb.readable
+        avail = self._rcv_cap - rb.held
         if avail < 0:
             avail = 0
         right = nxt + avail
@@ -1485,7 +1486,7 @@ class Connection:
                         self._ack_now = True
                     elif self._t_delack is None:
                         self._t_delack = now + self.config.delayed_ack
-                elif res in (ADD_OOO, ADD_DUP):
+                elif res in (ADD_OOO, ADD_DUP, ADD_DROP):
                     self._ack_now = True
                     if res == ADD_DUP:
                         self.stats["dup_data"] += 1
@@ -1934,7 +1935,7 @@ class Connection:
             # Window update when the right edge would move substantially.
             cap = self._rcv_cap
             adv_wnd = self._rcv_adv - rb.nxt
-            right = rb.nxt + min(cap - rb.readable, 0xFFFF << self.rcv_shift)
+            right = rb.nxt + min(cap - rb.held, 0xFFFF << self.rcv_shift)
             if adv_wnd < (cap >> 1) and right - self._rcv_adv >= min(cap >> 1, 2 * self.our_mss):
                 self._ack_now = True
                 self.stats["window_updates"] += 1
@@ -2009,7 +2010,9 @@ class Connection:
     def info(self) -> dict[str, object]:
         """Live state for ``Flow.info()``: state, srtt, rttvar, rto, cwnd, ssthresh,
         mss, snd_wnd, rcv_wnd, retransmits, bytes_acked, bytes_received, sack,
-        timestamps, wscale (send/receive shifts)."""
+        timestamps, wscale (send/receive shifts), rcv_ooo (out-of-order bytes held),
+        rcv_held (bytes counted against ``receive_buffer``, out-of-order overhead
+        included)."""
         rtt = self._rtt
         sb = self._sb
         return {
@@ -2036,4 +2039,6 @@ class Connection:
             "reordering": self._rack.reord,
             "ca_state": ("open", "recovery", "loss")[self._ca],
             "unacked": self._nxt - self._una,
+            "rcv_ooo": self._rb.ooo_bytes,
+            "rcv_held": self._rb.held,
         }
