@@ -534,8 +534,14 @@ class Connection:
     # -- output: segment construction ------------------------------------------------
     def _wnd_field(self) -> int:
         """The window field to send, applying receiver SWS avoidance (RFC 9293
-        §3.8.6.2.2) and never shrinking the right edge; the free space counts
-        held out-of-order data with its overhead."""
+        §3.8.6.2.2), never offering more than the free buffer space and never
+        shrinking the right edge we honour (``_rcv_adv``).
+
+        A scaled window is rounded down (RFC 7323 §2.3), up only while the rounded
+        edge still fits the free space: rounding up unconditionally would let a peer
+        that sends less than a scale unit per ACK ratchet the edge past the buffer.
+        Rounding down may offer an edge up to one unit short of the one honoured
+        (the apparent shrink RFC 7323 §2.4 describes); data up to it is accepted."""
         rb = self._rb
         nxt = rb.nxt
         avail = self._rcv_cap - rb.held
@@ -552,7 +558,12 @@ class Connection:
             self._rcv_adv = nxt if adv < nxt else adv
             return 0
         shift = self.rcv_shift
-        field = (wnd + (1 << shift) - 1) >> shift if shift else wnd
+        if shift:
+            field = wnd >> shift
+            if (field << shift) < wnd and nxt + ((field + 1) << shift) <= right:
+                field += 1
+        else:
+            field = wnd
         if field > 0xFFFF:
             field = 0xFFFF
         edge = nxt + (field << shift)
