@@ -1,0 +1,1 @@
+"""Attack scenarios for bench/attack_bench.py, one module each."""
