@@ -1,33 +1,47 @@
-"""Attack benchmark: runs each attack in ``bench/attacks/`` and prints its figures.
+"""Attack benchmark: CPU per attacking packet and memory held, one attack a module.
 
 Each attack is a module ``bench/attacks/<name>.py`` exposing
-``run(quick: bool) -> list[tuple[str, str]]`` (label, figure)::
+``run(quick: bool) -> list[tuple[str, str]]`` (label, figure); this script runs
+them (all, or those named) and prints their rows.
 
     python bench/attack_bench.py [--quick] [name ...]
+
+The repository this file lives in is put first on ``sys.path``, so the engine
+measured is the one beside it, not whatever copy is installed. Real time
+throughout: figures are CPU cost on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from pathlib import Path
 
-#: The registered attacks, in the order they are run.
-ATTACKS = ["ack_loop", "ptb"]
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def attack_names() -> list[str]:
+    """Every module in bench/attacks that exposes ``run``, in name order."""
+    names = []
+    for info in pkgutil.iter_modules([str(ROOT / "bench" / "attacks")]):
+        if hasattr(importlib.import_module(f"bench.attacks.{info.name}"), "run"):
+            names.append(info.name)
+    return sorted(names)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs")
-    parser.add_argument("names", nargs="*", help=f"attacks to run (default: {ATTACKS})")
+    parser.add_argument("--quick", action="store_true", help="smaller attacks")
+    parser.add_argument("names", nargs="*", help="attacks to run (default: all)")
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    for name in args.names or ATTACKS:
-        module = importlib.import_module(f"attacks.{name}")
+    for name in args.names or attack_names():
+        module = importlib.import_module(f"bench.attacks.{name}")
         print(f"== {name}")
         for label, figure in module.run(args.quick):
-            print(f"  {label:<62} {figure}")
+            print(f"  {label}: {figure}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""Attacks for the attack benchmark: each module exposes ``run(quick) -> [(label, figure)]``."""
+"""Attack scenarios for bench/attack_bench.py, one module each."""

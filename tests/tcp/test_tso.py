@@ -109,8 +109,10 @@ def tso_transfer(size_a: int, size_b: int, **kw: object) -> TSOSim:
 def test_clean_bulk_uses_super_segments() -> None:
     sim = tso_transfer(4_000_000, 200_000)
     assert sim.super_segments[0] > 20
-    # Several wire packets per engine segment (ACK-clocked: one ACK frees two).
-    assert sim.wire_from_super[0] > 3 * sim.super_segments[0]
+    # Several wire packets per engine segment (ACK-clocked: one ACK frees two), and
+    # nearly all of the transfer goes out in super-segments.
+    assert sim.wire_from_super[0] >= 2 * sim.super_segments[0]
+    assert sim.wire_from_super[0] > 0.9 * 4_000_000 / 1428
     assert sim.retransmissions == [[], []]
     assert sim.now < 20
 

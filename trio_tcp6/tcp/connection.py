@@ -193,7 +193,11 @@ class Connection:
             SendBuffer(config.send_buffer, 1), last_data_send=now, last_send=now, ack_rcvd_at=now
         )
         #: Receive-side variables (:mod:`.tcb`).
-        self.rcv = ReceiveState(ReceiveBuffer(1), config.receive_buffer, last_rcv=now)
+        self.rcv = ReceiveState(
+            ReceiveBuffer(1, config.receive_buffer, self.stats),
+            config.receive_buffer,
+            last_rcv=now,
+        )
         #: The retransmission scoreboard (:mod:`.sack`).
         self.sb = Scoreboard(1)
         self.rtt = RTTEstimator(config.initial_rto, config.min_rto, config.max_rto)
@@ -656,4 +660,6 @@ class Connection:
             reordering=self.rec.rack.reord,
             ca_state=_CA_NAMES[self.rec.ca],
             unacked=self.snd.nxt - self.snd.una,
+            rcv_ooo=self.rcv.buf.ooo_bytes,
+            rcv_held=self.rcv.buf.held,
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .events import EV_EOF, EV_READABLE, State
-from .recvbuf import ADD_DUP, ADD_INORDER, ADD_OOO
+from .recvbuf import ADD_DROP, ADD_DUP, ADD_INORDER, ADD_OOO
 from .states import RECEIVING
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: floa
                     rcv.ack_now = True
                 elif c.timers.delack is None:
                     c.timers.delack = now + delayed_ack
-            elif res in (ADD_OOO, ADD_DUP):
+            elif res in (ADD_OOO, ADD_DUP, ADD_DROP):
                 rcv.ack_now = True
                 if res == ADD_DUP:
                     c.stats["dup_data"] += 1

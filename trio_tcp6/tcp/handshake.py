@@ -81,7 +81,7 @@ def take_peer_syn(c: Connection, syn: TCPSegment, now: float) -> None:
     rcv = c.rcv
     snd = c.snd
     c.irs = syn.seq & MASK
-    rcv.buf = ReceiveBuffer(1)
+    rcv.buf = ReceiveBuffer(1, rcv.cap, c.stats)
     rcv.adv = 1 + min(rcv.cap, 0xFFFF)
     opt.ws_ok = cfg.window_scale and syn.wscale is not None
     if opt.ws_ok:

@@ -73,3 +73,8 @@ class TCPInfo:
     #: Sequence space sent and not yet acknowledged (SND.NXT - SND.UNA). Kernel:
     #: segments x MSS.
     unacked: int
+    #: Out-of-order bytes held for reassembly. Kernel: None (not reported).
+    rcv_ooo: int | None = None
+    #: Bytes counted against the receive buffer: in-order data not yet read plus
+    #: out-of-order data with its per-piece overhead. Kernel: None (not reported).
+    rcv_held: int | None = None

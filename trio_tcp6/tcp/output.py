@@ -42,12 +42,19 @@ _data_segment = TCPSegment.data
 # -- segment construction ------------------------------------------------------------
 def window_field(c: Connection) -> int:
     """The window field to send, applying receiver SWS avoidance (RFC 9293
-    §3.8.6.2.2) and never shrinking the right edge."""
+    §3.8.6.2.2), never offering more than the free buffer space and never
+    shrinking the right edge we honour (``rcv.adv``).
+
+    A scaled window is rounded down (RFC 7323 §2.3), up only while the rounded
+    edge still fits the free space: rounding up unconditionally would let a peer
+    that sends less than a scale unit per ACK ratchet the edge past the buffer.
+    Rounding down may offer an edge up to one unit short of the one honoured
+    (the apparent shrink RFC 7323 §2.4 describes); data up to it is accepted."""
     rcv = c.rcv
     rb = rcv.buf
     nxt = rb.nxt
     cap = rcv.cap
-    avail = cap - rb.readable
+    avail = cap - rb.held
     if avail < 0:
         avail = 0
     right = nxt + avail
@@ -61,7 +68,12 @@ def window_field(c: Connection) -> int:
         rcv.adv = nxt if adv < nxt else adv
         return 0
     shift = c.opt.rcv_shift
-    field = (wnd + (1 << shift) - 1) >> shift if shift else wnd
+    if shift:
+        field = wnd >> shift
+        if (field << shift) < wnd and nxt + ((field + 1) << shift) <= right:
+            field += 1
+    else:
+        field = wnd
     if field > 0xFFFF:
         field = 0xFFFF
     edge = nxt + (field << shift)

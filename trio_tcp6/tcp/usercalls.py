@@ -65,7 +65,7 @@ def receive(c: Connection, max_bytes: int, now: float) -> bytes:
         # Window update when the right edge would move substantially.
         cap = rcv.cap
         adv_wnd = rcv.adv - rb.nxt
-        right = rb.nxt + min(cap - rb.readable, 0xFFFF << c.opt.rcv_shift)
+        right = rb.nxt + min(cap - rb.held, 0xFFFF << c.opt.rcv_shift)
         if adv_wnd < (cap >> 1) and right - rcv.adv >= min(cap >> 1, 2 * c.opt.our_mss):
             rcv.ack_now = True
             c.stats["window_updates"] += 1
