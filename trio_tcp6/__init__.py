@@ -7,6 +7,7 @@ from .errors import Refused, TCPError, Timeout, Unknown, error_message
 from .links import Link, VirtualNetwork, open_tun
 from .results import EOF, Eof, Error, Ok, Result
 from .runtime import Flow, FlowInfo, Listener, Stack, open_kernel_stack, open_stack
+from .tcp.events import State
 
 __all__ = [
     "EOF",
@@ -21,6 +22,7 @@ __all__ = [
     "Refused",
     "Result",
     "Stack",
+    "State",
     "TCPConfig",
     "TCPError",
     "Timeout",

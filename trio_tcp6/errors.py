@@ -1,8 +1,10 @@
 """Error types of the public API (the MirageOS ``Timeout | Refused | Unknown`` set).
 
 They subclass :class:`OSError` with the matching errno so code written against the
-kernel's sockets keeps working: ``except ConnectionRefusedError`` does not match, but
-``except OSError as e: e.errno == errno.ECONNREFUSED`` does.
+kernel's sockets (and trio) keeps working: :class:`Refused` is also a
+:class:`ConnectionRefusedError` and :class:`Timeout` a :class:`TimeoutError`, so
+``except ConnectionRefusedError``, ``except TimeoutError``, ``except OSError`` and
+``e.errno == errno.ECONNREFUSED`` all match as they would for a kernel socket.
 """
 
 from __future__ import annotations
@@ -36,15 +38,17 @@ class TCPError(OSError):
         return hash((type(self), self.message))
 
 
-class Timeout(TCPError):
-    """ETIMEDOUT: the connection attempt, or the peer, gave no valid response in time."""
+class Timeout(TCPError, TimeoutError):
+    """ETIMEDOUT: the connection attempt, or the peer, gave no valid response in time
+    (also a :class:`TimeoutError`)."""
 
     def __init__(self, message: str = "connection timed out") -> None:
         super().__init__(message, errno.ETIMEDOUT)
 
 
-class Refused(TCPError):
-    """ECONNREFUSED: the peer actively refused the connection with a RST."""
+class Refused(TCPError, ConnectionRefusedError):
+    """ECONNREFUSED: the peer actively refused the connection with a RST (also a
+    :class:`ConnectionRefusedError`)."""
 
     def __init__(self, message: str = "connection refused") -> None:
         super().__init__(message, errno.ECONNREFUSED)

@@ -113,6 +113,7 @@ async def test_read_write_and_eof(stack: KernelStack) -> None:
 
 async def test_write_nodelay_returns_after_ack(stack: KernelStack) -> None:
     client, server = await _pair(stack)
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)  # Nagle on, as mirage
     assert await client.write_nodelay(b"ping") == tcp6.Ok(None)
     # Everything is acknowledged once write_nodelay returns.
     from trio_tcp6.runtime.kernel import _unacked_bytes
@@ -122,7 +123,7 @@ async def test_write_nodelay_returns_after_ack(stack: KernelStack) -> None:
     assert await server.read() == tcp6.Ok(b"ping")
     assert await server.writev_nodelay([b"po", b"ng"]) == tcp6.Ok(None)
     assert await client.read() == tcp6.Ok(b"pong")
-    # Nagle is back to the configured setting afterwards.
+    # Nagle is back to the flow's own setting afterwards.
     assert client.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
     await client.aclose()
     await server.aclose()

@@ -13,6 +13,7 @@ link has one), so the record holds only what is optional.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
@@ -150,6 +151,8 @@ class LinkCapabilities:
       offload. A super-segment comes with a full checksum over all of it, or a
       partial one under checksum offload. The stack uses it only when no smaller MSS
       is configured (the link's cut would not respect it).
+    * ``resolve`` -- host names the link's network knows (a VirtualNetwork's
+      ``attach(addr, name=...)``): ``resolve(name)`` is the address, or None.
     """
 
     receive_batch: ReceiveBatch | None = None
@@ -157,6 +160,7 @@ class LinkCapabilities:
     send_nowait: SendNowait | None = None
     checksum_offload: ChecksumOffload | None = None
     gso_max: int = 0
+    resolve: Callable[[str], ipaddress.IPv6Address | None] | None = None
 
     def __attrs_post_init__(self) -> None:
         offload = self.checksum_offload

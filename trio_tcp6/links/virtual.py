@@ -49,6 +49,21 @@ verification of them (they are correct by construction and were never corrupted)
 every packet sent without the mark (a hand-made packet with a bad checksum, say) is
 delivered unmarked and verified as usual.
 
+Unattached addresses: a packet to an address nobody has is answered, as a router
+would, with an ICMPv6 Destination Unreachable, code 3 (address unreachable, RFC 4443
+§3.1) from :attr:`VirtualNetwork.ROUTER`, delivered at once to the sending link
+(``unreachable=False``: dropped silently). It quotes the packet, so a stack fails a
+connection attempt at once instead of retrying its SYN for minutes. As RFC 4443
+§2.4 demands, there is none for an ICMPv6 error, a multicast destination or an
+unspecified source, and they are rate limited (a burst of
+:attr:`VirtualNetwork.UNREACHABLE_BURST`, then :attr:`VirtualNetwork.UNREACHABLE_RATE`
+per second). Counted as ``icmp_unreachable_sent`` / ``icmp_unreachable_rate_limited``
+(outside the ``sent``/``delivered`` balance: no link sent them).
+
+Names: ``net.attach(addr, name="server")`` lets the stacks on the network resolve
+``"server"`` (:meth:`VirtualNetwork.resolve`, declared to stacks as the link's
+``resolve`` capability).
+
 Capture (``net.capture(path)``): every packet is written when it *arrives* at its
 destination (after corruption; both copies of a duplicate; with the trio-clock time
 of arrival), including packets the receiver then drops for a full inbound queue.
@@ -73,7 +88,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 import trio
 
 from ..alarm import Alarm
-from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN
+from ..wire.icmpv6 import (
+    MAX_QUOTE,
+    UNREACH_ADDRESS,
+    DestinationUnreachable,
+    build_icmpv6,
+    carries_icmpv6_error,
+)
+from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN, IPV6_SRC, PROTO_ICMPV6, build_ipv6_header
 from ..wire.tcp import complete_tcp_checksum
 from .base import ChecksumOffload, LinkCapabilities, Packet
 from .impair import (
@@ -196,6 +218,7 @@ class VirtualLink:
                 send_batch=self.send_batch,
                 send_nowait=self.send_nowait,
             ),
+            resolve=self._net.resolve,
         )
 
     @property
@@ -381,8 +404,10 @@ class VirtualNetwork:
 
     ``VirtualNetwork(*, mtu=1500, seed=None, delay=0.0, jitter=0.0, loss=0.0,
     duplicate=0.0, reorder=0.0, corrupt=0.0, rate=None, queue=None, rx_queue=4096,
-    rx_queue_bytes=16 MiB, checksum_offload=True)``. ``checksum_offload=False``
-    makes every stack compute and verify every checksum (as over a real wire).
+    rx_queue_bytes=16 MiB, checksum_offload=True, unreachable=True)``.
+    ``checksum_offload=False`` makes every stack compute and verify every checksum
+    (as over a real wire); ``unreachable=False`` drops packets to unattached
+    addresses silently instead of answering them (see the module docstring).
     Usable directly, or as ``async with``/``with`` (closes at the end).
 
     The per-direction state (a cached path) exists only towards attached addresses
@@ -393,6 +418,12 @@ class VirtualNetwork:
 
     #: Cached paths (src→dst directions) kept before idle ones are evicted.
     PATH_CACHE_SIZE: ClassVar[int] = 4096
+    #: The source address of the network's own ICMPv6 errors (its "router").
+    ROUTER: ClassVar[ipaddress.IPv6Address] = ipaddress.IPv6Address("fe80::1")
+    #: Destination Unreachable messages sent back to back at most ...
+    UNREACHABLE_BURST: ClassVar[int] = 10
+    #: ... and then per second (RFC 4443 §2.4 (f): a token bucket).
+    UNREACHABLE_RATE: ClassVar[float] = 100.0
 
     def __init__(
         self,
@@ -410,6 +441,7 @@ class VirtualNetwork:
         rx_queue: int = _DEFAULT_RX_QUEUE,
         rx_queue_bytes: int = _DEFAULT_RX_QUEUE_BYTES,
         checksum_offload: bool = True,
+        unreachable: bool = True,
     ) -> None:
         if mtu < IPV6_HEADER_LEN:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
@@ -444,6 +476,13 @@ class VirtualNetwork:
         self._closed = False
         # Checksum offload: off for good once corruption is configured anywhere.
         self._offload = bool(checksum_offload) and not self._base.corrupt
+        #: Answer packets to unattached addresses with Destination Unreachable.
+        self.unreachable = unreachable
+        self._unreach_tokens = float(self.UNREACHABLE_BURST)
+        self._unreach_time = -math.inf
+        self._unreach_sent = 0
+        self._unreach_limited = 0
+        self._names: dict[str, bytes] = {}
 
     # -- hosts --------------------------------------------------------------------
 
@@ -453,13 +492,23 @@ class VirtualNetwork:
         *,
         rx_queue: int | None = None,
         rx_queue_bytes: int | None = None,
+        name: str | None = None,
     ) -> VirtualLink:
-        """A new host interface with ``address``; ValueError if it is taken."""
+        """A new host interface with ``address``; ValueError if it is taken.
+        ``name``: a host name the stacks on this network resolve to ``address``
+        (ValueError if another attached host has it)."""
         if self._closed:
             raise trio.ClosedResourceError("network is closed")
         key = _packed(address)
         if key in self._links:
             raise ValueError(f"address {ipaddress.IPv6Address(key)} is already attached")
+        if name is not None:
+            label = name.lower().rstrip(".")
+            if not label:
+                raise ValueError("a host name must not be empty")
+            if label in self._names:
+                raise ValueError(f"name {name!r} is already attached")
+            self._names[label] = key
         link = VirtualLink(
             self,
             key,
@@ -473,10 +522,17 @@ class VirtualNetwork:
                 path.dest = link
         return link
 
+    def resolve(self, name: str) -> ipaddress.IPv6Address | None:
+        """The address attached with ``name`` (case-insensitive), or None."""
+        key = self._names.get(name.lower().rstrip("."))
+        return None if key is None else ipaddress.IPv6Address(key)
+
     def _detach(self, link: VirtualLink) -> None:
         key = link._packed
         if self._links.get(key) is link:
             del self._links[key]
+            for label in [n for n, k in self._names.items() if k == key]:
+                del self._names[label]
             for (_src, dst), path in self._paths.items():
                 if dst == key:
                     path.dest = None
@@ -558,11 +614,13 @@ class VirtualNetwork:
             dst = data[IPV6_DST]
             if dst not in self._links:
                 c.dropped_no_route += 1  # nothing cached for a destination nobody has
+                self._unreachable(link, data)
                 return
             path = self._new_path(link, dst)
         dest = path.dest
         if dest is None:
             c.dropped_no_route += 1
+            self._unreachable(link, data)
             return
         if path.fast:
             if self._captures:
@@ -575,6 +633,34 @@ class VirtualNetwork:
                 c.dropped_rx_overflow += 1
             return
         self._send_impaired(link, path, dest, data, partial)
+
+    def _unreachable(self, link: VirtualLink, data: bytes) -> None:
+        """Answer ``data`` (to an address nobody has) with Destination Unreachable,
+        code 3, as a router would (see the module docstring)."""
+        if not self.unreachable or link._closed:
+            return
+        src = data[IPV6_SRC]
+        if data[IPV6_DST.start] == 0xFF or src == bytes(16) or carries_icmpv6_error(data):
+            return  # RFC 4443 §2.4 (e)
+        now = _now_or(0.0)
+        tokens = min(
+            float(self.UNREACHABLE_BURST),
+            self._unreach_tokens + (now - self._unreach_time) * self.UNREACHABLE_RATE,
+        )
+        self._unreach_time = now
+        if tokens < 1.0:
+            self._unreach_tokens = tokens
+            self._unreach_limited += 1
+            return
+        self._unreach_tokens = tokens - 1.0
+        router = self.ROUTER.packed
+        msg = DestinationUnreachable(UNREACH_ADDRESS, bytes(data[:MAX_QUOTE]))
+        body = build_icmpv6(msg, router, src)
+        reply = build_ipv6_header(router, src, PROTO_ICMPV6, len(body)) + body
+        if self._captures:
+            self._capture(reply, now)
+        if link._arrive(reply):
+            self._unreach_sent += 1
 
     def _new_path(self, link: VirtualLink, dst: bytes) -> _Path:
         src = link._packed
@@ -681,12 +767,15 @@ class VirtualNetwork:
 
     def stats(self) -> dict[str, int]:
         """Counters: sent, delivered, dropped_* by reason, duplicated, corrupted,
-        reordered; plus ``in_flight`` (packets scheduled but not yet arrived).
+        reordered; plus ``in_flight`` (packets scheduled but not yet arrived) and the
+        network's own ``icmp_unreachable_sent``/``icmp_unreachable_rate_limited``.
 
         ``sent + duplicated == delivered + dropped_* + in_flight``.
         """
         d = self._counters.as_dict()
         d["in_flight"] = len(self._heap)
+        d["icmp_unreachable_sent"] = self._unreach_sent
+        d["icmp_unreachable_rate_limited"] = self._unreach_limited
         return d
 
     def close(self) -> None:

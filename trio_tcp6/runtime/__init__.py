@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Flow, FlowInfo, Listener, Stack
+from .base import Flow, FlowInfo, FlowSocket, Listener, ListenerSocket, Stack
 from .flow import DirectFlow
 from .kernel import KernelFlow, KernelListener, KernelStack, open_kernel_stack
 from .listener import DirectListener
@@ -14,10 +14,12 @@ __all__ = [
     "DirectStack",
     "Flow",
     "FlowInfo",
+    "FlowSocket",
     "KernelFlow",
     "KernelListener",
     "KernelStack",
     "Listener",
+    "ListenerSocket",
     "Stack",
     "open_kernel_stack",
     "open_stack",

@@ -45,21 +45,30 @@ import ipaddress
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import attrs
 import trio
 
 from ..alarm import Alarm
-from ..config import TCPConfig
+from ..config import Keepalive, TCPConfig
 from ..errors import Refused, TCPError, Timeout, Unknown
-from ..tcp.connection import Connection
+from ..tcp.connection import Connection, EngineError
 from ..tcp.events import EventKind, State
 from ..tcp.seq import seq_ge
 from ..tcp.states import RESET_ON_ABORT, StateTrace
 from ..wire.tcp import TCPSegment
 from ._util import ConflictDetector, check_max_bytes
-from .base import Buffer, Flow, FlowInfo
+from .base import (
+    Buffer,
+    Flow,
+    FlowInfo,
+    congestion_name,
+    option_name,
+    option_value,
+    sockopt_result,
+)
 
 __all__ = ["INBOX_SIZE", "DirectFlow", "FlowHost", "FlowListener", "UnsentPackets", "engine_error"]
 
@@ -90,6 +99,11 @@ class FlowHost(Protocol):
     @property
     def config(self) -> TCPConfig:
         """The stack's configuration (the flow reads ``time_wait_duration``)."""
+        ...
+
+    @property
+    def address(self) -> ipaddress.IPv6Address:
+        """The stack's own address (the flow's local address)."""
         ...
 
     @property
@@ -206,6 +220,8 @@ class DirectFlow(Flow):
         self._alarm = Alarm("a flow has one sender task")
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
         self._orphan_at: float | None = None
+        # Keepalive timings set while SO_KEEPALIVE is off (used once it is on).
+        self._keepalive_params = host.config.keepalive or Keepalive()
 
     # -- the host's side ------------------------------------------------------------------
     @property
@@ -634,9 +650,75 @@ class DirectFlow(Flow):
             self._check_ack_wait()
             await self._state_lot.park()
 
+    # -- options ------------------------------------------------------------------------
+    def setsockopt(self, level: int, optname: int, value: int | bytes | str) -> None:
+        name = option_name(level, optname)
+        conn = self._conn
+        if name == "TCP_CONGESTION":
+            algorithm = congestion_name(value)
+            if algorithm != conn.congestion and conn.data_sent:
+                raise OSError(errno.EBUSY, "congestion control is fixed once data was sent")
+            self._option_call(conn.set_congestion, algorithm)
+            return
+        number = option_value(name, value)
+        if name == "TCP_NODELAY":
+            self._option_call(conn.set_nodelay, bool(number), self._clock())
+        elif name == "TCP_USER_TIMEOUT":
+            self._option_call(conn.set_user_timeout, number / 1000 if number else None)
+        elif name == "SO_SNDBUF":
+            self._option_call(conn.set_send_buffer, number)
+        elif name == "SO_RCVBUF":
+            self._option_call(conn.set_receive_buffer, number)
+        else:
+            ka = conn.config.keepalive
+            params = self._keepalive_params if ka is None else ka
+            if name == "SO_KEEPALIVE":
+                ka = params if number else None
+            else:
+                field = {"TCP_KEEPIDLE": "idle", "TCP_KEEPINTVL": "interval"}.get(name, "probes")
+                params = attrs.evolve(params, **{field: number})
+                self._keepalive_params = params
+                ka = None if ka is None else params
+            self._option_call(conn.set_keepalive, ka, self._clock())
+        self.flush()
+
+    def _option_call(self, call: Callable[..., None], *args: object) -> None:
+        try:
+            call(*args)
+        except EngineError as exc:
+            raise OSError(errno.EBADF, "the connection was broken by an internal error") from exc
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        name = option_name(level, optname)
+        conn = self._conn
+        value: int | bytes
+        if name == "TCP_CONGESTION":
+            value = b"reno" if conn.congestion == "newreno" else conn.congestion.encode()
+        elif name == "TCP_NODELAY":
+            value = int(conn.nodelay)
+        elif name == "SO_KEEPALIVE":
+            value = int(conn.config.keepalive is not None)
+        elif name == "TCP_USER_TIMEOUT":
+            timeout = conn.config.user_timeout
+            value = round(timeout * 1000) if timeout else 0
+        elif name == "SO_SNDBUF":
+            value = conn.send_buffer
+        elif name == "SO_RCVBUF":
+            value = conn.receive_buffer
+        else:
+            params = conn.config.keepalive or self._keepalive_params
+            value = {
+                "TCP_KEEPIDLE": round(params.idle),
+                "TCP_KEEPINTVL": round(params.interval),
+            }.get(name, params.probes)
+        return sockopt_result(value, buflen)
+
     # -- introspection -----------------------------------------------------------------
     def get_dest(self) -> tuple[ipaddress.IPv6Address, int]:
         return (self._remote, self._remote_port)
+
+    def get_local(self) -> tuple[ipaddress.IPv6Address, int]:
+        return (self._host.address, self._local_port)
 
     @property
     def local_port(self) -> int:
@@ -656,7 +738,8 @@ class DirectFlow(Flow):
         self._conn.trace = hook
 
     def __repr__(self) -> str:
+        local = getattr(self._host, "address", "?")
         return (
-            f"<DirectFlow {self._local_port} -> [{self._remote}]:{self._remote_port}"
+            f"<DirectFlow [{local}]:{self._local_port} -> [{self._remote}]:{self._remote_port}"
             f" {self._conn.state.value}>"
         )

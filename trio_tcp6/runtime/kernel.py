@@ -14,7 +14,7 @@ import socket as _stdsocket
 import struct
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
 import trio
@@ -24,7 +24,19 @@ from ..errors import TCPError, Unknown
 from ..tcp.events import State
 from ..tcp.info import CAStateName
 from ._util import ConflictDetector, check_max_bytes
-from .base import Buffer, Flow, FlowInfo, Listener, Stack, as_tcp_error, parse_host
+from .base import (
+    Buffer,
+    Flow,
+    FlowInfo,
+    Listener,
+    Stack,
+    as_tcp_error,
+    check_port,
+    congestion_name,
+    option_name,
+    option_value,
+    sockopt_result,
+)
 
 __all__ = ["KernelFlow", "KernelListener", "KernelStack", "open_kernel_stack", "parse_tcp_info"]
 
@@ -243,15 +255,15 @@ class KernelFlow(Flow):
         self._pending = bytearray()
         self._pending_taken = trio.Event()
         self._eof = False
-        peer = self._sock.getpeername()
-        self._dest = (ipaddress.IPv6Address(str(peer[0]).split("%", 1)[0]), int(peer[1]))
+        self._dest = _address(self._sock.getpeername())
+        self._local = _address(self._sock.getsockname())
+        # trio.SocketStream turns TCP_NODELAY on; the stack decides (the trio-style
+        # calls turn it on again, the mirage ones follow the config).
+        self._nodelay = not self._stack.config.nagle
         self._apply_nagle()
 
     def _apply_nagle(self) -> None:
-        # trio.SocketStream turns TCP_NODELAY on; follow the config instead.
-        self._stream.setsockopt(
-            _stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, not self._stack.config.nagle
-        )
+        self._stream.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, self._nodelay)
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
@@ -380,9 +392,41 @@ class KernelFlow(Flow):
                     self._pending_taken = trio.Event()
                 await self._pending_taken.wait()
 
+    # -- options ---------------------------------------------------------------------------
+    def setsockopt(self, level: int, optname: int, value: int | bytes | str) -> None:
+        name = option_name(level, optname)
+        sock = self._sock
+        if name == "TCP_CONGESTION":
+            algorithm = b"reno" if congestion_name(value) == "newreno" else b"cubic"
+            if algorithm != self.getsockopt(level, optname):
+                info = _read_tcp_info(sock)
+                if info is not None and info["bytes_sent"] > 0:
+                    # (Linux would switch; the direct stack cannot: the same rule.)
+                    raise OSError(errno.EBUSY, "congestion control is fixed once data was sent")
+                sock.setsockopt(level, optname, algorithm)
+            return
+        number = option_value(name, value)
+        sock.setsockopt(level, optname, number)
+        if name == "TCP_NODELAY":
+            self._nodelay = bool(number)
+
+    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
+        name = option_name(level, optname)
+        value: int | bytes
+        if name == "TCP_CONGESTION":
+            value = self._sock.getsockopt(level, optname, 16).split(b"\0", 1)[0]
+        else:
+            value = int(self._sock.getsockopt(level, optname))
+            if name == "TCP_NODELAY":
+                value = int(bool(value))
+        return sockopt_result(value, buflen)
+
     # -- introspection -------------------------------------------------------------------
     def get_dest(self) -> tuple[ipaddress.IPv6Address, int]:
         return self._dest
+
+    def get_local(self) -> tuple[ipaddress.IPv6Address, int]:
+        return self._local
 
     def info(self) -> FlowInfo:
         raw = _read_tcp_info(self._sock)
@@ -396,8 +440,14 @@ class KernelFlow(Flow):
         return self._sock
 
     def __repr__(self) -> str:
-        addr, port = self._dest
-        return f"<KernelFlow to [{addr}]:{port}{' closed' if self._closed else ''}>"
+        (laddr, lport), (addr, port) = self._local, self._dest
+        state = "CLOSED" if self._closed else self.info().state.value
+        return f"<KernelFlow [{laddr}]:{lport} -> [{addr}]:{port} {state}>"
+
+
+def _address(sockaddr: tuple[object, ...]) -> tuple[ipaddress.IPv6Address, int]:
+    """``(address, port)`` of an AF_INET6 socket address (any ``%scope`` dropped)."""
+    return (ipaddress.IPv6Address(str(sockaddr[0]).split("%", 1)[0]), int(str(sockaddr[1])))
 
 
 class KernelListener(Listener):
@@ -406,12 +456,21 @@ class KernelListener(Listener):
     def __init__(self, sock: trio.socket.SocketType, stack: KernelStack) -> None:
         self._inner = trio.SocketListener(sock)
         self._stack = stack
-        self._port = int(sock.getsockname()[1])
+        self._local = _address(sock.getsockname())
+        self._port = self._local[1]
         self._closed = False
 
     @property
     def port(self) -> int:
         return self._port
+
+    def get_local(self) -> tuple[ipaddress.IPv6Address, int]:
+        return self._local
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        """The listening trio socket."""
+        return self._inner.socket
 
     async def accept(self) -> KernelFlow:
         while True:
@@ -427,6 +486,11 @@ class KernelListener(Listener):
                 # Reset before we got to it (getpeername: ENOTCONN): take the next one.
                 stream.socket.close()
                 continue
+            if self.nodelay:
+                try:
+                    flow.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+                except OSError:
+                    pass  # (reset meanwhile: the flow's calls will say so)
             self._stack._counters["passive_opens"] += 1
             self._stack._flows.add(flow)
             return flow
@@ -442,14 +506,20 @@ class KernelListener(Listener):
         await trio.lowlevel.checkpoint()
 
     def __repr__(self) -> str:
-        return f"<KernelListener port={self._port}>"
+        closed = " closed" if self._closed else ""
+        return f"<KernelListener [{self._local[0]}]:{self._port}{closed}>"
 
 
 class KernelStack(Stack):
     """TCP through the kernel: see :func:`open_kernel_stack`."""
 
-    def __init__(self, nursery: trio.Nursery, config: TCPConfig) -> None:
-        super().__init__(nursery)
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        config: TCPConfig,
+        hosts: Mapping[str, str | ipaddress.IPv6Address] | None = None,
+    ) -> None:
+        super().__init__(nursery, hosts)
         self.config = config
         self._flows: set[KernelFlow] = set()
         self._listeners: set[KernelListener] = set()
@@ -482,14 +552,29 @@ class KernelStack(Stack):
             pass  # not available in this kernel: keep its default
 
     # -- Stack API ---------------------------------------------------------------------
-    async def open_tcp_stream(self, host: str | ipaddress.IPv6Address, port: int) -> KernelFlow:
-        addr = parse_host(host)
+    @property
+    def localhost(self) -> ipaddress.IPv6Address:
+        """``"localhost"`` is the kernel's loopback, ``::1``."""
+        return _LOOPBACK
+
+    async def open_tcp_stream(
+        self,
+        host: str | ipaddress.IPv6Address,
+        port: int,
+        *,
+        local_address: str | ipaddress.IPv6Address | None = None,
+    ) -> KernelFlow:
+        port = check_port(port, connect=True)
+        addr = self.resolve(host)
+        local = None if local_address is None else self.resolve(local_address)
         if self._shut_down:
             raise trio.ClosedResourceError("the stack was closed")
         sock = trio.socket.socket(_stdsocket.AF_INET6, _stdsocket.SOCK_STREAM)
         try:
             self._configure(sock)
             with _raising_tcp_errors():
+                if local is not None:
+                    await sock.bind((str(local), 0))
                 await sock.connect((str(addr), port))
         except TCPError:
             sock.close()
@@ -506,21 +591,34 @@ class KernelStack(Stack):
             raise as_tcp_error(exc) from exc
         self._counters["active_opens"] += 1
         self._flows.add(flow)
+        flow.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)  # trio's default
         return flow
 
-    async def open_tcp_listener(self, port: int, *, backlog: int | None = None) -> KernelListener:
-        """Listen on ``port`` on every address (0 picks a free one; see ``listener.port``)."""
+    async def open_tcp_listener(
+        self,
+        port: int,
+        *,
+        host: str | ipaddress.IPv6Address | None = None,
+        backlog: int | None = None,
+    ) -> KernelListener:
+        """Listen on ``port`` on every address, or on ``host`` (0 picks a free port;
+        see ``listener.port``); accepted flows get ``TCP_NODELAY``."""
         await trio.lowlevel.checkpoint()
-        return self._listen_nowait(port, backlog)
+        listener = self._listen_nowait(port, backlog, None if host is None else self.resolve(host))
+        listener.nodelay = True
+        return listener
 
-    def _listen_nowait(self, port: int, backlog: int | None) -> KernelListener:
+    def _listen_nowait(
+        self, port: int, backlog: int | None, host: ipaddress.IPv6Address | None = None
+    ) -> KernelListener:
         if self._shut_down:
             raise trio.ClosedResourceError("the stack was closed")
+        port = check_port(port, connect=False)
         sock = _stdsocket.socket(_stdsocket.AF_INET6, _stdsocket.SOCK_STREAM)
         try:
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
             self._configure(sock)
-            sock.bind(("::", port))
+            sock.bind(("::" if host is None else str(host), port))
             sock.listen(backlog if backlog is not None else self.config.syn_backlog)
         except BaseException:
             sock.close()
@@ -568,6 +666,12 @@ class KernelStack(Stack):
             flow._abort()
         self._nursery.cancel_scope.cancel()
 
+    def __repr__(self) -> str:
+        return f"<KernelStack flows={len(self._flows)}>"
+
+
+_LOOPBACK = ipaddress.IPv6Address("::1")
+
 
 def _add_flow_counters(totals: Counter[str], info: dict[str, int]) -> None:
     totals["segments_in"] += info["segs_in"]
@@ -578,14 +682,19 @@ def _add_flow_counters(totals: Counter[str], info: dict[str, int]) -> None:
 
 
 @asynccontextmanager
-async def open_kernel_stack(*, config: TCPConfig | None = None) -> AsyncIterator[KernelStack]:
-    """A stack on the operating system's TCP, with the same API as :func:`open_stack`.
+async def open_kernel_stack(
+    *,
+    config: TCPConfig | None = None,
+    hosts: Mapping[str, str | ipaddress.IPv6Address] | None = None,
+) -> AsyncIterator[KernelStack]:
+    """A stack on the operating system's TCP, with the same API as :func:`open_stack`
+    (``hosts``: names to addresses, as there; the system resolver is not asked).
 
     Its tasks (mirage ``listen`` callbacks) live in a nursery scoped to this block;
     leaving the block resets the flows still open and closes every listener.
     """
     async with trio.open_nursery() as nursery:
-        stack = KernelStack(nursery, config if config is not None else TCPConfig())
+        stack = KernelStack(nursery, config if config is not None else TCPConfig(), hosts)
         try:
             yield stack
         finally:

@@ -7,7 +7,10 @@ flows talk to it through :class:`~trio_tcp6.runtime.flow.FlowListener`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import ipaddress
+import socket
 from collections import Counter, deque
 from typing import Protocol
 
@@ -39,6 +42,11 @@ class ListenerHost(Protocol):
         """The stack's counters (``stack.stats()``)."""
         ...
 
+    @property
+    def address(self) -> ipaddress.IPv6Address:
+        """The stack's own address (where the listener listens)."""
+        ...
+
 
 class DirectListener(Listener):
     """``trio.abc.Listener[Flow]`` on one port of a direct stack.
@@ -67,6 +75,9 @@ class DirectListener(Listener):
     @property
     def port(self) -> int:
         return self._port
+
+    def get_local(self) -> tuple[ipaddress.IPv6Address, int]:
+        return (self._host.address, self._port)
 
     @property
     def half_open(self) -> int:
@@ -158,6 +169,9 @@ class DirectListener(Listener):
                     raise trio.ClosedResourceError("listener was closed")
                 if self._queue:
                     flow = self._queue.popleft()
+                    if self.nodelay:
+                        with contextlib.suppress(OSError):  # (a broken flow says so later)
+                            flow.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     break
                 await self._lot.park()
                 parked = True
@@ -175,4 +189,6 @@ class DirectListener(Listener):
         await trio.lowlevel.checkpoint()
 
     def __repr__(self) -> str:
-        return f"<DirectListener port={self._port}{' closed' if self._closed else ''}>"
+        address = getattr(self._host, "address", "?")
+        closed = " closed" if self._closed else ""
+        return f"<DirectListener [{address}]:{self._port}{closed}>"

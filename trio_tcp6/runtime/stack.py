@@ -20,9 +20,10 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import socket
 import weakref
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import attrs
@@ -86,7 +87,7 @@ from ..wire.tcp import (
     tcp_pseudo_base,
     verify_tcp_checksum,
 )
-from .base import Buffer, Stack, parse_host
+from .base import Buffer, Stack, check_port, parse_host
 from .flow import DirectFlow, UnsentPackets
 from .listener import DirectListener
 
@@ -118,8 +119,9 @@ class DirectStack(Stack):
         link: Link,
         address: str | ipaddress.IPv6Address,
         config: TCPConfig,
+        hosts: Mapping[str, str | ipaddress.IPv6Address] | None = None,
     ) -> None:
-        super().__init__(nursery)
+        super().__init__(nursery, hosts)
         self.link = link
         self.address = parse_host(address)
         self.config = config
@@ -841,10 +843,33 @@ class DirectStack(Stack):
         )
 
     # -- Stack API ----------------------------------------------------------------------------
-    async def open_tcp_stream(self, host: str | ipaddress.IPv6Address, port: int) -> DirectFlow:
-        remote = parse_host(host)
-        if not 0 < port < 65536:
-            raise ValueError(f"port must be 1..65535, got {port}")
+    @property
+    def localhost(self) -> ipaddress.IPv6Address:
+        """``"localhost"`` is the stack's own address (the link carries the
+        packets: a VirtualNetwork delivers them back to us)."""
+        return self.address
+
+    def lookup(self, name: str) -> ipaddress.IPv6Address | None:
+        """A name the link knows (``VirtualNetwork.attach(addr, name=...)``)."""
+        resolve = self.capabilities.resolve
+        return resolve(name) if resolve is not None else None
+
+    def _own_address(self, host: str | ipaddress.IPv6Address) -> None:
+        addr = self.resolve(host)
+        if addr != self.address and not addr.is_unspecified:
+            raise OSError(errno.EADDRNOTAVAIL, f"{addr} is not this stack's address")
+
+    async def open_tcp_stream(
+        self,
+        host: str | ipaddress.IPv6Address,
+        port: int,
+        *,
+        local_address: str | ipaddress.IPv6Address | None = None,
+    ) -> DirectFlow:
+        port = check_port(port, connect=True)
+        remote = self.resolve(host)
+        if local_address is not None:
+            self._own_address(local_address)
         if self._shut_down:
             raise trio.ClosedResourceError("the stack was closed")
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -885,18 +910,31 @@ class DirectStack(Stack):
             c["attempt_fails"] += 1
             flow.abort(Unknown("connection attempt cancelled", errno.ECANCELED))
             raise
+        flow.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # trio's default
         return flow
 
-    async def open_tcp_listener(self, port: int, *, backlog: int | None = None) -> DirectListener:
-        """Listen on ``port`` (0 picks a free one; see ``listener.port``)."""
+    async def open_tcp_listener(
+        self,
+        port: int,
+        *,
+        host: str | ipaddress.IPv6Address | None = None,
+        backlog: int | None = None,
+    ) -> DirectListener:
+        """Listen on ``port`` (0 picks a free one; see ``listener.port``); accepted
+        flows get ``TCP_NODELAY``. ``host`` must be the stack's address (or ``::``)."""
         await trio.lowlevel.checkpoint()
-        return self._listen_nowait(port, backlog)
+        listener = self._listen_nowait(port, backlog, None if host is None else self.resolve(host))
+        listener.nodelay = True
+        return listener
 
-    def _listen_nowait(self, port: int, backlog: int | None) -> DirectListener:
+    def _listen_nowait(
+        self, port: int, backlog: int | None, host: ipaddress.IPv6Address | None = None
+    ) -> DirectListener:
         if self._shut_down:
             raise trio.ClosedResourceError("the stack was closed")
-        if not 0 <= port < 65536:
-            raise ValueError(f"port must be 0..65535, got {port}")
+        port = check_port(port, connect=False)
+        if host is not None:
+            self._own_address(host)
         if port == 0:
             chosen = self._ports.choose(
                 self._addr,
@@ -1021,8 +1059,13 @@ async def open_stack(
     address: str | ipaddress.IPv6Address,
     *,
     config: TCPConfig | None = None,
+    hosts: Mapping[str, str | ipaddress.IPv6Address] | None = None,
 ) -> AsyncIterator[DirectStack]:
     """The direct, userspace TCP/IPv6 stack on ``link`` with ``address``.
+
+    ``hosts`` maps names to addresses for ``open_tcp_stream`` and friends (a TUN
+    setup has no resolver; ``"localhost"`` and the names a VirtualNetwork knows
+    need no entry).
 
     Its tasks (the link reader, each connection's task pair, mirage ``listen``
     callbacks) live in a nursery scoped to this block; leaving the block resets
@@ -1030,7 +1073,9 @@ async def open_stack(
     frees every port and cancels every task.
     """
     async with trio.open_nursery() as nursery:
-        stack = DirectStack(nursery, link, address, config if config is not None else TCPConfig())
+        stack = DirectStack(
+            nursery, link, address, config if config is not None else TCPConfig(), hosts
+        )
         nursery.start_soon(stack._reader)
         try:
             yield stack

@@ -71,9 +71,11 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Callable
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
-from ..config import TCPConfig
+import attrs
+
+from ..config import Keepalive, TCPConfig
 from ..wire.tcp import TCPSegment
 from . import handshake, timeouts, usercalls
 from .arrival import on_closed, on_synchronized
@@ -90,7 +92,7 @@ from .sendbuf import SendBuffer
 from .seq import MASK, seq_gt
 from .states import RESET_ON_ABORT, StateTrace
 from .tcb import ReceiveState, SendState
-from .timers import Timers
+from .timers import Timers, schedule
 
 __all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift"]
 
@@ -612,6 +614,119 @@ class Connection:
         if st in RESET_ON_ABORT:
             send_rst(self, self.snd_nxt, now)
         self.close("aborted", "abort", now)
+
+    # -- per-connection options (what setsockopt changes) --------------------------------
+    # Each starts from the stack's TCPConfig and replaces this connection's copy of it
+    # (``config`` is frozen and may be shared): nothing is added to the per-segment
+    # path, which already reads ``config``. Values are validated before anything
+    # changes, so a rejected value never marks the connection broken.
+    def _check_usable(self) -> None:
+        if self.broken is not None:
+            raise self.broken_error()
+
+    @property
+    def nodelay(self) -> bool:
+        """TCP_NODELAY: True when Nagle's algorithm is off for this connection."""
+        return not self.config.nagle
+
+    def set_nodelay(self, on: bool, now: float) -> None:
+        """TCP_NODELAY for this connection: ``on`` turns Nagle off. Turning it off
+        sends at once what Nagle was holding back (as Linux does)."""
+        self._check_usable()
+        on = bool(on)
+        if on == self.nodelay:
+            return
+        self.config = attrs.evolve(self.config, nagle=not on)
+        if on:
+            transmit(self, now)
+
+    def set_keepalive(self, keepalive: Keepalive | None, now: float) -> None:
+        """SO_KEEPALIVE and its timings: probe as ``keepalive`` says (None: off).
+        The keepalive timer restarts from the last segment received."""
+        self._check_usable()
+        if keepalive is not None and not (
+            keepalive.idle > 0 and keepalive.interval > 0 and keepalive.probes > 0
+        ):
+            raise ValueError(f"keepalive times and probes must be positive: {keepalive!r}")
+        if keepalive == self.config.keepalive:
+            return
+        self.config = attrs.evolve(self.config, keepalive=keepalive)
+        self.timers.ka_probes = 0
+        self.timers.keep = None
+        schedule(self, now)
+
+    def set_user_timeout(self, seconds: float | None) -> None:
+        """TCP_USER_TIMEOUT (RFC 5482): abort when sent data stays unacknowledged
+        this long (None or 0: R2 applies). Taken into account from the next time the
+        retransmission timer is armed."""
+        self._check_usable()
+        if seconds is not None and seconds < 0:
+            raise ValueError(f"user timeout must not be negative, got {seconds!r}")
+        value = seconds if seconds else None
+        if value != self.config.user_timeout:
+            self.config = attrs.evolve(self.config, user_timeout=value)
+
+    @property
+    def send_buffer(self) -> int:
+        """SO_SNDBUF: bytes the user may queue (sent and unacknowledged included)."""
+        return self.snd.buf.capacity
+
+    def set_send_buffer(self, size: int) -> None:
+        """SO_SNDBUF: resize the send buffer (what is queued stays queued; a larger
+        buffer lets a blocked writer go on)."""
+        self._check_usable()
+        if size < 1:
+            raise ValueError(f"send buffer must be positive, got {size!r}")
+        self.snd.buf.capacity = size
+        self.want_writable = True
+        self.flush_events()
+
+    @property
+    def receive_buffer(self) -> int:
+        """SO_RCVBUF: bytes received and not yet read that we buffer at most."""
+        return self.rcv.cap
+
+    def set_receive_buffer(self, size: int) -> None:
+        """SO_RCVBUF: resize the receive buffer. The window never shrinks (its right
+        edge stays where it was advertised); beyond what the negotiated window scale
+        can express the extra room is not advertised."""
+        self._check_usable()
+        if size < 1:
+            raise ValueError(f"receive buffer must be positive, got {size!r}")
+        self.rcv.cap = size
+
+    @property
+    def congestion(self) -> str:
+        """The congestion control algorithm (``"cubic"`` or ``"newreno"``)."""
+        return self.config.congestion
+
+    @property
+    def data_sent(self) -> bool:
+        """True once any data (or our FIN) has been transmitted."""
+        return self.snd.nxt > 1
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: use the algorithm ``name`` (``"cubic"``, ``"newreno"``).
+        Only before any data has been sent: ValueError afterwards, and for an
+        unknown name."""
+        self._check_usable()
+        lowered = name.lower()
+        key: Literal["cubic", "newreno"]
+        if lowered == "cubic":
+            key = "cubic"
+        elif lowered == "newreno":
+            key = "newreno"
+        else:
+            raise ValueError(f"unknown congestion control {name!r}")
+        if key == self.config.congestion:
+            return
+        if self.data_sent:
+            raise ValueError("congestion control can only change before data is sent")
+        old = self.cc
+        self.config = attrs.evolve(self.config, congestion=key)
+        self.cc = handshake.new_cc(self)
+        # A lost SYN already cut the initial window (RFC 6928 §2): keep that.
+        self.cc.cwnd = min(self.cc.cwnd, old.cwnd)
 
     # -- output --------------------------------------------------------------------------
     def take_segments(self) -> list[TCPSegment]:
