@@ -100,8 +100,17 @@ class TCPConfig:
     syn_backlog: int = 256
     #: Answer SYNs with stateless SYN cookies when the SYN backlog is full.
     syn_cookies: bool = True
-    #: Connections the stack holds at most (all states but LISTEN).
+    #: Connections the stack holds at most (all states but LISTEN and TIME-WAIT).
     max_connections: int = 4096
+    #: Connections the stack keeps in TIME-WAIT at most, in a table of their own
+    #: outside ``max_connections`` (Linux ``tcp_max_tw_buckets``). When it is full,
+    #: the entry closest to its 2*MSL expiry (the oldest) is closed to make room,
+    #: counted as ``time_wait_recycled``; 0 keeps no TIME-WAIT at all. The default,
+    #: twice ``max_connections``, lets this side close about 136 connections a second
+    #: for ever at the default 60 s TIME-WAIT, for about 45 MiB when full (an entry
+    #: holds about 5.7 KB); Linux scales its limit with memory too (half its
+    #: connection hash table, which it sizes from RAM).
+    max_time_wait: int = attrs.field(default=8192, validator=_non_negative)
     #: Our MSS ceiling; None derives it from the link MTU (MTU - 60).
     mss: int | None = None
     #: Initial congestion window in segments (RFC 6928).

@@ -39,6 +39,7 @@ class FakeHost:
         self.sent: list[TCPSegment] = []
         self.sent_by_task: list[TCPSegment] = []
         self.unregistered: list[DirectFlow] = []
+        self.time_waits: list[DirectFlow] = []
         self.removed: list[DirectListener] = []
         self.shut_down = False
 
@@ -61,6 +62,9 @@ class FakeHost:
 
     def unregister(self, flow: DirectFlow) -> None:
         self.unregistered.append(flow)
+
+    def time_wait_entered(self, flow: DirectFlow) -> None:
+        self.time_waits.append(flow)
 
     def remove_listener(self, listener: DirectListener) -> None:
         self.removed.append(listener)
@@ -128,6 +132,34 @@ async def test_flow_runs_against_a_fake_host(autojump_clock: trio.testing.MockCl
         with pytest.raises(trio.ClosedResourceError):
             flow.inbox.send_nowait(peer(ACK, PEER_ISS + 7, ISS + 7))
         assert host.counters["engine_errors"] == 0
+
+
+async def test_time_wait_hands_the_engine_to_the_host(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Our FIN first, then the peer's: entering TIME-WAIT the flow sends the ACK of
+    the peer's FIN, hands its engine to the host (``time_wait_entered``, not
+    ``unregister``: the 4-tuple is still in use), closes its inbox and its task pair
+    ends; the user still reads EOF and sees the state."""
+    host = FakeHost()
+    async with trio.open_nursery() as nursery:
+        flow = active_flow(host)
+        flow.start(nursery)
+        await handshake(host, flow)
+        tasks = trio.lowlevel.current_statistics().tasks_living
+        await flow.send_eof()
+        (fin,) = host.take()
+        assert fin.flags & 0x01 and fin.seq == ISS + 1
+        flow.inbox.send_nowait(peer(ACK | 0x01, PEER_ISS + 1, ISS + 2))
+        await trio.testing.wait_all_tasks_blocked()
+        (ack,) = host.take()
+        assert ack.flags == ACK and ack.ack == PEER_ISS + 2
+        assert host.time_waits == [flow] and host.unregistered == []
+        assert flow.state is State.TIME_WAIT
+        assert trio.lowlevel.current_statistics().tasks_living == tasks - 2
+        with pytest.raises(trio.ClosedResourceError):
+            flow.inbox.send_nowait(peer(ACK, PEER_ISS + 2, ISS + 2))
+        assert await flow.receive_some() == b""
 
 
 async def test_a_burst_is_one_batch(autojump_clock: trio.testing.MockClock) -> None:

@@ -20,8 +20,14 @@ call hands them to the link at once -- no task hop per write; otherwise the send
 the receiver, whichever runs first) transmits them. Engine events wake the parked
 user tasks through :class:`trio.lowlevel.ParkingLot` objects.
 
+When the connection enters TIME-WAIT the flow hands its engine to the host
+(:meth:`FlowHost.time_wait_entered`) and the task pair ends: the host answers what
+still arrives until 2*MSL are over. The user keeps what TIME-WAIT allows: reading
+the data that came before the peer's FIN, then EOF, ``state`` and ``info()``;
+sending was refused since the user closed.
+
 What a flow needs from its stack is :class:`FlowHost` (counters, config, clock,
-transmit, unregister) and from its listener :class:`FlowListener`; this module
+transmit, unregister, time_wait_entered) and from its listener :class:`FlowListener`; this module
 imports neither the stack nor the listener, so a flow can be driven against a fake
 host in a test.
 
@@ -135,6 +141,12 @@ class FlowHost(Protocol):
         """The flow reached CLOSED: forget it (its 4-tuple and port are free)."""
         ...
 
+    def time_wait_entered(self, flow: DirectFlow) -> None:
+        """The flow's connection entered TIME-WAIT: from now on the host drives
+        ``flow.engine`` (segments for its 4-tuple, the 2*MSL expiry); the flow's
+        task pair ends."""
+        ...
+
 
 class FlowListener(Protocol):
     """What a passive :class:`DirectFlow` tells the listener that accepted its SYN
@@ -215,7 +227,9 @@ class DirectFlow(Flow):
         self._fin_received = False
         self._fin_acked = False
         self._error: TCPError | None = None
-        self._dead = False  # CLOSED: the task pair ends, the 4-tuple is free
+        # CLOSED, or TIME-WAIT handed to the host: the task pair ends, the engine is
+        # no longer driven by this flow.
+        self._dead = False
         # The sender's sleep (until the engine's next deadline, or woken).
         self._alarm = Alarm("a flow has one sender task")
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
@@ -328,6 +342,7 @@ class DirectFlow(Flow):
         segs = conn.take_segments()
         if segs:
             self._outbox.extend(segs)
+        fin_event = False
         for ev in conn.take_events():
             kind = ev.kind
             if kind is EventKind.READABLE:
@@ -340,6 +355,7 @@ class DirectFlow(Flow):
                     self._state_lot.unpark_all()
             elif kind is EventKind.EOF:
                 self._fin_received = True
+                fin_event = True
                 self._recv_lot.unpark_all()
                 self._state_lot.unpark_all()
             elif kind is EventKind.CONNECTED:
@@ -349,6 +365,7 @@ class DirectFlow(Flow):
                     self._listener.handshake_done(self)
             elif kind is EventKind.FIN_ACKED:
                 self._fin_acked = True
+                fin_event = True
                 self._state_lot.unpark_all()
             elif kind is EventKind.ERROR:
                 if self._error is None:
@@ -356,6 +373,8 @@ class DirectFlow(Flow):
                 self._wake_all()
             elif kind is EventKind.CLOSED:
                 self._on_closed()
+        if fin_event and conn.state is State.TIME_WAIT:
+            self._on_time_wait()
 
     def _wake_all(self) -> None:
         self._recv_lot.unpark_all()
@@ -370,6 +389,19 @@ class DirectFlow(Flow):
         if self._listener is not None:
             self._listener.flow_closed(self)
         self.inbox.close()  # the receiver ends once it has taken what is queued
+        self._wake_all()
+        self._alarm.wake()
+
+    def _on_time_wait(self) -> None:
+        """Only TIME-WAIT is left: the host takes the engine over (outside its
+        connection limit) and the task pair ends once the outbox (the ACK of the
+        peer's FIN) is sent."""
+        if self._dead:
+            return
+        self._dead = True
+        self._orphan_at = None
+        self._host.time_wait_entered(self)
+        self.inbox.close()
         self._wake_all()
         self._alarm.wake()
 

@@ -10,7 +10,10 @@ produces (RSTs, echo replies, cookie SYN-ACKs) are sent once per batch.
 
 Every connection is a :class:`~trio_tcp6.runtime.flow.DirectFlow` with a task pair in
 this stack's nursery; the stack is its :class:`~trio_tcp6.runtime.flow.FlowHost` and
-each listener's :class:`~trio_tcp6.runtime.listener.ListenerHost`. Leaving
+each listener's :class:`~trio_tcp6.runtime.listener.ListenerHost`. A connection that
+enters TIME-WAIT leaves its flow for the stack's
+:class:`~trio_tcp6.runtime.timewait.TimeWaitTable` (outside ``max_connections``), where
+the reader answers for it until 2*MSL are over. Leaving
 ``open_stack`` resets every flow still open, closes every listener and cancels every
 task.
 """
@@ -90,6 +93,7 @@ from ..wire.tcp import (
 from .base import Buffer, Stack, check_port, parse_host
 from .flow import DirectFlow, UnsentPackets
 from .listener import DirectListener
+from .timewait import FlowKey, TimeWaitTable
 
 __all__ = ["DirectStack", "open_stack"]
 
@@ -139,10 +143,14 @@ class DirectStack(Stack):
         gso_max = self.capabilities.gso_max
         tso_ok = gso_max > self._mtu and self._our_mss == self._link_mss
         self._tso_max = gso_max - IPV6_HEADER_LEN - TCP_MAX_HEADER_LEN if tso_ok else 0
-        self._flows: dict[tuple[bytes, int, int], DirectFlow] = {}
+        self._flows: dict[FlowKey, DirectFlow] = {}
         self._listeners: dict[int, DirectListener] = {}
         self._local_ports: Counter[int] = Counter()
         self._counters: Counter[str] = Counter()
+        #: Connections in TIME-WAIT (not in ``_flows``; their local ports stay counted).
+        self.time_wait = TimeWaitTable(
+            config.max_time_wait, self._counters, self._time_wait_released
+        )
         self._isn = ISNGenerator()
         self._ts_offsets = ISNGenerator()  # an independent secret: TSval must not leak F
         self._cookies = SynCookies()
@@ -184,10 +192,24 @@ class DirectStack(Stack):
         4-tuple and local port are free."""
         if self._flows.get(flow.key) is flow:
             del self._flows[flow.key]
-            port = flow.local_port
-            self._local_ports[port] -= 1
-            if self._local_ports[port] <= 0:
-                del self._local_ports[port]
+            self._release_port(flow.local_port)
+
+    def time_wait_entered(self, flow: DirectFlow) -> None:
+        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) ``flow``'s connection entered
+        TIME-WAIT: it no longer counts against ``max_connections``; the TIME-WAIT
+        table keeps its engine (and its local port in use) until 2*MSL are over."""
+        key = flow.key
+        if self._flows.get(key) is flow:
+            del self._flows[key]
+            self.time_wait.add(key, flow.engine, trio.current_time())
+
+    def _time_wait_released(self, key: FlowKey) -> None:
+        self._release_port(key[2])
+
+    def _release_port(self, port: int) -> None:
+        self._local_ports[port] -= 1
+        if self._local_ports[port] <= 0:
+            del self._local_ports[port]
 
     def remove_listener(self, listener: DirectListener) -> None:
         """(:class:`~trio_tcp6.runtime.listener.ListenerHost`) ``listener`` was
@@ -221,7 +243,7 @@ class DirectStack(Stack):
 
     @property
     def flows(self) -> list[DirectFlow]:
-        """The connections the stack holds (every state but CLOSED)."""
+        """The connections the stack holds (every state but CLOSED and TIME-WAIT)."""
         return list(self._flows.values())
 
     # -- output -----------------------------------------------------------------------------
@@ -464,56 +486,55 @@ class DirectStack(Stack):
             self._malformed(exc)
             return
         c["segments_in"] += 1
-        flow = self._flows.get((src, seg.src_port, seg.dst_port))
+        key = (src, seg.src_port, seg.dst_port)
+        flow = self._flows.get(key)
         if flow is not None:
-            conn = flow.engine
-            try:
-                reuse = (
-                    seg.flags & SYN
-                    and conn.state is State.TIME_WAIT
-                    and seg.dst_port in self._listeners
-                    and conn.time_wait_accepts_syn(seg)
-                )
-            except Exception as exc:
-                flow.engine_failed(exc)
-                return
-            if not reuse:
+            if (
+                not flow.handshake_complete
+                and seg.flags & (ACK | RST) == ACK
+                and flow.listener is not None
+            ):
+                listener = self._listeners.get(flow.local_port)
                 if (
-                    not flow.handshake_complete
-                    and seg.flags & (ACK | RST) == ACK
-                    and flow.listener is not None
+                    listener is not None
+                    and listener is flow.listener
+                    and not listener.may_complete(flow)
                 ):
-                    listener = self._listeners.get(flow.local_port)
-                    if (
-                        listener is not None
-                        and listener is flow.listener
-                        and not listener.may_complete(flow)
-                    ):
-                        # Linux: the handshake's ACK finds the accept queue full and
-                        # is dropped; the SYN-ACK retransmission or the client's
-                        # retry completes it once there is room.
-                        c["drop_accept_queue_full"] += 1
-                        return
-                try:
-                    flow.inbox.send_nowait(seg)
-                except trio.WouldBlock:
-                    c["drop_flow_queue_full"] += 1
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    c["drop_closed"] += 1
+                    # Linux: the handshake's ACK finds the accept queue full and
+                    # is dropped; the SYN-ACK retransmission or the client's
+                    # retry completes it once there is room.
+                    c["drop_accept_queue_full"] += 1
+                    return
+            try:
+                flow.inbox.send_nowait(seg)
+            except trio.WouldBlock:
+                c["drop_flow_queue_full"] += 1
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                c["drop_closed"] += 1
+            return
+        iss_floor: int | None = None
+        tw = self.time_wait.get(key, now) if self.time_wait else None
+        if tw is not None:
+            if not (
+                seg.flags & SYN
+                and seg.dst_port in self._listeners
+                and self.time_wait.accepts_syn(key, tw, seg)
+            ):
+                for out in self.time_wait.segment(key, tw, seg, now):
+                    self._pending.append(self._packet(src, out))
+                    c["segments_out"] += 1
                 return
             # RFC 6191: a newer SYN may reuse a TIME-WAIT 4-tuple. The new ISS must
             # lie above every sequence number the old connection used (RFC 1122
             # §4.2.2.13), so that its old duplicates miss the new window.
             c["time_wait_reused"] += 1
-            iss_floor: int | None = (conn.snd_nxt + 0x10000) & MASK
-            flow.abort()
-        else:
-            iss_floor = None
-            if src[0] == 0xFF or src == _UNSPECIFIED:
-                # RFC 4291 §2.5.2, §2.7: never the source of a segment; answering it
-                # would reach a group, or nobody.
-                c["drop_bad_source"] += 1
-                return
+            iss_floor = (tw.snd_nxt + 0x10000) & MASK
+            self.time_wait.remove(key, now)
+        elif src[0] == 0xFF or src == _UNSPECIFIED:
+            # RFC 4291 §2.5.2, §2.7: never the source of a segment; answering it
+            # would reach a group, or nobody.
+            c["drop_bad_source"] += 1
+            return
         listener = self._listeners.get(seg.dst_port)
         if listener is not None:
             self._listen_input(listener, src, seg, now, iss_floor)
@@ -879,9 +900,12 @@ class DirectStack(Stack):
             c["attempt_fails"] += 1
             raise Unknown("too many connections", errno.ENOBUFS)
         rp = remote.packed
-        flows, listeners = self._flows, self._listeners
+        flows, listeners, time_wait = self._flows, self._listeners, self.time_wait
         lport = self._ports.choose(
-            self._addr, rp, port, lambda p: p in listeners or (rp, port, p) in flows
+            self._addr,
+            rp,
+            port,
+            lambda p: p in listeners or (rp, port, p) in flows or (rp, port, p) in time_wait,
         )
         if lport is None:
             c["attempt_fails"] += 1
@@ -976,10 +1000,14 @@ class DirectStack(Stack):
         ``icmp_echo_replies``, every ``drop_<reason>`` (``drop_bad_checksum``,
         ``drop_malformed`` and ``drop_malformed_<ParseError.reason>``,
         ``drop_no_listener``, ...), ``engine_errors`` (internal errors contained: each
-        aborted one connection or dropped one packet) and the engine's own counters."""
+        aborted one connection or dropped one packet) and the engine's own counters;
+        ``flows_open`` (connections counted against ``max_connections``: all but
+        TIME-WAIT), ``time_wait`` (connections in the TIME-WAIT table) and
+        ``time_wait_recycled`` (entries closed early because the table was full)."""
         d = dict.fromkeys(_ALWAYS, 0)
         d.update(self._counters)
         d["flows_open"] = len(self._flows)
+        d["time_wait"] = len(self.time_wait)
         d["listeners_open"] = len(self._listeners)
         return d
 
@@ -996,6 +1024,7 @@ class DirectStack(Stack):
             segs = flow.take_output()
             if segs:
                 final.append((flow.remote_packed, segs))
+        self.time_wait.close_all(trio.current_time())
         self._nursery.cancel_scope.cancel()
         if final or self._pending:
             # Tell the peers (RST), but never hang on a stuck link.
@@ -1050,6 +1079,7 @@ _ALWAYS = (
     "drop_malformed",
     "drop_no_listener",
     "engine_errors",
+    "time_wait_recycled",
 )
 
 
@@ -1077,6 +1107,7 @@ async def open_stack(
             nursery, link, address, config if config is not None else TCPConfig(), hosts
         )
         nursery.start_soon(stack._reader)
+        nursery.start_soon(stack.time_wait.run)
         try:
             yield stack
         finally:
