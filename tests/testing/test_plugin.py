@@ -135,7 +135,7 @@ def _plugin_args() -> list[str]:
 
 
 INNER = """
-import pytest, trio
+import pytest, trio, trio.testing
 
 
 async def test_fails(tcp6_net, tcp6_stacks):
@@ -156,6 +156,11 @@ async def test_passes(tcp6_net, tcp6_stacks):
 @pytest.mark.tcp6(capture=False)
 async def test_fails_without_capture(tcp6_net):
     assert False
+
+
+async def test_virtual_time_in_trio_mode(tcp6_net):
+    # trio mode marks every async test with trio.run: the plugin's runner must win.
+    assert isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
 """
 
 
@@ -167,7 +172,7 @@ def test_a_failing_test_reports_its_pcap(
     pytester.makeini("[pytest]\ntrio_mode = true\n")
     pytester.makepyfile(test_inner=INNER)
     result = pytester.runpytest_subprocess(*_plugin_args(), "-v", "--basetemp=tmp")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=2, failed=2)
     text = result.stdout.str()
     assert text.count(REPORT_SECTION) == 1  # not for the test without a capture
     line = next(line for line in result.stdout.lines if "pcap of the test's traffic" in line)

@@ -70,9 +70,11 @@ def _virtual_time_wanted(item: pytest.Item) -> bool:
     return "tcp6_net" in fixtures and inspect.iscoroutinefunction(getattr(item, "obj", None))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run async tests that use ``tcp6_net`` in virtual time (through pytest-trio's
-    ``run=`` marker argument; a ``trio`` marker of the test's own comes first)."""
+    ``run=`` marker argument). The first ``trio`` marker naming a runner wins: a test's
+    own comes first, then this one, then trio mode's (hence ``tryfirst``)."""
     if not config.pluginmanager.hasplugin("trio"):
         return
     for item in items:
