@@ -15,6 +15,7 @@ from hypercorn.config import Config
 
 from trio_tcp6.contrib.httpx import Tcp6Transport
 from trio_tcp6.contrib.hypercorn import serve
+from trio_tcp6.testing import virtual_run
 
 from .helpers import KERNEL_PATIENCE, KINDS, stack_pair
 
@@ -122,3 +123,18 @@ async def test_tls_and_graceful_shutdown(kind: str) -> None:
         # The listener is closed: a new connection is refused.
         with _patience(kind), pytest.raises(OSError):
             await pair.client.open_tcp_stream(pair.host, listener.port)
+
+
+@pytest.mark.trio(run=virtual_run)
+async def test_an_app_ignoring_lifespan_is_served() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    async with stack_pair("direct") as pair, trio.open_nursery() as nursery:
+        listener = await pair.server.open_tcp_listener(0)
+        await nursery.start(serve, app, _config(), listener)
+        async with httpx.AsyncClient(transport=Tcp6Transport(pair.client)) as client:
+            assert (await client.get(pair.url(listener.port))).status_code == 204
+        nursery.cancel_scope.cancel()

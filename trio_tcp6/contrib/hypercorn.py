@@ -119,7 +119,9 @@ async def serve(
     as ``hypercorn.trio.serve`` does on its own sockets: lifespan startup first
     (``task_status.started`` reports ``["http://[::]:PORT"]``, or ``https``), one
     task per connection, then a graceful shutdown (``config.graceful_timeout``) and
-    the lifespan shutdown. The listener is closed at the end."""
+    the lifespan shutdown. The listener is closed at the end. An app that returns
+    from the lifespan scope at once is served without lifespan events (hypercorn's
+    own ``serve`` fails on it)."""
     wrapped = wrap_app(app, config.wsgi_max_body_size, mode)
     config.set_statsd_logger_class(StatsdLogger)
     lifespan_state: LifespanState = {}
@@ -134,7 +136,7 @@ async def serve(
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
-        await lifespan.wait_for_startup()
+        await _lifespan_event(lifespan.wait_for_startup)
         async with trio.open_nursery() as server_nursery:
             task_status.started([f"{scheme}://[::]:{listener.port}"])
             try:
@@ -162,5 +164,14 @@ async def serve(
                 )
                 with trio.CancelScope(shield=True):
                     await listener.aclose()
-        await lifespan.wait_for_shutdown()
+        await _lifespan_event(lifespan.wait_for_shutdown)
         lifespan_nursery.cancel_scope.cancel()
+
+
+async def _lifespan_event(wait: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await wait()
+    except trio.ClosedResourceError:
+        # The app returned from its lifespan call without a word (many small apps
+        # only look at "http" scopes): hypercorn closed the channel, no lifespan.
+        pass
