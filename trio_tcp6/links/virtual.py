@@ -85,6 +85,7 @@ from heapq import heappop, heappush
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
+import attrs
 import trio
 
 from ..alarm import Alarm
@@ -575,6 +576,16 @@ class VirtualNetwork:
         else:
             self._layers.pop(key, None)
         self._refresh_paths()
+
+    def overrides(
+        self, src: AddressLike | None = None, dst: AddressLike | None = None
+    ) -> dict[str, Any]:
+        """The knobs one layer sets, as ``impair()`` took them (a copy; both None: every
+        network-wide value). ``clear_impairments`` then ``impair(**saved)`` restores it."""
+        key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
+        if key == (None, None):
+            return attrs.asdict(self._base)
+        return dict(self._layers.get(key, {}))
 
     def impairments(self, src: AddressLike, dst: AddressLike) -> Impairments:
         """The impairments that apply now to packets from ``src`` to ``dst``."""
