@@ -13,9 +13,9 @@ Both serve HTTP with the one h11-based implementation in :mod:`trio_tcp6.cli.htt
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+from .args import OneLineParser
 from .demo import add_demo_parser
 from .tun import add_tun_parser
 
@@ -25,7 +25,7 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit
     status."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m trio_tcp6", description="trio_tcp6: a userspace TCP/IPv6 stack on trio"
     )
     sub = parser.add_subparsers(dest="command", required=True)
