@@ -170,7 +170,7 @@ async def open_tun_stack(args: argparse.Namespace) -> AsyncIterator[tuple[TunLin
 def _format_stats(stack: dict[str, int], link: dict[str, int]) -> str:
     rows = [(k, v) for k, v in sorted(stack.items()) if v]
     rows += [(f"link.{k}", v) for k, v in sorted(link.items()) if v]
-    return "stats:\n" + format_table(["counter", "count"], rows, indent="  ")
+    return "stats: (non-zero counters)\n" + format_table(["counter", "count"], rows, indent="  ")
 
 
 # -- services ------------------------------------------------------------------------------
