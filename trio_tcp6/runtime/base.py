@@ -186,7 +186,9 @@ class Listener(trio.abc.Listener[Flow]):
 
 
 class Stack(abc.ABC):
-    """The API both stacks share (see ``API.md``)."""
+    """The API both stacks share: the trio-style calls (``open_tcp_stream``,
+    ``open_tcp_listener``, ``serve_tcp``) and the mirage-style ones (``create_connection``,
+    ``listen``, ``unlisten``)."""
 
     def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
