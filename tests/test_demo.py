@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
-import sys
+import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import trio.testing
 
-from trio_tcp6.cli.demo import DemoOptions, run_demo
+from trio_tcp6.cli.demo import DemoOptions, WallClock, run_demo
 from trio_tcp6.wire.pcap import read_pcap
+
+from .test_cli_args import run_cli
 
 
 async def test_demo_in_virtual_time(
@@ -75,14 +79,91 @@ async def test_demo_pcap_reads_clean_in_tshark(
 
 
 def test_demo_command_line(tmp_path: Path) -> None:
-    """The README's first command, in real time."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "trio_tcp6", "demo", "--megabytes", "0.5"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
+    """The README's first command, in real time; its capture is dated by the run."""
+    before = time.time()
+    proc = run_cli("demo", "--megabytes", "0.5", cwd=tmp_path, timeout=300)
+    after = time.time()
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "everything arrived intact" in proc.stdout
-    assert (tmp_path / "trio_tcp6-demo.pcap").stat().st_size > 0
+    packets = read_pcap(tmp_path / "trio_tcp6-demo.pcap")
+    assert packets
+    # Real time: every packet passed during the run, by the wall clock.
+    assert before <= packets[0][0] <= packets[-1][0] <= after
+
+
+def test_virtual_demo_capture_starts_at_the_wall_clock(tmp_path: Path) -> None:
+    """Virtual time starts at the wall-clock time of the run's start (it used to start
+    at 0: a capture dated 1 January 1970)."""
+    pcap = tmp_path / "v.pcap"
+    before = time.time()
+    proc = run_cli("demo", "--virtual", "--megabytes", "0.2", "--pcap", str(pcap))
+    after = time.time()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stamps = [t for t, _ in read_pcap(pcap)]
+    assert before <= stamps[0] <= after
+    assert stamps == sorted(stamps)
+    assert stamps[-1] - stamps[0] < 60  # simulated seconds of one short transfer
+
+
+def test_wall_clock_reads_the_epoch_and_runs_the_demo(tmp_path: Path) -> None:
+    clock = WallClock()
+    assert abs(clock.current_time() - time.time()) < 0.01
+    assert clock.deadline_to_sleep_time(clock.current_time() + 5) == pytest.approx(5, abs=0.01)
+    pcap = tmp_path / "w.pcap"
+    options = DemoOptions(pcap=str(pcap), megabytes=0.05, delay=0.001, jitter=0.0)
+    before = time.time()
+    report = trio.run(partial(run_demo, options, say=lambda _: None), clock=WallClock())
+    assert report.intact
+    stamps = [t for t, _ in read_pcap(pcap)]
+    assert before <= stamps[0] <= stamps[-1] <= time.time()
+
+
+def test_demo_prints_progress_lines_off_a_terminal(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--virtual", "--megabytes", "0.5", "--no-pcap", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "progress:" in line]
+    assert "\r" not in proc.stdout and "\x1b" not in proc.stdout  # stdout is a pipe
+    assert lines, proc.stdout
+    pattern = r"   progress: [\d.]+ (B|KiB) / 512\.0 KiB +\d+%  +[\d.]+ Mbit/s  ETA [\d:-]+"
+    assert all(re.fullmatch(pattern, line) for line in lines), lines
+    assert " 100% " in lines[-1]
+    quiet = run_cli("demo", "--virtual", "--megabytes", "0.5", "--no-pcap", "--quiet")
+    assert quiet.returncode == 0 and "progress:" not in quiet.stdout
+    assert "everything arrived intact" in quiet.stdout
+
+
+def test_demo_no_pcap_writes_nothing(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--virtual", "--megabytes", "0.1", "--no-pcap", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert "pcap: none (--no-pcap)" in proc.stdout
+
+
+async def test_demo_counters_table(autojump_clock: trio.testing.MockClock) -> None:
+    lines: list[str] = []
+    options = DemoOptions(pcap=None, megabytes=0.2, rate=2e6, queue=40000, reorder_delay=0.01)
+    report = await run_demo(options, say=lines.append)
+    assert report.intact and report.pcap_packets == 0
+    text = "\n".join(lines).splitlines()
+    header = next(
+        i for i, row in enumerate(text) if re.fullmatch(r" +counter +client +server", row)
+    )
+    rule = text[header + 1]
+    assert re.fullmatch(r"     -+  -+  -+", rule)
+    rows = text[header + 2 : text.index(next(r for r in text if r.startswith("   pcap:")))]
+    assert all(len(row) == len(rule) == len(text[header]) for row in rows)  # aligned
+    shown = {}
+    for row in rows:
+        name, client, server = row.split()
+        shown[name] = (int(client), int(server))
+    assert shown["segments_out"] == (
+        report.client_stats["segments_out"],
+        report.server_stats["segments_out"],
+    )
+    assert all(c or s for c, s in shown.values())  # only non-zero rows
+    nonzero = {k for st in (report.client_stats, report.server_stats) for k, v in st.items() if v}
+    assert set(shown) == nonzero
+    net_header = text.index("     counter       packets")
+    assert text[net_header + 1] == "     ------------  -------"
+    sent = next(row for row in text[net_header:] if row.split()[0] == "sent")
+    assert int(sent.split()[1]) == report.network_stats["sent"]

@@ -13,24 +13,30 @@ Both serve HTTP with the one h11-based implementation in :mod:`trio_tcp6.cli.htt
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 
+from .args import OneLineParser
 from .demo import add_demo_parser
 from .tun import add_tun_parser
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit
-    status."""
-    parser = argparse.ArgumentParser(
+def build_parser() -> OneLineParser:
+    """The parser of the whole command line. Every value is checked as it is parsed:
+    a bad one is a one-line error and exit status 2."""
+    parser = OneLineParser(
         prog="python -m trio_tcp6", description="trio_tcp6: a userspace TCP/IPv6 stack on trio"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(sub)
     add_tun_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit
+    status."""
+    args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -13,10 +13,12 @@ privileges needed):
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import ipaddress
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,12 +29,22 @@ import trio.testing
 
 from ..config import TCPConfig
 from ..errors import error_message
-from ..links import VirtualNetwork
+from ..links import Impairments, VirtualNetwork
 from ..results import Eof, Error, Ok
 from ..runtime import Flow, Stack, open_stack
+from . import args as checks
 from .http import Request, Response, http_get, serve_http
+from .output import Progress, counter_table, format_table
 
-__all__ = ["DemoOptions", "DemoReport", "add_demo_parser", "run_demo"]
+__all__ = [
+    "DemoOptions",
+    "DemoReport",
+    "WallClock",
+    "add_demo_parser",
+    "demo_clock",
+    "options_from",
+    "run_demo",
+]
 
 CLIENT = ipaddress.IPv6Address("fd00:7463:7036::1")
 SERVER = ipaddress.IPv6Address("fd00:7463:7036::2")
@@ -46,9 +58,14 @@ PAGE = (
 
 @attrs.define
 class DemoOptions:
-    """What the demo does; the command line sets these."""
+    """What the demo does; the command line sets these.
 
-    pcap: str = "trio_tcp6-demo.pcap"
+    The impairment knobs are those of :class:`~trio_tcp6.VirtualNetwork` (``rate`` in
+    bytes per second, None: unlimited; ``queue`` in bytes, ``reorder_delay`` in
+    seconds, None: the network's default). ``pcap=None`` writes no capture.
+    """
+
+    pcap: str | None = "trio_tcp6-demo.pcap"
     megabytes: float = 2.0
     loss: float = 0.02
     delay: float = 0.005
@@ -56,8 +73,26 @@ class DemoOptions:
     reorder: float = 0.01
     duplicate: float = 0.01
     corrupt: float = 0.005
+    rate: float | None = None
+    queue: int | None = None
+    reorder_delay: float | None = None
+    mtu: int = 1500
     seed: int = 6528
     congestion: str = "cubic"
+
+    def impairments(self) -> Impairments:
+        """The path's impairments during the transfer (raises ValueError if invalid)."""
+        return Impairments(
+            loss=self.loss,
+            delay=self.delay,
+            jitter=self.jitter,
+            reorder=self.reorder,
+            duplicate=self.duplicate,
+            corrupt=self.corrupt,
+            rate=self.rate,
+            queue=self.queue,
+            reorder_delay=self.reorder_delay,
+        )
 
 
 @attrs.define
@@ -118,12 +153,22 @@ async def _sink(flow: Flow) -> None:
     await flow.close()
 
 
-async def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) -> DemoReport:
-    """Run the demo on the current trio clock (real time, or virtual under MockClock)."""
-    report = DemoReport()
-    net = VirtualNetwork(mtu=1500, seed=options.seed)
-    capture = net.capture(options.pcap)
+async def run_demo(
+    options: DemoOptions,
+    *,
+    say: Callable[[str], None] = print,
+    progress: Callable[[int], Progress] | None = None,
+) -> DemoReport:
+    """Run the demo on the current trio clock (real time, or virtual under MockClock).
+
+    ``progress(total_bytes)``, if given, makes the :class:`~trio_tcp6.cli.output.Progress`
+    that shows the transfer. Invalid options raise ValueError before anything runs.
+    """
+    impairments = options.impairments()
     config = TCPConfig(congestion=options.congestion)  # type: ignore[arg-type]
+    report = DemoReport()
+    net = VirtualNetwork(mtu=options.mtu, seed=options.seed)
+    capture = net.capture(options.pcap) if options.pcap is not None else None
     try:
         async with (
             open_stack(net.attach(CLIENT), CLIENT, config=config) as client,
@@ -134,25 +179,43 @@ async def run_demo(options: DemoOptions, *, say: Callable[[str], None] = print) 
                 # trio style: serve_tcp, like trio.serve_tcp; mirage style: listen(port, cb).
                 await services.start(server.serve_tcp, _http_handler, HTTP_PORT)
                 server.listen(SINK_PORT, _sink)
-                await _exchange(client, net, options, report, say)
+                await _exchange(client, net, options, impairments, report, say, progress)
                 services.cancel_scope.cancel()
             report.client_stats = client.stats()
             report.server_stats = server.stats()
     finally:
-        capture.close()
-        report.pcap_packets = capture.count
+        if capture is not None:
+            capture.close()
+            report.pcap_packets = capture.count
         report.network_stats = net.stats()
         net.close()
     _summary(report, options, say)
     return report
 
 
+def _describe(imp: Impairments) -> str:
+    parts = [
+        f"{imp.loss:.1%} loss",
+        f"{imp.delay * 1000:g} ms delay ±{imp.jitter * 1000:g} ms",
+        f"{imp.reorder:.1%} reordered"
+        + (f" (held {imp.reorder_delay * 1000:g} ms+)" if imp.reorder_delay else ""),
+        f"{imp.duplicate:.1%} duplicated",
+        f"{imp.corrupt:.1%} corrupted",
+    ]
+    if imp.rate is not None:
+        queue = "unlimited" if imp.queue is None else f"{imp.queue} B"
+        parts.append(f"{imp.rate * 8 / 1e6:g} Mbit/s, queue {queue}")
+    return ", ".join(parts)
+
+
 async def _exchange(
     client: Stack,
     net: VirtualNetwork,
     options: DemoOptions,
+    impairments: Impairments,
     report: DemoReport,
     say: Callable[[str], None],
+    progress: Callable[[int], Progress] | None,
 ) -> None:
     say(f"2. HTTP/1.1 GET / over a flow to [{SERVER}]:{HTTP_PORT}")
     t0 = trio.current_time()
@@ -163,52 +226,58 @@ async def _exchange(
     )
 
     size = int(options.megabytes * (1 << 20))
-    net.impair(
-        loss=options.loss,
-        delay=options.delay,
-        jitter=options.jitter,
-        reorder=options.reorder,
-        duplicate=options.duplicate,
-        corrupt=options.corrupt,
-    )
-    say(
-        f"3. Impairing the path: {options.loss:.1%} loss, {options.delay * 1000:.0f} ms "
-        f"delay ±{options.jitter * 1000:.0f} ms, {options.reorder:.1%} reordered, "
-        f"{options.duplicate:.1%} duplicated, {options.corrupt:.1%} corrupted"
-    )
+    net.impair(**attrs.asdict(impairments))
+    say(f"3. Impairing the path: {_describe(impairments)}")
     say(f"   sending {size / (1 << 20):.1f} MiB with write()/close() (mirage style)")
     payload = random.Random(options.seed).randbytes(size)
     report.digest_sent = hashlib.sha256(payload).hexdigest()
     connected = await client.create_connection((SERVER, SINK_PORT))
     if not isinstance(connected, Ok):
-        raise RuntimeError(f"could not connect: {connected}")
+        raise RuntimeError(f"could not connect: {error_message(connected.error)}")
     flow = connected.value
     t0 = trio.current_time()
     wall0 = time.perf_counter()
-    view = memoryview(payload)
-    for offset in range(0, size, 65536):
-        result = await flow.write(view[offset : offset + 65536])
-        if not isinstance(result, Ok):
-            raise RuntimeError(f"write failed: {result}")
-    await flow.send_eof()
+    bar = progress(size) if progress is not None else None
+
+    def acked() -> int:
+        return min(flow.info().bytes_acked, size)
+
+    async def show_progress() -> None:
+        assert bar is not None
+        while True:
+            bar.update(acked(), trio.current_time() - t0)
+            await trio.sleep(_PROGRESS_POLL)
+
     answer = b""
-    while True:
-        match await flow.read():
-            case Ok(data):
-                answer += data
-            case Error(err):
-                say(f"   read failed: {error_message(err)}")
-                break
-            case _:
-                break
+    async with trio.open_nursery() as nursery:
+        if bar is not None:
+            nursery.start_soon(show_progress)
+        view = memoryview(payload)
+        for offset in range(0, size, 65536):
+            result = await flow.write(view[offset : offset + 65536])
+            if not isinstance(result, Ok):
+                raise RuntimeError(f"write failed: {result}")
+        await flow.send_eof()
+        while True:
+            match await flow.read():
+                case Ok(data):
+                    answer += data
+                case Error(err):
+                    say(f"   read failed: {error_message(err)}")
+                    break
+                case _:
+                    break
+        nursery.cancel_scope.cancel()
     report.transfer_seconds = trio.current_time() - t0
+    if bar is not None:
+        bar.finish(acked(), report.transfer_seconds)
     wall = time.perf_counter() - wall0
     report.transfer_bytes = size
     report.digest_received = answer.decode(errors="replace")
     info = flow.info()
     report.retransmits = info.retransmits
     await flow.close()
-    net.impair(loss=0.0, delay=0.0, jitter=0.0, reorder=0.0, duplicate=0.0, corrupt=0.0)
+    net.clear_impairments()
     rate = size * 8 / report.transfer_seconds / 1e6 if report.transfer_seconds else 0.0
     say(
         f"   -> {size / (1 << 20):.1f} MiB in {report.transfer_seconds:.2f} s "
@@ -222,58 +291,228 @@ async def _exchange(
     )
 
 
+#: How often (trio seconds) the transfer's progress is sampled.
+_PROGRESS_POLL = 0.05
+
+
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1000:.1f} ms"
 
 
 def _summary(report: DemoReport, options: DemoOptions, say: Callable[[str], None]) -> None:
-    net = report.network_stats
-    dropped = {k: v for k, v in net.items() if k.startswith("dropped") and v}
+    net = {k: v for k, v in report.network_stats.items() if v}
     say("4. Summary")
-    say(
-        f"   network: {net.get('sent', 0)} packets sent, {net.get('delivered', 0)} delivered, "
-        f"{net.get('duplicated', 0)} duplicated, {net.get('corrupted', 0)} corrupted, "
-        f"dropped {dropped or 'none'}"
-    )
-    for name, stats in (("client", report.client_stats), ("server", report.server_stats)):
-        interesting = {k: v for k, v in sorted(stats.items()) if v}
-        say(f"   {name} stack: " + ", ".join(f"{k}={v}" for k, v in interesting.items()))
-    path = os.path.abspath(options.pcap)
-    say(f"   pcap: {path} ({report.pcap_packets} packets); try: tshark -r {options.pcap}")
+    say("   network (packets):")
+    say(format_table(["counter", "packets"], sorted(net.items()), indent="     "))
+    say("   stacks (non-zero counters):")
+    columns = {"client": report.client_stats, "server": report.server_stats}
+    say(counter_table(columns, indent="     "))
+    if options.pcap is not None:
+        path = os.path.abspath(options.pcap)
+        say(f"   pcap: {path} ({report.pcap_packets} packets); try: tshark -r {options.pcap}")
+    else:
+        say("   pcap: none (--no-pcap)")
     ok = report.http_status == 200 and report.intact
     say("   result: " + ("everything arrived intact" if ok else "SOMETHING WENT WRONG"))
+
+
+# -- the clock ------------------------------------------------------------------------------
+class WallClock(trio.abc.Clock):
+    """trio's clock as seconds since the Unix epoch: monotonic (``perf_counter``),
+    anchored once at the wall-clock time of the run's start, so the capture's
+    timestamps are the times the packets really passed."""
+
+    def __init__(self) -> None:
+        self._offset = time.time() - time.perf_counter()
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self._offset + time.perf_counter()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - self.current_time()
+
+
+def demo_clock(virtual: bool) -> trio.abc.Clock:
+    """The clock the command line runs the demo on: real time, or virtual time
+    (:class:`trio.testing.MockClock` jumping to each deadline); either way starting at
+    the wall-clock time of now, so the pcap's timestamps are dates of this run."""
+    if not virtual:
+        return WallClock()
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    clock.jump(time.time())
+    return clock
 
 
 # -- the command line ---------------------------------------------------------------------
 def add_demo_parser(sub: Any) -> None:
     """Add the ``demo`` subcommand to an argparse subparsers object."""
+    d = DemoOptions()
     demo = sub.add_parser(
-        "demo", help="two stacks on a virtual network: HTTP, an impaired transfer, a pcap"
+        "demo",
+        help="two stacks on a virtual network: HTTP, an impaired transfer, a pcap",
+        description=(
+            "Two trio_tcp6 stacks on an in-memory IPv6 network: an HTTP exchange, then a "
+            "transfer over an impaired path checked with SHA-256, a table of counters "
+            "and a pcap of every packet."
+        ),
     )
-    demo.add_argument("--pcap", default="trio_tcp6-demo.pcap", help="where to write the capture")
-    demo.add_argument("--megabytes", type=float, default=2.0, help="size of the transfer (MiB)")
-    demo.add_argument("--loss", type=float, default=0.02, help="packet loss probability")
-    demo.add_argument("--delay", type=float, default=0.005, help="one-way delay (s)")
-    demo.add_argument("--seed", type=int, default=6528, help="seed of the network's randomness")
-    demo.add_argument("--congestion", choices=("cubic", "newreno"), default="cubic")
-    demo.add_argument("--virtual", action="store_true", help="run in virtual time (MockClock)")
-    demo.set_defaults(func=_main)
+    what = demo.add_argument_group("the transfer")
+    what.add_argument(
+        "--megabytes",
+        type=checks.size_mib,
+        default=d.megabytes,
+        metavar="MIB",
+        help="size of the transfer in MiB (default %(default)s)",
+    )
+    what.add_argument("--congestion", choices=("cubic", "newreno"), default=d.congestion)
+    what.add_argument(
+        "--virtual", action="store_true", help="run in virtual time (trio.testing.MockClock)"
+    )
+    what.add_argument(
+        "--quiet", action="store_true", help="no progress display during the transfer"
+    )
+    path = demo.add_argument_group("the path (impairments during the transfer)")
+    below_one = checks.probability(below_one=True, why=" (1 would stop every packet)")
+    path.add_argument(
+        "--loss",
+        type=below_one,
+        default=d.loss,
+        metavar="P",
+        help="loss probability (default %(default)s)",
+    )
+    path.add_argument(
+        "--corrupt",
+        type=below_one,
+        default=d.corrupt,
+        metavar="P",
+        help="probability of flipping bits in a packet (default %(default)s)",
+    )
+    path.add_argument(
+        "--duplicate",
+        type=checks.probability(),
+        default=d.duplicate,
+        metavar="P",
+        help="probability of delivering a packet twice (default %(default)s)",
+    )
+    path.add_argument(
+        "--reorder",
+        type=checks.probability(),
+        default=d.reorder,
+        metavar="P",
+        help="probability of holding a packet back, to be overtaken (default %(default)s)",
+    )
+    path.add_argument(
+        "--reorder-delay",
+        type=checks.positive,
+        default=None,
+        metavar="S",
+        help="how long a reordered packet is held back (default: max(delay, 1 ms))",
+    )
+    path.add_argument(
+        "--delay",
+        type=checks.non_negative,
+        default=d.delay,
+        metavar="S",
+        help="one-way delay in seconds (default %(default)s)",
+    )
+    path.add_argument(
+        "--jitter",
+        type=checks.non_negative,
+        default=d.jitter,
+        metavar="S",
+        help="uniform delay variation, +-S (never reorders) (default %(default)s)",
+    )
+    path.add_argument(
+        "--rate",
+        type=checks.positive,
+        default=None,
+        metavar="MBIT",
+        help="link rate in Mbit/s (default: unlimited)",
+    )
+    path.add_argument(
+        "--queue",
+        type=_queue_bytes,
+        default=None,
+        metavar="BYTES",
+        help="drop-tail queue in front of --rate (default: unlimited)",
+    )
+    path.add_argument(
+        "--mtu", type=checks.mtu, default=d.mtu, help="the network's MTU (default %(default)s)"
+    )
+    path.add_argument(
+        "--seed",
+        type=int,
+        default=d.seed,
+        help="seed of the network's randomness (default %(default)s)",
+    )
+    out = demo.add_argument_group("the capture")
+    pcap = out.add_mutually_exclusive_group()
+    pcap.add_argument(
+        "--pcap",
+        type=checks.pcap_path,
+        default=d.pcap,
+        metavar="PATH",
+        help="write every packet to this pcap file (default %(default)s)",
+    )
+    pcap.add_argument(
+        "--no-pcap", dest="pcap", action="store_const", const=None, help="write no capture"
+    )
+    demo.set_defaults(func=_main, parser=demo)
 
 
-def _main(args: argparse.Namespace) -> int:
-    options = DemoOptions(
-        pcap=args.pcap,
-        megabytes=args.megabytes,
-        loss=args.loss,
-        delay=args.delay,
-        seed=args.seed,
-        congestion=args.congestion,
+def _queue_bytes(text: str) -> int:
+    value = checks.positive(text)
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"a queue is a whole number of bytes, got {text}")
+    return int(value)
+
+
+def options_from(ns: argparse.Namespace) -> DemoOptions:
+    """The :class:`DemoOptions` a parsed command line asks for."""
+    return DemoOptions(
+        pcap=ns.pcap,
+        megabytes=ns.megabytes,
+        loss=ns.loss,
+        delay=ns.delay,
+        jitter=ns.jitter,
+        reorder=ns.reorder,
+        reorder_delay=ns.reorder_delay,
+        duplicate=ns.duplicate,
+        corrupt=ns.corrupt,
+        rate=None if ns.rate is None else ns.rate * 1e6 / 8,
+        queue=ns.queue,
+        mtu=ns.mtu,
+        seed=ns.seed,
+        congestion=ns.congestion,
+    )
+
+
+def _main(ns: argparse.Namespace) -> int:
+    if ns.queue is not None and ns.rate is None:
+        ns.parser.error("--queue needs --rate (a queue forms only in front of a rate limit)")
+    options = options_from(ns)
+    try:
+        options.impairments()
+    except ValueError as exc:  # the argument types should have caught it
+        ns.parser.error(str(exc))
+    progress = (
+        None
+        if ns.quiet
+        else functools.partial(Progress, stream=sys.stdout, tty=sys.stdout.isatty())
     )
     print("trio_tcp6 demo: a userspace TCP/IPv6 stack on trio, over an in-memory network")
-    if args.virtual:
+    if ns.virtual:
         print("(virtual time: trio.testing.MockClock; times below are simulated)")
-        clock = trio.testing.MockClock(autojump_threshold=0)
-        report = trio.run(run_demo, options, clock=clock)
-    else:
-        report = trio.run(run_demo, options)
+    try:
+        report = trio.run(
+            functools.partial(run_demo, options, progress=progress),
+            clock=demo_clock(ns.virtual),
+        )
+    except OSError as exc:
+        return checks.fail(ns.parser.prog, str(exc), 1)
+    except KeyboardInterrupt:
+        return checks.fail(ns.parser.prog, "interrupted", 130)
     return 0 if report.http_status == 200 and report.intact else 1

@@ -53,10 +53,15 @@ from ..errors import TCPError, error_message
 from ..links import Packet, TunLink, impair_link, open_tun
 from ..runtime import DirectStack, Flow, open_stack
 from ..wire import PcapWriter
+from . import args as checks
 from .http import Request, Response, serve_http
+from .output import format_table
 
 __all__ = [
     "add_tun_parser",
+    "check_arguments",
+    "environment_problem",
+    "has_cap_net_admin",
     "echo_service",
     "discard_service",
     "http_service",
@@ -136,7 +141,7 @@ async def open_tun_stack(args: argparse.Namespace) -> AsyncIterator[tuple[TunLin
         if args.kernel_address:
             iface = ipaddress.IPv6Interface(args.kernel_address)
             if iface.ip == ipaddress.IPv6Address(address):
-                raise SystemExit("--kernel-address must differ from --address")
+                raise ValueError("--kernel-address must differ from --address")
             tun.add_kernel_address(iface.ip, iface.network.prefixlen)
             tun.set_up()
             _say(f"{tun.name}: kernel side {iface.with_prefixlen}, interface up")
@@ -163,9 +168,9 @@ async def open_tun_stack(args: argparse.Namespace) -> AsyncIterator[tuple[TunLin
 
 
 def _format_stats(stack: dict[str, int], link: dict[str, int]) -> str:
-    parts = [f"{k}={v}" for k, v in sorted(stack.items()) if v]
-    parts += [f"link.{k}={v}" for k, v in sorted(link.items()) if v]
-    return "stats: " + " ".join(parts)
+    rows = [(k, v) for k, v in sorted(stack.items()) if v]
+    rows += [(f"link.{k}", v) for k, v in sorted(link.items()) if v]
+    return "stats: (non-zero counters)\n" + format_table(["counter", "count"], rows, indent="  ")
 
 
 # -- services ------------------------------------------------------------------------------
@@ -314,18 +319,41 @@ def add_tun_parser(sub: Any) -> None:
         help="run the stack on a Linux TUN device (serve HTTP/echo, or connect)",
         description="Run the trio_tcp6 stack on a Linux TUN device (needs CAP_NET_ADMIN).",
     )
-    tun.add_argument("--name", default="tcp6tun%d", help="interface name (%%d: kernel picks)")
-    tun.add_argument("--address", required=True, help="the stack's IPv6 address")
+    tun.add_argument(
+        "--name",
+        type=checks.interface_name,
+        default="tcp6tun%d",
+        help="interface name, at most 15 bytes (%%d: the kernel picks the number)",
+    )
+    tun.add_argument(
+        "--address", type=checks.address, required=True, help="the stack's IPv6 address"
+    )
     tun.add_argument(
         "--kernel-address",
+        type=checks.interface,
         metavar="ADDR/LEN",
         help="configure the kernel side with this address and bring the interface up",
     )
-    tun.add_argument("--netns", help="create the interface inside this named namespace")
-    tun.add_argument("--mtu", type=int, help="interface MTU (default: the kernel's, 1500)")
+    tun.add_argument(
+        "--netns", type=checks.netns, help="create the interface inside this named namespace"
+    )
+    tun.add_argument(
+        "--mtu", type=checks.mtu, help="interface MTU, 1280..65535 (default: the kernel's, 1500)"
+    )
     tun.add_argument("--offload", action="store_true", help="checksum and TSO6 offload")
-    tun.add_argument("--loss", type=float, default=0.0, help="drop probability, each way")
-    tun.add_argument("--pcap", help="write every packet of the stack to this file")
+    tun.add_argument(
+        "--loss",
+        type=checks.probability(below_one=True, why=" (1 would stop every packet)"),
+        default=0.0,
+        metavar="P",
+        help="drop probability, each way",
+    )
+    tun.add_argument(
+        "--pcap",
+        type=checks.pcap_path,
+        metavar="PATH",
+        help="write every packet of the stack to this file",
+    )
     tun.add_argument("--congestion", choices=("cubic", "newreno"), default="cubic")
     tun.add_argument("--stats", action="store_true", help="print the counters at exit")
     actions = tun.add_subparsers(dest="action", required=True)
@@ -335,18 +363,75 @@ def add_tun_parser(sub: Any) -> None:
         ("serve-discard", 9, "discard server (prints each connection's rate)"),
     ):
         p = actions.add_parser(name, help=text)
-        p.add_argument("--port", type=int, default=port)
+        p.add_argument(
+            "--port",
+            type=checks.port(allow_zero=True),
+            default=port,
+            help="0..65535, 0 picks a free one (default %(default)s)",
+        )
     connect = actions.add_parser("connect", help="netcat: stdin to the peer, the peer to stdout")
-    connect.add_argument("host")
-    connect.add_argument("port", type=int)
+    # TODO(integrator): accept host names here once the stacks resolve them (issue 11 §4,
+    # the ``hosts`` mapping for TUN use); today only IPv6 literals connect.
+    connect.add_argument("host", type=checks.address, help="the peer's IPv6 address")
+    connect.add_argument("port", type=checks.port(allow_zero=False), help="1..65535")
     actions.add_parser("idle", help="only answer ping (and RST everything else)")
-    tun.set_defaults(func=_main)
+    tun.set_defaults(func=_main, parser=tun)
 
 
-def _main(args: argparse.Namespace) -> int:
+#: Bit of CAP_NET_ADMIN in the capability sets of /proc/PID/status (linux/capability.h).
+CAP_NET_ADMIN = 12
+
+
+def has_cap_net_admin(status: str) -> bool | None:
+    """Whether the ``CapEff`` line of a ``/proc/self/status`` text includes
+    CAP_NET_ADMIN; None if the text has no such line (not Linux)."""
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    return None
+
+
+def environment_problem(
+    *, device: str = "/dev/net/tun", status_path: str = "/proc/self/status"
+) -> str | None:
+    """Why a TUN device cannot be created here (one line), or None if it can."""
+    if not sys.platform.startswith("linux"):
+        return f"TUN devices need Linux (this is {sys.platform})"
+    if not os.path.exists(device):
+        return (
+            f"{device} does not exist: load the tun module (modprobe tun) or run on a host with it"
+        )
     try:
-        status: int = trio.run(run_tun, args)
+        with open(status_path) as f:
+            allowed = has_cap_net_admin(f.read())
+    except OSError:
+        allowed = None
+    if allowed is False:
+        return (
+            "creating a TUN device needs CAP_NET_ADMIN: run as root (sudo) or grant the capability"
+        )
+    return None
+
+
+def check_arguments(ns: argparse.Namespace) -> None:
+    """The checks that involve several arguments (``ns.parser.error`` on failure)."""
+    if ns.kernel_address is not None:
+        if ns.kernel_address.ip == ns.address:
+            ns.parser.error(f"--kernel-address must differ from --address ({ns.address})")
+        if ns.address not in ns.kernel_address.network:
+            _say(
+                f"warning: {ns.address} is outside {ns.kernel_address.network}: the kernel "
+                "needs a route to reach the stack"
+            )
+
+
+def _main(ns: argparse.Namespace) -> int:
+    check_arguments(ns)
+    problem = environment_problem()
+    if problem is not None:
+        return checks.fail(ns.parser.prog, problem)
+    try:
+        status: int = trio.run(run_tun, ns)
     except (PermissionError, FileNotFoundError) as exc:
-        _say(f"error: {exc}")
-        return 2
+        return checks.fail(ns.parser.prog, str(exc))
     return status

@@ -447,7 +447,9 @@ class Listener(trio.abc.Listener[Flow]):
 
 
 class Stack(abc.ABC):
-    """The API both stacks share (see ``API.md``).
+    """The API both stacks share: the trio-style calls (``open_tcp_stream``,
+    ``open_tcp_listener(s)``, ``serve_tcp``) and the mirage-style ones
+    (``create_connection``, ``listen``, ``unlisten``).
 
     Hosts are IPv6 literals or names: ``"localhost"`` (:data:`LOCALHOST_NAMES`:
     the direct stack's own address, ``::1`` for the kernel stack), the names of the
