@@ -185,7 +185,7 @@ def _una(c: Connection) -> int:
 
 
 def _records(c: Connection) -> int:
-    n = c.info()["scoreboard_records"]
+    n = c.info().scoreboard_records
     assert isinstance(n, int)
     return n
 
