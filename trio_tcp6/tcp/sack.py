@@ -15,9 +15,9 @@ fragment the scoreboard and make every ACK walk it):
   start, or up to its end): a block covering part of a segment is ignored, as Linux's
   ``tcp_match_skb_to_sack`` does. Records are therefore only ever cut where the wire
   segments were, and their number stays bounded by what was sent;
-* a retransmission is assembled from adjacent lost records up to one MSS
-  (:meth:`Scoreboard.coalesce`, Linux ``tcp_retrans_try_collapse``), so no piece
-  shorter than the MSS is resent except at the end of a run of lost data;
+* a retransmission is assembled from adjacent whole lost records up to one MSS
+  (:meth:`Scoreboard.coalesce`, Linux ``tcp_retrans_try_collapse``), so small lost
+  pieces are not resent one by one;
 * the records in flight (neither SACKed nor lost-and-not-resent) are also kept in a
   doubly linked list in transmission order (Linux's ``tsorted_sent_queue``), which
   RACK walks from the oldest end only as far as it has to (:mod:`.rack`).
@@ -218,9 +218,10 @@ class Scoreboard:
 
     def coalesce(self, i: int, mss: int) -> SentSeg:
         """Make record ``i`` (lost, no retransmission in flight) the next segment to
-        retransmit: at most ``mss`` bytes, cut down to it or grown over the lost
-        records that follow (without a retransmission in flight, not SACKed) up to
-        it, so that fragments are resent as whole segments. Returns the record."""
+        retransmit: at most ``mss`` bytes, cut down to it or merged with the whole
+        lost records that follow (without a retransmission in flight, not SACKed)
+        while they fit in it (Linux ``tcp_retrans_try_collapse``), so that small
+        lost pieces are resent together. Returns the record."""
         segs = self.segs
         r = segs[i]
         if r.end - r.start > mss:
@@ -233,11 +234,8 @@ class Scoreboard:
         while r.end < want and j < n:
             q = segs[j]
             f = q.flags
-            if f & (SACKED | RETRANS) or not f & LOST:
+            if f & (SACKED | RETRANS) or not f & LOST or q.end > want:
                 break
-            if q.end > want:
-                self.split(j, want)
-                n += 1
             r.end = q.end
             flags |= f & EVER_RETRANS
             j += 1
