@@ -40,8 +40,11 @@ def main() -> None:
     for name in args.names or attack_names():
         module = importlib.import_module(f"bench.attacks.{name}")
         print(f"== {name}")
+        # An attack may give, by label, the figure issue 9 measured before its defence.
+        before: dict[str, str] = getattr(module, "BEFORE", {})
         for label, figure in module.run(args.quick):
-            print(f"  {label}: {figure}", flush=True)
+            was = f"  (before: {before[label]})" if label in before else ""
+            print(f"  {label}: {figure}{was}", flush=True)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def check_flow_info(info: tcp6.FlowInfo, *, sent: int) -> None:
         "state", "srtt", "rttvar", "rto", "min_rtt", "cwnd", "ssthresh", "mss",
         "snd_wnd", "rcv_wnd", "retransmits", "bytes_acked", "bytes_received",
         "bytes_sent", "sack", "timestamps", "wscale", "in_flight", "lost", "sacked",
-        "reordering", "ca_state", "unacked", "rcv_ooo", "rcv_held",
+        "reordering", "ca_state", "unacked", "rcv_ooo", "rcv_held", "scoreboard_records",
     }  # fmt: skip
     assert info.state is State.ESTABLISHED
     assert info.srtt is not None and info.srtt > 0
@@ -95,3 +95,4 @@ def check_flow_info(info: tcp6.FlowInfo, *, sent: int) -> None:
     assert info.reordering is False
     assert info.ca_state == "open"
     assert info.rcv_ooo in (None, 0) and info.rcv_held in (None, 0)  # (None: the kernel)
+    assert info.scoreboard_records in (None, 0)  # nothing in flight

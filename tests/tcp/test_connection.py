@@ -879,11 +879,14 @@ def test_paws_accepts_disordered_duplicate_ack() -> None:
     c, stats = active()
     send_and_collect(c, b"q" * 14400, 1.0)
     p = PEER_ISS + 1
-    c.on_segment(pseg(p, 1001, ACK, sack_blocks=((2441, 3881),), timestamps=(700, 0)), 1.05)
+    mss = c.mss  # 1428: the blocks cover whole segments (a part of one is ignored)
+    first = (1001 + mss, 1001 + 2 * mss)
+    c.on_segment(pseg(p, 1001, ACK, sack_blocks=(first,), timestamps=(700, 0)), 1.05)
     # An older duplicate ACK overtaken by the one above still brings its SACK block.
-    c.on_segment(pseg(p, 1001, ACK, sack_blocks=((3881, 5321),), timestamps=(690, 0)), 1.05)
+    second = (1001 + 2 * mss, 1001 + 3 * mss)
+    c.on_segment(pseg(p, 1001, ACK, sack_blocks=(second,), timestamps=(690, 0)), 1.05)
     assert stats["paws_disordered_ack"] == 1 and stats["drop_paws"] == 0
-    assert c.info().sacked == 2880  # both blocks were taken
+    assert c.info().sacked == 2 * mss  # both blocks were taken
     # Data with an old timestamp is still dropped.
     c.on_segment(pseg(p, 1001, ACK, b"x", timestamps=(690, 0)), 1.06)
     assert stats["drop_paws"] == 1 and c.readable == 0

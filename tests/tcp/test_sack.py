@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_tcp6.tcp.sack import LOST, RETRANS, SACKED, Scoreboard
+from trio_tcp6.tcp.rack import Rack
+from trio_tcp6.tcp.sack import LOST, RETRANS, SACKED, Scoreboard, SentSeg
 
 MSS = 100
 
@@ -129,3 +130,106 @@ def test_partial_sack_splits() -> None:
         (200, 250),
         (250, 300),
     ]
+
+
+# -- whole-segment SACKs, coalesced retransmissions, RACK over the in-flight list ----
+rack_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("sack"), st.integers(0, 3000), st.integers(1, 800)),
+        st.tuples(st.just("ack"), st.integers(0, 3000), st.just(0)),
+        st.tuples(st.just("retx"), st.integers(0, 2), st.just(0)),
+        st.tuples(st.just("probe"), st.just(0), st.just(0)),
+        st.tuples(st.just("rto"), st.just(0), st.just(0)),
+        st.tuples(st.just("undo"), st.just(0), st.just(0)),
+        st.tuples(st.just("lose"), st.integers(0, 40), st.just(0)),
+        st.tuples(st.just("send"), st.integers(1, 250), st.just(0)),
+        st.tuples(st.just("rack"), st.integers(0, 60), st.integers(0, 3)),
+    ),
+    max_size=40,
+)
+
+
+def in_flight(r: SentSeg) -> bool:
+    return not r.flags & SACKED and (not r.flags & LOST or bool(r.flags & RETRANS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 30), rack_ops, st.integers(0, 2**33))
+def test_rack_and_whole_segment_sacks_model(
+    n_segs: int, operations: list[tuple[str, int, int]], base: int
+) -> None:
+    """Against slow references: SACKs mark only whole segments and never bytes
+    outside the blocks; retransmissions are at most one MSS and shorter only where
+    the lost run ends; RACK marks exactly the in-flight records sent before its
+    newest delivered one whose deadline passed, and times the latest of the rest."""
+    sb = build(n_segs, base)
+    rack = Rack()
+    now = float(n_segs)
+    reported: set[int] = set()  # bytes the peer SACKed
+    sent = n_segs
+    for op, a, b in operations:
+        now += 0.5
+        nxt = sb.nxt
+        if op == "sack":
+            s = base + a
+            e = min(s + b, nxt)
+            if s < sb.una or e <= s:
+                continue
+            before = {id(r) for r in sb.segs if r.flags & SACKED}
+            newest, _, _ = sb.on_sack([(s, e)], MSS)
+            reported |= set(range(s, e))
+            for r in sb.segs:
+                if s <= r.start and r.end <= e:
+                    assert r.flags & SACKED  # whole records inside the block
+                if r.flags & SACKED and id(r) not in before:
+                    assert s <= r.start and r.end <= e  # never beyond the block
+            if newest is not None:
+                rack.update(newest, now, None)
+        elif op == "ack":
+            new = min(base + a, nxt)
+            if new <= sb.una:
+                continue
+            _, newest = sb.on_ack(new)
+            if newest is not None:
+                rack.update(newest, now, None)
+        elif op == "retx":
+            i = sb.next_lost()
+            if i >= 0:
+                r = sb.coalesce(i, MSS)
+                assert r.end - r.start <= MSS
+                if r.end - r.start < MSS and r.end < sb.nxt:
+                    # Only where the next record is no lost one that would fit.
+                    q = sb.segs[i + 1]
+                    fits = q.end - r.start <= MSS
+                    assert q.flags & (SACKED | RETRANS) or not q.flags & LOST or not fits
+                sb.mark_retransmitted(i, now)
+        elif op == "probe" and sb.segs:
+            sb.mark_resent(len(sb.segs) - 1, now)
+        elif op == "rto":
+            sb.mark_all_lost()
+        elif op == "undo":
+            sb.clear_marks()
+            reported.clear()
+        elif op == "lose" and sb.segs:
+            sb.mark_lost(a % len(sb.segs))
+        elif op == "send":
+            sb.add(nxt, nxt + a, now)
+            sent += 1
+        elif op == "rack":
+            reo = b * 0.25
+            rack.rtt = a * 0.1
+            key = (rack.order, rack.end_seq)
+            cands = [r for r in sb.segs if in_flight(r) and (r.order, r.end) < key]
+            budget = rack.rtt + reo - now
+            expect_lost = {id(r) for r in cands if r.xmit + budget <= 1e-6}
+            rest = [r.xmit + budget for r in cands if id(r) not in expect_lost]
+            marked, timeout = rack.detect_loss(sb, now, reo)
+            got_lost = {id(r) for r in cands if r.flags & LOST and not r.flags & RETRANS}
+            assert got_lost == expect_lost
+            assert marked == bool(expect_lost)
+            assert timeout == (max(rest) if rest else 0.0)
+        sb.check()
+        sacked_bytes = {x for r in sb.segs if r.flags & SACKED for x in range(r.start, r.end)}
+        assert sacked_bytes <= reported
+    # Records stay bounded by what was sent: splits only where segments were cut.
+    assert len(sb.segs) <= 2 * sent + len(operations)

@@ -775,6 +775,7 @@ class Connection:
             reordering=self.rec.rack.reord,
             ca_state=_CA_NAMES[self.rec.ca],
             unacked=self.snd.nxt - self.snd.una,
+            scoreboard_records=len(sb.segs),
             rcv_ooo=self.rcv.buf.ooo_bytes,
             rcv_held=self.rcv.buf.held,
         )

@@ -73,6 +73,9 @@ class TCPInfo:
     #: Sequence space sent and not yet acknowledged (SND.NXT - SND.UNA). Kernel:
     #: segments x MSS.
     unacked: int
+    #: Records on the sender's scoreboard (bounded by the segments sent, whatever
+    #: SACK blocks the peer sends). Kernel: None (not reported).
+    scoreboard_records: int | None = None
     #: Out-of-order bytes held for reassembly. Kernel: None (not reported).
     rcv_ooo: int | None = None
     #: Bytes counted against the receive buffer: in-order data not yet read plus

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.tcp import ACK, FIN, PSH, SACK_BLOCK_LEN, SACK_OPTION_BASE_LEN, URG, TCPSegment
-from .sack import Scoreboard
+from .sack import LOST, RETRANS, SACKED, Scoreboard
 from .seq import MASK
 from .states import CA_RECOVERY, SENDING
 from .timers import T_RTO, arm_rto, schedule
@@ -174,11 +174,15 @@ def xmit(c: Connection, start: int, end: int, now: float) -> None:
 
 
 def retransmit_record(c: Connection, sb: Scoreboard, i: int, now: float) -> tuple[int, int]:
-    """Resend scoreboard record ``i``, cut to one segment first (a TSO
-    super-segment's record is split so that only a segment's worth goes)."""
+    """Resend scoreboard record ``i``, as one segment: a record marked lost is cut
+    to a segment's worth (a TSO super-segment's) or grown over the lost records
+    after it up to one (:meth:`~.sack.Scoreboard.coalesce`: fragments go out as
+    whole segments); any other (RFC 6675 rule 3) is only cut."""
     r = sb.segs[i]
     mss = data_mss(c)
-    if r.end - r.start > mss:
+    if r.flags & LOST and not r.flags & (RETRANS | SACKED):
+        r = sb.coalesce(i, mss)
+    elif r.end - r.start > mss:
         sb.split(i, r.start + mss)
     xmit(c, r.start, r.end, now)
     c.retransmits += 1

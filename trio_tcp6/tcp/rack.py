@@ -3,11 +3,23 @@
 Tail Loss Probe timing and the probe itself live in the connection; this module
 keeps RACK's state (RACK.xmit_ts, RACK.end_seq, RACK.rtt, the reordering window
 and its D-SACK driven adaptation) and marks lost records.
+
+"Sent before" compares transmissions by their order (the scoreboard numbers them),
+with the end sequence number breaking ties within one transmission cut into
+pieces: RFC 8985 compares times first and falls back to sequence numbers only
+because clocks are coarse, and a serial number is exact.
+
+Loss detection never walks the whole scoreboard (Linux keeps a time-ordered list for
+the same reason): the records in flight are listed oldest transmission first, so
+those whose deadline passed are a prefix of that list, and those sent before
+RACK's newest delivered record another, longer, prefix whose end (the scoreboard's
+``rack_mark``) only moves forward. Each ACK costs the records it newly marks lost
+plus those it newly finds sent before, amortised O(1) each.
 """
 
 from __future__ import annotations
 
-from .sack import EVER_RETRANS, LOST, RETRANS, SACKED, Scoreboard, SentSeg
+from .sack import EVER_RETRANS, Scoreboard, SentSeg
 
 __all__ = ["Rack"]
 
@@ -16,6 +28,7 @@ class Rack:
     __slots__ = (
         "dsack_round",
         "end_seq",
+        "order",
         "reo_wnd_mult",
         "reo_wnd_persist",
         "reord",
@@ -25,6 +38,8 @@ class Rack:
 
     def __init__(self) -> None:
         self.xmit_ts = -1.0
+        #: The transmission order of the record RACK.xmit_ts is from (-1: none).
+        self.order = -1
         self.end_seq = 0
         self.rtt = 0.0
         #: Reordering was observed on this connection (RACK.reord).
@@ -40,8 +55,9 @@ class Rack:
             # Possibly the original was delivered: ambiguous, ignore (RFC 8985 §6.2).
             return
         self.rtt = rtt
-        if r.xmit > self.xmit_ts or (r.xmit == self.xmit_ts and r.end > self.end_seq):
+        if r.order > self.order or (r.order == self.order and r.end > self.end_seq):
             self.xmit_ts = r.xmit
+            self.order = r.order
             self.end_seq = r.end
 
     def on_dsack(self, snd_una: int, snd_nxt: int) -> None:
@@ -73,35 +89,39 @@ class Rack:
         return w
 
     def detect_loss(self, sb: Scoreboard, now: float, reo_wnd: float) -> tuple[bool, float]:
-        """RFC 8985 §6.2 step 5: mark lost every record sent before RACK.xmit_ts
-        whose deadline passed. Returns (anything newly marked, the time until the
-        earliest pending deadline or 0.0)."""
-        marked = False
-        timeout = 0.0
-        xts = self.xmit_ts
-        if xts < 0:
+        """RFC 8985 §6.2 step 5: mark lost every record in flight sent before the one
+        RACK.xmit_ts is from whose deadline passed. Returns (anything newly marked,
+        the time until the latest pending deadline of those sent before, or 0.0)."""
+        if self.order < 0:
             return False, 0.0
+        head = sb.inflight
+        order = self.order
         end_seq = self.end_seq
-        fack = sb.fack
-        budget = self.rtt + reo_wnd - now
-        segs = sb.segs
-        i = 0
-        n = len(segs)
-        while i < n:
-            r = segs[i]
-            f = r.flags
-            if r.start >= fack and not f & EVER_RETRANS:
+        # Extend the "sent before" prefix over what this ACK's news put behind.
+        mark = sb.rack_mark
+        r = mark.newer
+        while r is not head:
+            assert r is not None
+            o = r.order
+            if o > order or (o == order and r.end >= end_seq):
                 break
-            i += 1
-            if f & SACKED or (f & LOST and not f & RETRANS):
-                continue
-            x = r.xmit
-            if x > xts or (x == xts and r.end >= end_seq):
-                continue
-            remaining = x + budget
-            if remaining <= 1e-6:
-                sb.mark_lost(i - 1)
-                marked = True
-            elif remaining > timeout:
-                timeout = remaining
-        return marked, timeout
+            mark = r
+            r = r.newer
+        sb.rack_mark = mark
+        if mark is head:
+            return False, 0.0
+        # Deadlines grow along the list: the expired records are its oldest ones.
+        budget = self.rtt + reo_wnd - now
+        marked = False
+        r = head.newer
+        while True:
+            assert r is not None
+            if r.xmit + budget > 1e-6:
+                return marked, mark.xmit + budget
+            last = r is mark
+            newer = r.newer
+            sb.mark_lost(sb.index(r))
+            marked = True
+            if last:
+                return True, 0.0
+            r = newer

@@ -25,7 +25,7 @@ import attrs
 from ..wire.tcp import FIN, SYN, TCPSegment
 from .output import data_mss, flight_size, pipe, retransmit_record, send_new_segment, xmit
 from .rack import Rack
-from .sack import EVER_RETRANS, SACKED
+from .sack import SACKED
 from .seq import MASK, seq_diff, seq_lt
 from .states import CA_LOSS, CA_OPEN, CA_RECOVERY, CAState
 from .timers import arm_rto
@@ -164,7 +164,7 @@ def process_sack(c: Connection, seg: TCPSegment, ack: int, now: float) -> None:
         blocks.append((s, e))
     if not blocks:
         return
-    newest, reordered, _ = sb.on_sack(blocks)
+    newest, reordered, _ = sb.on_sack(blocks, c.opt.mss)
     if reordered and not rec.rack.reord:
         rec.rack.reord = True
         stats["reordering_seen"] += 1
@@ -476,8 +476,7 @@ def tlp_fire(c: Connection, now: float) -> None:
             i += 1
             r = sb.segs[i]
         xmit(c, r.start, r.end, now)
-        r.xmit = now
-        r.flags |= EVER_RETRANS
+        sb.mark_resent(i, now)
         c.retransmits += 1
         c.stats["retransmits"] += 1
         rec.tlp_retrans = True
