@@ -521,8 +521,13 @@ class Connection:
             if self.state is not State.CLOSED:
                 transmit(self, now)
             self.flush_events()
-            if self.memory is not None:
-                settle(self)
+            m = self.memory
+            if m is not None:
+                # settle(), inline on the per-segment path.
+                held = self.rcv.buf.held + len(self.snd.buf)
+                if held != self.memory_charged:
+                    m.charge(held - self.memory_charged)
+                    self.memory_charged = held
         except BaseException as exc:
             self.broken = exc
             raise
