@@ -29,9 +29,9 @@ pressure (``sk_under_memory_pressure``):
   it may only replace out-of-order data further away (pruned from the far end) and
   is otherwise dropped (counted as ``drop_memory_pressure``). Linux lets a socket
   grow to its fair share of the limit here; refusing speculative data as soon as
-  memory is short keeps the room below the hard limit for in-order data, which
-  otherwise out-of-order floods on many connections take (a legitimate
-  transfer's in-order segments were then dropped at the hard limit);
+  memory is short keeps the room below the hard limit for in-order data
+  (otherwise out-of-order floods on many connections fill it, and a legitimate
+  transfer's in-order segments are dropped at the hard limit);
 * in-order data within the window is always taken below the hard limit; at the
   limit, a connection's holding may not grow past the floor: arriving in-order data
   first makes room by pruning its out-of-order data, the rest is dropped and the
@@ -44,9 +44,10 @@ pressure (``sk_under_memory_pressure``):
   far end first, until the account is below the relief mark (:func:`relieve`),
   when pressure is entered and then at a bounded rate while it lasts.
 
-So what the stack holds stays below ``limit`` plus at most the floor per connection
-(plus one segment). Pruned out-of-order data is no longer SACKed and is
-retransmitted by its sender (RFC 2018 §8 allows a receiver to renege).
+So what the stack holds stays below ``limit`` plus, per connection, at most the
+receive floor and four send segments (plus one segment). Pruned out-of-order data
+is no longer SACKed and is retransmitted by its sender (RFC 2018 §8 allows a
+receiver to renege).
 """
 
 from __future__ import annotations
