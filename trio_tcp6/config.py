@@ -29,6 +29,11 @@ def _non_negative(_inst: object, attr: attrs.Attribute[Any], value: float) -> No
         raise ValueError(f"{attr.name} must not be negative, got {value!r}")
 
 
+def _positive_or_none(_inst: object, attr: attrs.Attribute[Any], value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attr.name} must be None or positive, got {value!r}")
+
+
 def _delayed_ack(_inst: object, attr: attrs.Attribute[Any], value: float | None) -> None:
     # RFC 9293 §3.8.6.3 (MUST-40): an ACK must not be delayed 0.5 s or more.
     if value is not None and not 0 < value < 0.5:
@@ -131,6 +136,23 @@ class TCPConfig:
     #: nobody owns (per destination: a stack-wide budget lets an off-path attacker
     #: learn which 4-tuples are in use, CVE-2016-5696).
     rst_rate_limit: int = 1000
+    #: Most bytes the whole stack buffers for all its connections together (Linux
+    #: ``tcp_mem``), or None for no stack-wide limit: send-buffer bytes plus
+    #: receive-buffer bytes, in order and out of order (each out-of-order piece
+    #: counted with its overhead). Above 2/3 of it the stack is under memory
+    #: pressure until it falls below 1/2: receive windows stop growing (an edge
+    #: once offered is honoured), out-of-order data beyond a connection's fair share
+    #: is dropped and the largest holders' is pruned, send buffers stop growing
+    #: (``send_all`` blocks); at the limit no connection's holding grows past four
+    #: segments. Data accepted in order is never discarded. ``stack.stats()`` shows
+    #: ``memory_held``, ``memory_held_peak``, ``memory_limit``, ``memory_pressure``
+    #: (0/1), ``memory_pressure_episodes``, ``memory_relief_walks``,
+    #: ``memory_ofo_pruned`` and ``drop_memory_pressure``. The default, 64 MiB,
+    #: lets some 20 connections run with full default buffers before pressure (a
+    #: fixed figure, not a fraction of RAM as Linux takes, so that a stack behaves
+    #: the same on every machine); it bounds what ``max_connections`` peers can make
+    #: the stack hold to that, instead of ``max_connections`` times the buffers.
+    memory_limit: int | None = attrs.field(default=64 << 20, validator=_positive_or_none)
 
     @property
     def time_wait_duration(self) -> float:

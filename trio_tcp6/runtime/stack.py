@@ -38,6 +38,7 @@ from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilitie
 from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift
 from ..tcp.events import State
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
+from ..tcp.memory import MemoryAccount, relieve
 from ..tcp.ports import EphemeralPorts
 from ..tcp.seq import MASK, seq_ge, seq_gt, seq_le
 from ..wire.errors import ParseError
@@ -111,6 +112,9 @@ COOKIE_CHECK_WINDOW = 128.0
 #: Destinations whose RST budget is tracked within one second; beyond that, new
 #: destinations get no RST until the next second (bounds the table's memory).
 RST_BUDGET_DESTINATIONS = 4096
+#: Under memory pressure the stack prunes out-of-order data across its connections
+#: at most once per this many seconds (the walk is O(n log n) in the connections).
+MEMORY_RELIEF_INTERVAL = 0.1
 logger = logging.getLogger("trio_tcp6")
 
 
@@ -178,6 +182,9 @@ class DirectStack(Stack):
         )
         self._icmp_tokens = float(ICMP_ERROR_BURST)
         self._icmp_time = 0.0
+        #: What all connections buffer, against ``config.memory_limit`` (tcp_mem).
+        self.memory = MemoryAccount(config.memory_limit, self._counters)
+        self._memory_relief_at = -1e18
 
     # -- bookkeeping --------------------------------------------------------------------------
     def _register(self, flow: DirectFlow) -> None:
@@ -407,6 +414,8 @@ class DirectStack(Stack):
                     self._ip_input(packet, now)
                 except Exception as exc:
                     self._input_failed(exc)
+            if self.memory.relief_due:
+                self._relieve_memory(now)
             if self._pending:
                 await self._flush_pending()
 
@@ -426,8 +435,20 @@ class DirectStack(Stack):
                     ip_input(packet, now, partial)
                 except Exception as exc:
                     self._input_failed(exc)
+            if self.memory.relief_due:
+                self._relieve_memory(now)
             if self._pending:
                 await self._flush_pending()
+
+    def _relieve_memory(self, now: float) -> None:
+        """Memory pressure: prune out-of-order data across the connections, those
+        holding most first (:func:`~trio_tcp6.tcp.memory.relieve`), at most once
+        per :data:`MEMORY_RELIEF_INTERVAL`."""
+        if now < self._memory_relief_at:
+            return
+        self._memory_relief_at = now + MEMORY_RELIEF_INTERVAL
+        for flow, exc in relieve(self.memory, [(f.engine, f) for f in self._flows.values()]):
+            flow.engine_failed(exc)
 
     def _input_failed(self, exc: Exception) -> None:
         """A bug hit while processing one inbound packet (outside any connection's
@@ -596,6 +617,7 @@ class DirectStack(Stack):
             now=now,
             stats=c,
             ts_offset=self._ts_offset(lport, src, rport),
+            memory=self.memory,
         )
         flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
         listener.add_half_open(flow)
@@ -674,6 +696,7 @@ class DirectStack(Stack):
             now=now,
             stats=c,
             ts_offset=self._ts_offset(lport, src, rport),
+            memory=self.memory,
         )
         flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
         c["passive_opens"] += 1
@@ -920,6 +943,7 @@ class DirectStack(Stack):
             now=now,
             stats=c,
             ts_offset=self._ts_offset(lport, rp, port),
+            memory=self.memory,
         )
         flow = DirectFlow(self, conn, remote, port, lport)
         c["active_opens"] += 1
@@ -1000,12 +1024,19 @@ class DirectStack(Stack):
         ``icmp_echo_replies``, every ``drop_<reason>`` (``drop_bad_checksum``,
         ``drop_malformed`` and ``drop_malformed_<ParseError.reason>``,
         ``drop_no_listener``, ...), ``engine_errors`` (internal errors contained: each
-        aborted one connection or dropped one packet) and the engine's own counters;
+        aborted one connection or dropped one packet), the engine's own counters;
         ``flows_open`` (connections counted against ``max_connections``: all but
         TIME-WAIT), ``time_wait`` (connections in the TIME-WAIT table) and
-        ``time_wait_recycled`` (entries closed early because the table was full)."""
+        ``time_wait_recycled`` (entries closed early because the table was full);
+        and the stack-wide memory account (``TCPConfig.memory_limit``):
+        ``memory_held`` (bytes all connections buffer now), ``memory_held_peak``,
+        ``memory_limit`` (0: unlimited), ``memory_pressure`` (1 while under
+        pressure), ``memory_pressure_episodes``, ``memory_relief_walks`` (prunes
+        across connections), ``memory_ofo_pruned`` (out-of-order ranges discarded
+        for it) and ``drop_memory_pressure`` (segments whose data it dropped)."""
         d = dict.fromkeys(_ALWAYS, 0)
         d.update(self._counters)
+        d.update(self.memory.gauges())
         d["flows_open"] = len(self._flows)
         d["time_wait"] = len(self.time_wait)
         d["listeners_open"] = len(self._listeners)
@@ -1101,6 +1132,12 @@ async def open_stack(
     callbacks) live in a nursery scoped to this block; leaving the block resets
     what is still open (users get ``BrokenResourceError`` / ``Error(Unknown)``),
     frees every port and cancels every task.
+
+    Everything its connections buffer is bounded together by
+    ``config.memory_limit`` (default 64 MiB; see :class:`~trio_tcp6.TCPConfig`):
+    under pressure windows and send buffers stop growing and out-of-order data is
+    pruned, never data accepted in order; ``stack.stats()`` shows it
+    (``memory_held``, ``memory_pressure``, ...).
     """
     async with trio.open_nursery() as nursery:
         stack = DirectStack(

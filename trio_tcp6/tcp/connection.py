@@ -82,6 +82,7 @@ from .arrival import on_closed, on_synchronized
 from .cc import INFINITE_SSTHRESH, CongestionControl
 from .events import EV_CLOSED, EV_CONNECTED, EV_WRITABLE, Event, EventKind, State
 from .info import CAStateName, TCPInfo
+from .memory import MemoryAccount, detach, send_room, settle
 from .options import DEFAULT_IPV6_MSS, MIN_MSS, Options, choose_shift
 from .output import send_rst, transmit
 from .recovery import LossRecovery
@@ -158,6 +159,7 @@ class Connection:
         stats: Counter[str] | None,
         ts_offset: int,
         passive: bool,
+        memory: MemoryAccount | None = None,
     ) -> None:
         self.config = config
         #: Counters (drops by reason, retransmits, ...), shared with the runtime.
@@ -234,6 +236,13 @@ class Connection:
         self.bytes_received = 0
         self.bytes_sent = 0
 
+        #: The stack-wide memory account this connection charges (:mod:`.memory`),
+        #: until it is closed; and what it has charged.
+        self.memory = memory
+        self.memory_charged = 0
+        if memory is not None:
+            memory.users += 1
+
     @classmethod
     def connect(
         cls,
@@ -246,12 +255,14 @@ class Connection:
         now: float,
         stats: Counter[str] | None = None,
         ts_offset: int = 0,
+        memory: MemoryAccount | None = None,
     ) -> Connection:
         """Active open: returns a connection in SYN-SENT with its SYN queued.
 
         ``mss`` is the largest payload our side may send/receive given the link MTU
         (MTU - 60 for IPv6 without extension headers); ``ts_offset`` randomises the
-        timestamp clock per connection (RFC 7323 §5.4).
+        timestamp clock per connection (RFC 7323 §5.4); ``memory``: the stack-wide
+        account its buffers are charged to (:mod:`.memory`), None for none.
         """
         c = cls(
             config,
@@ -263,6 +274,7 @@ class Connection:
             stats=stats,
             ts_offset=ts_offset,
             passive=False,
+            memory=memory,
         )
         c.set_state(State.SYN_SENT, "active open", now)
         handshake.send_syn(c, now)
@@ -278,6 +290,7 @@ class Connection:
         now: float,
         stats: Counter[str] | None,
         ts_offset: int,
+        memory: MemoryAccount | None,
     ) -> Connection:
         """A passively opened connection for the 4-tuple ``seg`` came on."""
         return cls(
@@ -290,6 +303,7 @@ class Connection:
             stats=stats,
             ts_offset=ts_offset,
             passive=True,
+            memory=memory,
         )
 
     @classmethod
@@ -303,10 +317,11 @@ class Connection:
         now: float,
         stats: Counter[str] | None = None,
         ts_offset: int = 0,
+        memory: MemoryAccount | None = None,
     ) -> Connection:
         """Passive open from a valid SYN: returns a connection in SYN-RECEIVED with
-        its SYN-ACK queued."""
-        c = cls._passive(config, syn, iss, mss, now, stats, ts_offset)
+        its SYN-ACK queued (``memory`` as for :meth:`connect`)."""
+        c = cls._passive(config, syn, iss, mss, now, stats, ts_offset, memory)
         handshake.take_peer_syn(c, syn, now)
         handshake.queue_syn_text(c, syn)
         c.set_state(State.SYN_RECEIVED, "passive open", now)
@@ -328,11 +343,13 @@ class Connection:
         now: float,
         stats: Counter[str] | None = None,
         ts_offset: int = 0,
+        memory: MemoryAccount | None = None,
     ) -> Connection:
         """Build an ESTABLISHED connection from the ACK completing a SYN-cookie
         handshake (``iss`` is the cookie, i.e. ``ack.ack - 1``); ``ack`` is then
-        processed as the first segment (it may carry data)."""
-        c = cls._passive(config, ack, iss, mss, now, stats, ts_offset)
+        processed as the first segment (it may carry data). ``memory`` as for
+        :meth:`connect`."""
+        c = cls._passive(config, ack, iss, mss, now, stats, ts_offset, memory)
         handshake.take_cookie(
             c,
             ack,
@@ -460,6 +477,8 @@ class Connection:
         self.eventq.append(EV_CLOSED)
         self.timers.stop_all()
         self.rcv.ack_now = False
+        if self.memory is not None:
+            detach(self)  # what is left to read is the user's now
 
     def enter_time_wait(self, now: float) -> None:
         """Both FINs are acknowledged: TIME-WAIT for 2*MSL."""
@@ -504,6 +523,13 @@ class Connection:
             if self.state is not State.CLOSED:
                 transmit(self, now)
             self.flush_events()
+            m = self.memory
+            if m is not None:
+                # settle(), inline on the per-segment path.
+                held = self.rcv.buf.held + len(self.snd.buf)
+                if held != self.memory_charged:
+                    m.charge(held - self.memory_charged)
+                    self.memory_charged = held
         except BaseException as exc:
             self.broken = exc
             raise
@@ -557,9 +583,12 @@ class Connection:
 
     @property
     def send_space(self) -> int:
-        """Bytes :meth:`send` accepts now (free send-buffer space)."""
+        """Bytes :meth:`send` accepts now: free send-buffer space, less if the
+        stack's memory limit is near (:func:`.memory.send_room`)."""
         if self.snd.fin_queued:
             return 0
+        if self.memory is not None and self.memory.limited:
+            return send_room(self, self.snd.buf.space)
         return self.snd.buf.space
 
     @property
@@ -599,6 +628,15 @@ class Connection:
     def at_eof(self) -> bool:
         """The peer's FIN has arrived and every byte before it was taken."""
         return self.rcv.fin_rcvd and self.rcv.buf.readable == 0
+
+    @_contained
+    def prune_ooo(self, excess: int) -> int:
+        """Discard held out-of-order data from the far end until ``excess`` bytes
+        are freed or none is left (the stack under memory pressure); returns how
+        many ranges were discarded. The peer retransmits them (no longer SACKed)."""
+        n = self.rcv.buf.prune_ooo(excess)
+        settle(self)
+        return n
 
     @_contained
     def shutdown(self, now: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .events import EV_EOF, EV_READABLE, State
+from .memory import add_under_pressure
 from .recvbuf import ADD_DROP, ADD_DUP, ADD_INORDER, ADD_OOO
 from .states import RECEIVING
 
@@ -29,7 +30,11 @@ def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: floa
     if plen:
         if st in RECEIVING:
             before = rb.nxt
-            res = rb.add(start, payload)
+            m = c.memory
+            if m is not None and m.pressure:
+                res = add_under_pressure(c, start, payload)
+            else:
+                res = rb.add(start, payload)
             if res == ADD_INORDER:
                 got = rb.nxt - before
                 c.bytes_received += got

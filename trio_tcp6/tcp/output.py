@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.tcp import ACK, FIN, PSH, SACK_BLOCK_LEN, SACK_OPTION_BASE_LEN, URG, TCPSegment
+from .memory import window_room
 from .sack import LOST, RETRANS, SACKED, Scoreboard
 from .seq import MASK
 from .states import CA_RECOVERY, SENDING
@@ -40,6 +41,18 @@ _data_segment = TCPSegment.data
 
 
 # -- segment construction ------------------------------------------------------------
+def receive_space(c: Connection) -> int:
+    """Free receive-buffer space a new right edge may offer: ``receive_buffer``
+    less what is held, and under the stack's memory pressure no more than
+    :func:`.memory.window_room` allows (the window stops growing)."""
+    rcv = c.rcv
+    avail = rcv.cap - rcv.buf.held
+    m = c.memory
+    if m is not None and m.pressure:
+        avail = window_room(c, avail)
+    return avail if avail > 0 else 0
+
+
 def window_field(c: Connection) -> int:
     """The window field to send, applying receiver SWS avoidance (RFC 9293
     §3.8.6.2.2), never offering more than the free buffer space and never
@@ -49,12 +62,17 @@ def window_field(c: Connection) -> int:
     edge still fits the free space: rounding up unconditionally would let a peer
     that sends less than a scale unit per ACK ratchet the edge past the buffer.
     Rounding down may offer an edge up to one unit short of the one honoured
-    (the apparent shrink RFC 7323 §2.4 describes); data up to it is accepted."""
+    (the apparent shrink RFC 7323 §2.4 describes); data up to it is accepted.
+    Under the stack's memory pressure the free space is :func:`receive_space`'s:
+    the edge stops moving right, it never moves left."""
     rcv = c.rcv
     rb = rcv.buf
     nxt = rb.nxt
     cap = rcv.cap
     avail = cap - rb.held
+    m = c.memory
+    if m is not None and m.pressure:
+        avail = window_room(c, avail)
     if avail < 0:
         avail = 0
     right = nxt + avail

@@ -308,6 +308,15 @@ class ReceiveBuffer:
             edge = ends[-1] if ends else self.nxt
             self._recent = [r for r in self._recent if r < edge]
 
+    def prune_ooo(self, excess: int) -> int:
+        """Discard out-of-order ranges from the far end until ``excess`` bytes (as
+        :attr:`held` counts them) are freed or none is left; return how many ranges
+        were discarded (counted as ``ofo_pruned``)."""
+        n = len(self._starts)
+        if n and excess > 0:
+            self._prune(0, excess)
+        return n - len(self._starts)
+
     def _note_recent(self, start: int) -> None:
         rec = self._recent
         if start in rec:

@@ -55,9 +55,12 @@ class SendBuffer:
         n = self.capacity - self._len
         return n if n > 0 else 0
 
-    def append(self, data: bytes | bytearray | memoryview) -> int:
-        """Queue as much of ``data`` as fits; return how many bytes were taken."""
+    def append(self, data: bytes | bytearray | memoryview, most: int | None = None) -> int:
+        """Queue as much of ``data`` as fits (and at most ``most`` bytes, if given);
+        return how many bytes were taken."""
         space = self.capacity - self._len
+        if most is not None and most < space:
+            space = most
         n = len(data) if type(data) is not memoryview else data.nbytes
         if n > space:
             n = space if space > 0 else 0

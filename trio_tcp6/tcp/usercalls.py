@@ -13,7 +13,8 @@ from ..wire.icmpv6 import IPV6_MIN_MTU
 from ..wire.tcp import IPV6_TCP_HEADERS_LEN
 from .events import State
 from .handshake import update_mss
-from .output import transmit
+from .memory import send_room, settle
+from .output import receive_space, transmit
 from .states import CA_LOSS, RECEIVING, SENDING
 
 if TYPE_CHECKING:
@@ -41,7 +42,11 @@ def send(
     ):
         return 0
     buf = snd.buf
-    n = buf.append(data)
+    m = c.memory
+    if m is not None and m.limited:
+        n = buf.append(data, send_room(c, buf.space))
+    else:
+        n = buf.append(data)
     if n and (nodelay or urgent):
         snd.push_end = buf.end
         if urgent:
@@ -51,6 +56,8 @@ def send(
     if buf.space == 0:
         c.writable_ev = False
     c.flush_events()
+    if m is not None:
+        settle(c)
     return n
 
 
@@ -65,11 +72,13 @@ def receive(c: Connection, max_bytes: int, now: float) -> bytes:
         # Window update when the right edge would move substantially.
         cap = rcv.cap
         adv_wnd = rcv.adv - rb.nxt
-        right = rb.nxt + min(cap - rb.held, 0xFFFF << c.opt.rcv_shift)
+        right = rb.nxt + min(receive_space(c), 0xFFFF << c.opt.rcv_shift)
         if adv_wnd < (cap >> 1) and right - rcv.adv >= min(cap >> 1, 2 * c.opt.our_mss):
             rcv.ack_now = True
             c.stats["window_updates"] += 1
             transmit(c, now)
+    if c.memory is not None:
+        settle(c)
     return data
 
 
