@@ -16,9 +16,10 @@ Subcommands (after the TUN options):
     Echo every connection until the client half-closes.
 ``serve-discard [--port 9]``
     Read and drop everything; print each connection's byte count and rate.
-``connect HOST PORT``
+``connect ADDRESS PORT``
     netcat: standard input to the connection (``send_eof`` at its end), the
-    connection to standard output; ends when the peer closes.
+    connection to standard output; ends when the peer closes. ADDRESS is an IPv6
+    address: the stack asks no resolver, so host names are not accepted.
 ``idle``
     Only the stack (it answers ``ping -6``; everything else is refused with a RST).
 
@@ -370,8 +371,8 @@ def add_tun_parser(sub: Any) -> None:
             help="0..65535, 0 picks a free one (default %(default)s)",
         )
     connect = actions.add_parser("connect", help="netcat: stdin to the peer, the peer to stdout")
-    # TODO(integrator): accept host names here once the stacks resolve them (issue 11 §4,
-    # the ``hosts`` mapping for TUN use); today only IPv6 literals connect.
+    # An address, not a name: a stack on a TUN device resolves only the names of its
+    # ``hosts`` mapping (it never asks the system's resolver), and the command has none.
     connect.add_argument("host", type=checks.address, help="the peer's IPv6 address")
     connect.add_argument("port", type=checks.port(allow_zero=False), help="1..65535")
     actions.add_parser("idle", help="only answer ping (and RST everything else)")
