@@ -475,7 +475,13 @@ def tlp_fire(c: Connection, now: float) -> None:
     else:
         i = len(sb.segs) - 1
         r = sb.segs[i]
-        if r.flags & SACKED:  # nothing sensible to probe with
+        if r.flags & SACKED:
+            # Nothing sensible to probe with. RFC 8985 §7.3: the RTO must stay
+            # armed; a probe episode without a probe keeps schedule() from turning
+            # it back into a probe timer (and the TLP cwnd response off), so the
+            # hole below the tail is resent by the RTO and R2 stays reachable.
+            rec.tlp_end = snd.nxt
+            rec.tlp_retrans = False
             arm_rto(c, now)
             return
         mss = data_mss(c)
