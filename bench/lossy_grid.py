@@ -189,8 +189,7 @@ class Tracer:
     def state(self, conn: Connection, now: float, what: str, detail: str) -> None:
         info = conn.info()
         stats = conn.stats
-        ssthresh = info["ssthresh"]
-        assert isinstance(ssthresh, int)
+        ssthresh = info.ssthresh
         self.rows.append(
             {
                 "time": f"{now:.6f}",
@@ -199,21 +198,21 @@ class Tracer:
                 "detail": detail,
                 "snd_una": self._rel(conn, conn.snd_una),
                 "snd_nxt": self._rel(conn, conn.snd_nxt),
-                "cwnd": info["cwnd"],
-                "ssthresh": "inf" if ssthresh >= 1 << 60 else ssthresh,
-                "pipe": info["in_flight"],
-                "sacked": info["sacked"],
-                "lost": info["lost"],
-                "snd_wnd": info["snd_wnd"],
-                "srtt": "" if info["srtt"] is None else f"{info['srtt']:.4f}",
-                "rttvar": f"{info['rttvar']:.4f}",
-                "rto": f"{info['rto']:.4f}",
-                "ca_state": info["ca_state"],
-                "retransmits": info["retransmits"],
+                "cwnd": info.cwnd,
+                "ssthresh": "inf" if ssthresh is None else ssthresh,
+                "pipe": info.in_flight,
+                "sacked": info.sacked,
+                "lost": info.lost,
+                "snd_wnd": info.snd_wnd,
+                "srtt": "" if info.srtt is None else f"{info.srtt:.4f}",
+                "rttvar": "" if info.rttvar is None else f"{info.rttvar:.4f}",
+                "rto": f"{info.rto:.4f}",
+                "ca_state": info.ca_state,
+                "retransmits": info.retransmits,
                 "rtos": stats["rto"],
                 "tlps": stats["tlp"],
                 "fast_recoveries": stats["fast_recovery"],
-                "bytes_received": info["bytes_received"],
+                "bytes_received": info.bytes_received,
             }
         )
 

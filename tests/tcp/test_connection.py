@@ -10,6 +10,7 @@ import pytest
 from trio_tcp6.config import Keepalive, TCPConfig
 from trio_tcp6.tcp.connection import Connection
 from trio_tcp6.tcp.events import EventKind, State
+from trio_tcp6.tcp.sack import EVER_RETRANS
 from trio_tcp6.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPSegment
 
 M = 0xFFFFFFFF
@@ -953,3 +954,39 @@ def test_repeated_dsack_of_one_retransmission_counts_once() -> None:
     assert stats["recovery_exits"] == 1
     assert stats["spurious_recovery_undo"] == 0
     assert c.info().cwnd < cwnd
+
+
+def test_tlp_with_sacked_tail_leaves_the_rto_armed() -> None:
+    """RFC 8985 §7.3: a probe timeout that finds the last segment already SACKed
+    sends nothing, and the RTO must stay armed (not turn back into a probe timer):
+    the un-SACKed hole below the tail, retransmitted after the tail was sent (so
+    RACK can never mark it lost), is then resent by the RTO in bounded time."""
+    c, stats = active()
+    una = c.snd_una
+    c.send(bytes(2 * 1428), 1.0)
+    a, b = c.take_segments()
+    assert b.timestamps is not None
+    # The hole's record as a retransmission sent after the tail (its original was
+    # lost): RACK's newest delivered transmission is older, so it marks nothing.
+    head = c.sb.segs[0]
+    head.xmit = 1.004
+    head.flags |= EVER_RETRANS
+    sack = ((b.seq, (b.seq + len(b.payload)) & M),)
+    c.on_segment(
+        pseg(PEER_ISS + 1, una, sack_blocks=sack, timestamps=(700, b.timestamps[0])), 1.005
+    )
+    assert c.take_segments() == []
+    assert c.info().ca_state == "open"
+    resent_at = None
+    now = 1.005
+    for _ in range(1000):
+        deadline = c.next_deadline
+        assert deadline is not None
+        now = deadline
+        c.on_timer(now)
+        if any(s.seq == a.seq and s.payload for s in c.take_segments()):
+            resent_at = now
+            break
+    assert resent_at is not None, f"hole never resent ({stats['tlp']} probes)"
+    assert stats["rto"] == 1
+    assert resent_at <= 1.005 + 2 * c.info().rto

@@ -24,7 +24,7 @@ from .timers import T_PERSIST, arm_rto
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["process_ack", "update_window"]
+__all__ = ["carries_dsack", "process_ack", "update_window"]
 
 
 def update_window(c: Connection, seg: TCPSegment, window: int) -> bool:
@@ -50,6 +50,28 @@ def update_window(c: Connection, seg: TCPSegment, window: int) -> bool:
     return True
 
 
+def carries_dsack(seg: TCPSegment) -> bool:
+    """Whether the ACK's first SACK block is a D-SACK (RFC 2883 §4: below SEG.ACK, or
+    inside the second block).
+
+    Such an ACK answers a duplicate, typically a retransmission after a lost ACK.
+    Its TSecr is the peer's TS.Recent, which the duplicate did not update (RFC
+    7323 §5.3 rejects it before TS.Recent is taken), so it echoes an earlier
+    transmission: ``now - TSecr`` spans the lost ACK and the timeout, not a round
+    trip, and so does the send time of data it acknowledges whose first ACK was
+    lost. Karn's ambiguity (RFC 6298 §3) is back, so no RTT sample is taken."""
+    blocks = seg.sack_blocks
+    if not blocks:
+        return False
+    left, right = blocks[0]
+    if seq_lt(left, seg.ack):
+        return True
+    if len(blocks) > 1:
+        l2, r2 = blocks[1]
+        return seq_ge(left, l2) and seq_ge(r2, right)
+    return False
+
+
 def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) -> float | None:
     """SND.UNA advances to ``ack``: RTT sample, Eifel, timer and buffer. Returns the
     RTT sample, if any."""
@@ -61,8 +83,13 @@ def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) ->
     rtt: float | None = None
     ts = seg.timestamps
     rtte = c.rtt
-    # RTT: Karn's algorithm; timestamps make retransmissions unambiguous.
-    if last is not None and not last.flags & EVER_RETRANS:
+    # RTT: Karn's algorithm; timestamps make retransmissions unambiguous, except on
+    # an ACK that answers a duplicate: it may acknowledge data whose own ACK was
+    # lost, and echoes an older TSval.
+    ambiguous = bool(seg.sack_blocks) and carries_dsack(seg)
+    if ambiguous:
+        c.stats["rtt_skipped_dsack"] += 1
+    elif last is not None and not last.flags & EVER_RETRANS:
         rtt = now - last.xmit
     elif c.opt.ts_ok and ts is not None and ts[1]:
         r = ((c.tsval(now) - ts[1]) & MASK) / 1000.0

@@ -82,6 +82,20 @@ def syn_in_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
     if c.snd.una == 0 and seg.seq == c.irs:
         if not flags & ACK:
             stats["syn_retransmit_received"] += 1
+            opt = c.opt
+            ts = seg.timestamps
+            if opt.ts_ok and ts is not None and seq_ge(ts[0], opt.ts_recent):
+                # RFC 7323 §4.3: SEG.SEQ = IRS <= Last.ACK.sent and a newer TSval:
+                # TS.Recent is this SYN's, so the SYN,ACK answering it echoes it
+                # and the peer's first RTT sample spans one round trip, not the
+                # time since its first (lost) SYN.
+                opt.ts_recent = ts[0]
+                opt.ts_recent_age = now
+            if c.state is State.SYN_RECEIVED:
+                # A second SYN means our SYN,ACK (or the first SYN's answer) did not
+                # arrive: this SYN,ACK is a retransmission (Karn, RFC 6298 §3; and
+                # RFC 5681 §3.1's one-segment initial window).
+                c.snd.syn_retransmitted = True
             send_syn(c, now)
             return
         if seg.ack == c.snd_nxt and not c.passive:

@@ -19,7 +19,7 @@ from .options import DEFAULT_IPV6_MSS, MAX_WSCALE, MIN_MSS
 from .output import send_rst
 from .recvbuf import ReceiveBuffer
 from .sack import Scoreboard
-from .seq import MASK, seq_gt
+from .seq import MASK, seq_gt, seq_lt
 from .timers import T_RTO
 
 if TYPE_CHECKING:
@@ -159,6 +159,8 @@ def send_syn(c: Connection, now: float) -> None:
         sackp = cfg.sack
         ts = (c.tsval(now), 0) if cfg.timestamps else None
         ack = None
+    if ts is not None:
+        snd.syn_tsval = ts[0]
     c.outq.append(
         TCPSegment.handshake(
             c.local_port,
@@ -279,11 +281,8 @@ def on_syn_sent(c: Connection, seg: TCPSegment, now: float) -> None:
         c.sb = Scoreboard(1)
         if not c.snd.syn_retransmitted:
             c.rtt.sample(now - c.created, now)
-        elif c.opt.ts_ok and seg.timestamps is not None and seg.timestamps[1]:
-            # The echoed timestamp tells which SYN is answered (RFC 7323 §4).
-            rtt = ((c.tsval(now) - seg.timestamps[1]) & MASK) / 1000.0
-            if rtt < 60:
-                c.rtt.sample(rtt, now)
+        else:
+            syn_ts_sample(c, seg, now)
         c.snd.wl2 = seg.ack
         established(c, now)
         c.rcv.ack_now = True
@@ -297,6 +296,23 @@ def on_syn_sent(c: Connection, seg: TCPSegment, now: float) -> None:
         queue_syn_text(c, seg)
         c.set_state(State.SYN_RECEIVED, "simultaneous open", now)
         send_syn(c, now)
+
+
+def syn_ts_sample(c: Connection, seg: TCPSegment, now: float) -> None:
+    """Karn's rule for a retransmitted SYN or SYN,ACK (RFC 6298 §3, §5.7): an RTT
+    sample only if the answer's TSecr is the TSval of our latest one (RFC 7323 §4).
+    An older echo is ambiguous: the earlier SYN may have waited, or the answer to
+    it been lost and retransmitted by the peer's timer; without a sample the RTO
+    falls back to 3 s until data gives one."""
+    ts = seg.timestamps
+    if not c.opt.ts_ok or ts is None or not ts[1]:
+        return
+    if seq_lt(ts[1], c.snd.syn_tsval):
+        c.stats["rtt_skipped_old_syn_echo"] += 1
+        return
+    rtt = ((c.tsval(now) - ts[1]) & MASK) / 1000.0
+    if rtt < 60:
+        c.rtt.sample(rtt, now)
 
 
 def syn_received_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
@@ -314,6 +330,8 @@ def syn_received_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
     snd.una = 1
     if not snd.syn_retransmitted:
         c.rtt.sample(now - c.created, now)
+    else:
+        syn_ts_sample(c, seg, now)
     established(c, now)
     if c.rcv.syn_queued or c.rcv.syn_fin:
         deliver_syn_text(c, now)

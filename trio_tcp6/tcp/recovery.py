@@ -432,6 +432,14 @@ def on_rto(c: Connection, now: float) -> None:
     c.cc.on_rto(now, sb.outstanding, repeated=repeated)
     t.rto_count += 1
     c.rtt.backoff()
+    if sb.segs and sb.segs[0].flags & SACKED:
+        # The timeout came with SACKed data at SND.UNA: the ACKs stopped at data
+        # the peer had SACKed, so it discarded it (reneging). RFC 2018 §8: after
+        # a timeout, turn off the SACKed bits and resend from SND.UNA (as Linux's
+        # tcp_timeout_mark_lost does); otherwise nothing is left to retransmit and
+        # the timer fires empty until R2.
+        c.stats["sack_reneging"] += 1
+        sb.clear_marks()
     sb.mark_all_lost()
     rec.reno_sacked = 0
     rec.ca = CA_LOSS
@@ -467,7 +475,13 @@ def tlp_fire(c: Connection, now: float) -> None:
     else:
         i = len(sb.segs) - 1
         r = sb.segs[i]
-        if r.flags & SACKED:  # nothing sensible to probe with
+        if r.flags & SACKED:
+            # Nothing sensible to probe with. RFC 8985 §7.3: the RTO must stay
+            # armed; a probe episode without a probe keeps schedule() from turning
+            # it back into a probe timer (and the TLP cwnd response off), so the
+            # hole below the tail is resent by the RTO and R2 stays reachable.
+            rec.tlp_end = snd.nxt
+            rec.tlp_retrans = False
             arm_rto(c, now)
             return
         mss = data_mss(c)

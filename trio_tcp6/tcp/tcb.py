@@ -48,6 +48,8 @@ class SendState:
     #: SYN retransmissions so far, and whether there were any (Karn, RFC 6298 §5.7).
     syn_retries: int = 0
     syn_retransmitted: bool = False
+    #: TSval of our latest SYN (or SYN,ACK): an echo of an older one is ambiguous.
+    syn_tsval: int = 0
     #: When data was last sent (restart after idle, RFC 5681 §4.1), any segment was
     #: last sent, and an acceptable ACK last arrived.
     last_data_send: float = 0.0
