@@ -10,7 +10,6 @@ import pytest
 from trio_tcp6.config import Keepalive, TCPConfig
 from trio_tcp6.tcp.connection import Connection
 from trio_tcp6.tcp.events import EventKind, State
-from trio_tcp6.tcp.sack import EVER_RETRANS
 from trio_tcp6.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPSegment
 
 M = 0xFFFFFFFF
@@ -968,9 +967,7 @@ def test_tlp_with_sacked_tail_leaves_the_rto_armed() -> None:
     assert b.timestamps is not None
     # The hole's record as a retransmission sent after the tail (its original was
     # lost): RACK's newest delivered transmission is older, so it marks nothing.
-    head = c.sb.segs[0]
-    head.xmit = 1.004
-    head.flags |= EVER_RETRANS
+    c.sb.mark_resent(0, 1.004)
     sack = ((b.seq, (b.seq + len(b.payload)) & M),)
     c.on_segment(
         pseg(PEER_ISS + 1, una, sack_blocks=sack, timestamps=(700, b.timestamps[0])), 1.005
