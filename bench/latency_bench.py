@@ -14,6 +14,7 @@ a 10 ms RTT in virtual time (``MockClock``), both ways.
 from __future__ import annotations
 
 import argparse
+import itertools
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -58,6 +59,9 @@ async def trio_pair() -> Pair:
     return client, server
 
 
+_MIRAGE_PORTS = itertools.count(50000)
+
+
 async def tcp6_pair(stack: tcp6.Stack, addr: str, *, mirage: bool) -> Pair:
     if not mirage:
         listener = await stack.open_tcp_listener(0)
@@ -74,11 +78,14 @@ async def tcp6_pair(stack: tcp6.Stack, addr: str, *, mirage: bool) -> Pair:
         arrived.set()
         await done.wait()
 
-    stack.listen(50000, callback)
-    result = await stack.create_connection((addr, 50000))
+    # A fresh port each time: the last pair's server side may still hold the old
+    # one (FIN-WAIT/TIME-WAIT on the kernel stack) when the next listen binds.
+    port = next(_MIRAGE_PORTS)
+    stack.listen(port, callback)
+    result = await stack.create_connection((addr, port))
     assert isinstance(result, tcp6.Ok), result
     await arrived.wait()
-    stack.unlisten(50000)
+    stack.unlisten(port)
     return result.value, accepted[0]
 
 
