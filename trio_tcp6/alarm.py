@@ -139,6 +139,10 @@ class Waiters:
     def __bool__(self) -> bool:
         return bool(self._tasks)
 
+    def __len__(self) -> int:
+        tasks = self._tasks
+        return len(tasks) if tasks else 0
+
     async def park(self) -> None:
         """Wait until :meth:`unpark_all` (or cancellation)."""
         task = _current_task()
