@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["Alarm"]
+__all__ = ["Alarm", "Waiters"]
 
 _reschedule = trio.lowlevel.reschedule
 _current_task = trio.lowlevel.current_task
@@ -119,3 +119,48 @@ class Alarm:
                 await _wait_task_rescheduled(self._abort)
             finally:
                 self._scope = None
+
+
+class Waiters:
+    """Tasks waiting for one condition, woken all at once: what
+    :class:`trio.lowlevel.ParkingLot` does for a connection's user calls, at a tenth
+    of its memory (one slot, and a list only while somebody waits; a connection has
+    three of these).
+
+    True while a task waits. :meth:`park` is a checkpoint (cancellation is raised as
+    usual); :meth:`unpark_all` wakes the waiters in the order they parked.
+    """
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: list[trio.lowlevel.Task] | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._tasks)
+
+    def __len__(self) -> int:
+        tasks = self._tasks
+        return len(tasks) if tasks else 0
+
+    async def park(self) -> None:
+        """Wait until :meth:`unpark_all` (or cancellation)."""
+        task = _current_task()
+        tasks = self._tasks
+        if tasks is None:
+            tasks = self._tasks = []
+        tasks.append(task)
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            tasks.remove(task)
+            return _SUCCEEDED
+
+        await _wait_task_rescheduled(abort)
+
+    def unpark_all(self) -> None:
+        """Wake every waiting task."""
+        tasks = self._tasks
+        if tasks:
+            self._tasks = None
+            for task in tasks:
+                _reschedule(task)

@@ -47,8 +47,8 @@ async def lossy_wire(
 ) -> AsyncIterator[Wire]:
     prefix = ula_prefix()
     async with (
-        open_tun(tun_name(), netns=a.name) as wa,
-        open_tun(tun_name(), netns=b.name) as wb,
+        open_tun(tun_name(), netns=a.name, offload=False) as wa,
+        open_tun(tun_name(), netns=b.name, offload=False) as wb,
         trio.open_nursery() as nursery,
     ):
         a.configure_tun(wa.name, prefix[1])

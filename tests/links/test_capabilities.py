@@ -132,10 +132,12 @@ async def test_offload_is_asked_live(autojump_clock: trio.testing.MockClock) -> 
         sent: list[bytes] = []
         real_send = net._send  # record what A's link hands the network
 
-        def spy(link: tcp6.VirtualLink, packet: bytes, partial: bool = False) -> None:
+        def spy(
+            link: tcp6.VirtualLink, packet: bytes, partial: bool = False, queue: bool = True
+        ) -> tcp6.VirtualLink | None:
             if link.address == a.address:
                 sent.append(bytes(packet) if not partial else b"partial")
-            real_send(link, packet, partial)
+            return real_send(link, packet, partial, queue)
 
         net._send = spy  # type: ignore[method-assign]
         await client.send_all(b"before")

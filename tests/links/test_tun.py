@@ -634,7 +634,7 @@ async def test_forwarded_super_segment_is_segmented_to_the_wire_mtu(
     a, b = ula_prefix(), ula_prefix()
     async with (
         open_tun(tun_name(), netns=netns.name, offload=offload) as l1,
-        open_tun(tun_name(), netns=netns.name) as wire,
+        open_tun(tun_name(), netns=netns.name, offload=False) as wire,
     ):
         netns.configure_tun(l1.name, a[1])
         netns.configure_tun(wire.name, b[1])
@@ -706,6 +706,63 @@ async def test_offload_refused_falls_back(netns: NetNS, monkeypatch: pytest.Monk
                 total += len(seg.payload)
             await env.send_tcp(seq=1001, ack=rcv)
         assert env.link.stats()["rx_gso"] == 0
+
+
+@needs_kernel
+async def test_open_tun_asks_for_offload_by_default(netns: NetNS) -> None:
+    prefix = ula_prefix()
+    async with open_tun(tun_name(), netns=netns.name) as link:
+        netns.configure_tun(link.name, prefix[1])
+        assert link.vnet_hdr and link.offload and link.checksum_offload
+        assert link.gso_max > link.mtu
+        env = Env(link, netns, prefix[1], prefix[2])
+        await link.send(
+            build_ipv6(env.u, env.k, PROTO_ICMPV6, build_icmpv6(EchoRequest(5, 5), env.u, env.k))
+        )
+        await env.next_matching(is_echo_reply(5))
+
+
+@needs_kernel
+async def test_default_open_tun_works_when_both_offload_ioctls_fail(
+    netns: NetNS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``open_tun()`` as a user calls it, on a kernel that refuses both the virtio
+    header (TUNSETIFF with IFF_VNET_HDR) and TUNSETOFFLOAD: a plain link, silently,
+    that carries ICMPv6 and a kernel's TCP stream in MTU-sized packets."""
+    real_ioctl = fcntl.ioctl
+    refused: list[int] = []
+
+    def refusing_ioctl(fd: int, request: int, arg: Any = 0, *rest: Any) -> Any:
+        if (request == TUNSETIFF and struct.unpack_from("16sH", arg)[1] & IFF_VNET_HDR) or (
+            request == TUNSETOFFLOAD and arg
+        ):
+            refused.append(request)
+            raise OSError(errno.EINVAL, "refused for the test")
+        return real_ioctl(fd, request, arg, *rest)
+
+    monkeypatch.setattr(fcntl, "ioctl", refusing_ioctl)
+    prefix = ula_prefix()
+    async with open_tun(tun_name(), netns=netns.name) as link:
+        netns.configure_tun(link.name, prefix[1])
+        env = Env(link, netns, prefix[1], prefix[2])
+        assert refused == [TUNSETIFF]  # asked, refused, and nothing raised
+        assert not link.vnet_hdr and not link.offload and not link.checksum_offload
+        assert link.gso_max == link.mtu
+        await link.send(
+            build_ipv6(env.u, env.k, PROTO_ICMPV6, build_icmpv6(EchoRequest(8, 8), env.u, env.k))
+        )
+        await env.next_matching(is_echo_reply(8))
+        netns.tcp_server(env.kernel, 5000, "source", data=20000)
+        rcv = await hand_handshake(env)
+        total = 0
+        while total < 20000:
+            packet, seg = await env.next_tcp()
+            assert len(packet) <= link.mtu
+            if seg.seq == rcv and seg.payload:
+                rcv += len(seg.payload)
+                total += len(seg.payload)
+            await env.send_tcp(seq=1001, ack=rcv)
+        assert link.stats()["rx_gso"] == 0
 
 
 @needs_kernel

@@ -189,7 +189,7 @@ async def test_mtu_drop(autojump_clock: trio.testing.MockClock) -> None:
 
 
 async def test_bounded_inbound_queue(autojump_clock: trio.testing.MockClock) -> None:
-    net = VirtualNetwork(rx_queue=100)
+    net = VirtualNetwork(rx_queue=100, backpressure=False)
     a, b = net.attach(A), net.attach(B)
     await a.send_batch(numbered(A, B, i) for i in range(150))
     assert b.pending() == 100
@@ -207,7 +207,7 @@ async def test_bounded_inbound_queue(autojump_clock: trio.testing.MockClock) -> 
 async def test_bounded_inbound_queue_bytes_and_delayed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    net = VirtualNetwork(delay=0.5)
+    net = VirtualNetwork(delay=0.5, backpressure=False)
     a = net.attach(A)
     b = net.attach(B, rx_queue_bytes=10_000)
     for i in range(20):
@@ -220,7 +220,7 @@ async def test_bounded_inbound_queue_bytes_and_delayed(
 async def test_host_that_never_reads_does_not_grow_network(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    net = VirtualNetwork(delay=0.001)
+    net = VirtualNetwork(delay=0.001, backpressure=False)
     a = net.attach(A)
     b = net.attach(B)
     for i in range(10_000):
@@ -232,6 +232,113 @@ async def test_host_that_never_reads_does_not_grow_network(
     assert b.pending() == 4096
     assert st["dropped_rx_overflow"] == 10_000 - 4096
     assert st["in_flight"] == 0
+
+
+# -- backpressure: a full inbound queue makes senders wait ------------------------------
+
+
+async def test_full_inbound_queue_makes_senders_wait(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = VirtualNetwork(rx_queue=100)
+    a, b = net.attach(A), net.attach(B)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.send_batch, [numbered(A, B, i) for i in range(150)])
+        await trio.testing.wait_all_tasks_blocked()
+        assert b.pending() == 100  # the bound holds; the sender waits for the rest
+        with pytest.raises(trio.WouldBlock):
+            a.send_nowait(numbered(A, B, 999))  # not taken, not counted
+        assert net.stats()["sent"] == 100
+        got = [number(p) for p in await b.receive_batch()]
+        await trio.testing.wait_all_tasks_blocked()
+        got += [number(p) for p in await b.receive_batch()]
+    assert got == list(range(150))
+    st = net.stats()
+    assert st["dropped_rx_overflow"] == 0 and b.stats()["rx_dropped"] == 0
+    assert st["sent"] == st["delivered"] == 150
+
+
+async def test_byte_bound_pushes_back_too(autojump_clock: trio.testing.MockClock) -> None:
+    net = VirtualNetwork()
+    a, b = net.attach(A), net.attach(B, rx_queue_bytes=10_000)
+    for i in range(10):
+        a.send_nowait(numbered(A, B, i, size=1000))
+    with pytest.raises(trio.WouldBlock):
+        a.send_nowait(numbered(A, B, 10, size=1000))
+    assert b.receive_nowait() is not None
+    a.send_nowait(numbered(A, B, 10, size=1000))  # room for exactly one again
+    assert b.pending() == 10
+
+
+async def test_packets_in_flight_count_in_the_bound(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With a delay, the bound covers what is on its way: nothing is dropped when it
+    arrives, however long the receiver waits."""
+    net = VirtualNetwork(delay=0.5, rx_queue=10)
+    a, b = net.attach(A), net.attach(B)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.send_batch, [numbered(A, B, i) for i in range(25)])
+        await trio.sleep(0.1)
+        assert b.pending() == 0 and net.stats()["in_flight"] == 10
+        await trio.sleep(5)
+        assert b.pending() == 10 and net.stats()["in_flight"] == 0  # nothing more sent
+        got: list[int] = []
+        while len(got) < 25:
+            got += [number(p) for p in await b.receive_batch()]
+    assert got == list(range(25))
+    assert net.stats()["dropped_rx_overflow"] == 0
+
+
+async def test_waiting_senders_take_turns(autojump_clock: trio.testing.MockClock) -> None:
+    """Three senders behind a full queue of 6 (the first one filled it alone): each
+    drain lets every waiting sender in for an equal share, so the room goes
+    round-robin."""
+    hosts = ["2001:db8::a", "2001:db8::b", "2001:db8::c"]
+    net = VirtualNetwork(rx_queue=6)
+    b = net.attach(B)
+    senders = [net.attach(h) for h in hosts]
+    async with trio.open_nursery() as nursery:
+        for link in senders:
+            nursery.start_soon(link.send_batch, [packet(str(link.address), B)] * 20)
+            await trio.testing.wait_all_tasks_blocked()
+        sources: list[str] = []
+        while len(sources) < 60:
+            await trio.testing.wait_all_tasks_blocked()
+            batch = await b.receive_batch()
+            sources += [str(ipaddress.IPv6Address(p[8:24])) for p in batch]
+    assert sources[:6] == [hosts[0]] * 6
+    counts = [sources[6:36].count(h) for h in hosts]
+    assert counts == [10, 10, 10], counts  # equal shares while all three wait
+    assert net.stats()["dropped_rx_overflow"] == 0
+
+
+async def test_impairment_queue_and_loss_still_drop(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Backpressure is for the host's inbound queue only: a rate-limited wire's
+    queue and random loss drop as configured."""
+    net = VirtualNetwork(rate=100_000, queue=5_000, loss=0.2, seed=3)
+    a, b = net.attach(A), net.attach(B, rx_queue=1_000)
+    await a.send_batch(numbered(A, B, i, size=1000) for i in range(100))
+    await trio.sleep(5)
+    st = net.stats()
+    assert st["dropped_queue"] > 0 and st["dropped_loss"] > 0
+    assert st["dropped_rx_overflow"] == 0
+    assert st["delivered"] == b.pending() == 100 - st["dropped_queue"] - st["dropped_loss"]
+
+
+async def test_closing_the_receiver_releases_waiting_senders(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = VirtualNetwork(rx_queue=5)
+    a, b = net.attach(A), net.attach(B)
+    with trio.fail_after(1):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(a.send_batch, [numbered(A, B, i) for i in range(20)])
+            await trio.testing.wait_all_tasks_blocked()
+            b.close()  # the rest finds no route: dropped, the sender returns
+    assert net.stats()["dropped_no_route"] > 0
 
 
 # -- delay, jitter ---------------------------------------------------------------------

@@ -162,7 +162,9 @@ async def test_time_wait_hands_the_engine_to_the_host(
         assert await flow.receive_some() == b""
 
 
-async def test_a_burst_is_one_batch(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_burst_is_one_batch(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Segments queued while the receiver sleeps are processed in one wake-up: every
     on_segment before the single look at the engine's output, all at one time."""
     host = FakeHost()
@@ -172,18 +174,19 @@ async def test_a_burst_is_one_batch(autojump_clock: trio.testing.MockClock) -> N
         await handshake(host, flow)
         conn = flow.engine
         log: list[object] = []
-        on_segment, take_segments = conn.on_segment, conn.take_segments
+        on_segment, take_segments = Connection.on_segment, Connection.take_segments
 
-        def logged_on_segment(seg: TCPSegment, now: float) -> None:
+        # (Patched on the class: a Connection has slots. This test has one.)
+        def logged_on_segment(self: Connection, seg: TCPSegment, now: float) -> None:
             log.append(now)
-            on_segment(seg, now)
+            on_segment(self, seg, now)
 
-        def logged_take_segments() -> list[TCPSegment]:
+        def logged_take_segments(self: Connection) -> list[TCPSegment]:
             log.append("take")
-            return take_segments()
+            return take_segments(self)
 
-        conn.on_segment = logged_on_segment  # type: ignore[method-assign]
-        conn.take_segments = logged_take_segments  # type: ignore[method-assign]
+        monkeypatch.setattr(Connection, "on_segment", logged_on_segment)
+        monkeypatch.setattr(Connection, "take_segments", logged_take_segments)
         seq = PEER_ISS + 1
         for i in range(5):
             flow.inbox.send_nowait(peer(ACK, seq + 100 * i, ISS + 1, bytes(100)))
@@ -207,7 +210,9 @@ async def test_full_inbox_refuses(autojump_clock: trio.testing.MockClock) -> Non
 
 
 async def test_engine_failure_is_contained_at_the_host(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     host = FakeHost()
     async with trio.open_nursery() as nursery:
@@ -215,10 +220,10 @@ async def test_engine_failure_is_contained_at_the_host(
         flow.start(nursery)
         await handshake(host, flow)
 
-        def broken(seg: TCPSegment, now: float) -> None:
+        def broken(self: Connection, seg: TCPSegment, now: float) -> None:
             raise ZeroDivisionError("bug")
 
-        flow.engine.on_segment = broken  # type: ignore[method-assign]
+        monkeypatch.setattr(Connection, "on_segment", broken)  # (slots: on the class)
         with caplog.at_level(logging.ERROR, logger="trio_tcp6"):
             flow.inbox.send_nowait(peer(ACK, PEER_ISS + 1, ISS + 1, b"x"))
             flow.inbox.send_nowait(peer(ACK, PEER_ISS + 2, ISS + 1, b"y"))  # discarded

@@ -24,7 +24,9 @@ Subcommands (after the TUN options):
     Only the stack (it answers ``ping -6``; everything else is refused with a RST).
 
 The device: ``--name`` (default ``tcp6tun%d``: the kernel picks the number), ``--mtu``,
-``--offload`` (virtio header, checksum and TSO6 offload), ``--netns NS`` (create the
+checksum and TSO6 offload with a virtio header (on by default, falling back
+silently where the kernel refuses; ``--no-offload`` turns it off, ``--offload`` is
+accepted), ``--netns NS`` (create the
 interface inside an existing named namespace). ``--kernel-address ADDR/LEN`` gives the
 kernel side that address and brings the interface up (ioctls; the same as ``ip addr
 add ADDR/LEN dev NAME; ip link set NAME up``); without it the command prints the
@@ -341,7 +343,12 @@ def add_tun_parser(sub: Any) -> None:
     tun.add_argument(
         "--mtu", type=checks.mtu, help="interface MTU, 1280..65535 (default: the kernel's, 1500)"
     )
-    tun.add_argument("--offload", action="store_true", help="checksum and TSO6 offload")
+    tun.add_argument(
+        "--offload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="checksum and TSO6 offload (default: on, if the kernel agrees)",
+    )
     tun.add_argument(
         "--loss",
         type=checks.probability(below_one=True, why=" (1 would stop every packet)"),

@@ -34,7 +34,8 @@ until ``EAGAIN`` (bounded by ``max_batch``) into a queue; :meth:`TunLink.receive
 returns the whole queue. Only IPv6 packets are passed up: anything else (an IPv4
 packet, a runt) is dropped and counted in :meth:`TunLink.stats`.
 
-Offloads (``offload=True``) — the device is opened with ``IFF_VNET_HDR``, and every
+Offloads (``offload=True``, the default; ``offload=False`` turns them off) — the
+device is opened with ``IFF_VNET_HDR``, and every
 packet in both directions is prefixed by a 10-byte ``struct virtio_net_hdr``
 (little-endian: ``TUNSETVNETLE``; the codec is :mod:`trio_tcp6.wire.virtio`), which
 this module adds and strips:
@@ -50,7 +51,9 @@ this module adds and strips:
   packets trusted too: the stack skips verifying what the kernel vouches for. The plain
   ``receive*`` calls complete every partial checksum in software first, so they always
   return packets with a correct checksum. If the kernel refuses ``TUNSETOFFLOAD`` the
-  link still works, with :attr:`TunLink.offload` false and only MTU-sized packets.
+  link still works, with :attr:`TunLink.offload` false and only MTU-sized packets; if
+  it refuses ``IFF_VNET_HDR`` too, the device is a plain one (no virtio header,
+  :attr:`TunLink.vnet_hdr` false). Both fallbacks are silent: asking costs nothing.
 * Send: the stack may send TCP packets of up to :attr:`TunLink.gso_max` bytes. A
   packet longer than the MTU is sent as a super-segment: ``gso_type`` TCPV6,
   ``gso_size`` = MTU - 40 - TCP header length (or the ``gso_size`` argument of
@@ -771,7 +774,7 @@ async def open_tun(
     name: str,
     *,
     mtu: int | None = None,
-    offload: bool = False,
+    offload: bool = True,
     netns: str | None = None,
     device: str = DEFAULT_DEVICE,
     max_batch: int = 256,
@@ -780,9 +783,11 @@ async def open_tun(
     :class:`TunLink` on it; the interface is removed when the block exits.
 
     ``name`` may be ``""`` or contain ``%d`` for a kernel-chosen name (see
-    :attr:`TunLink.name`). ``mtu`` sets the interface MTU. ``offload`` opens the device
-    with a virtio header and asks for checksum and TCPv6 segmentation offload (see the
-    module docstring); it falls back to plain packets when the kernel refuses.
+    :attr:`TunLink.name`). ``mtu`` sets the interface MTU. ``offload`` (the default)
+    opens the device with a virtio header and asks for checksum and TCPv6 segmentation
+    offload (see the module docstring), falling back silently to plain packets when
+    the kernel refuses; ``offload=False`` never asks (a capture on the interface then
+    shows MTU-sized packets with complete checksums).
     ``netns`` creates the interface inside that named namespace. ``device`` is the
     clone device. Needs CAP_NET_ADMIN (:class:`PermissionError` otherwise); a missing
     device raises :class:`FileNotFoundError` saying how to get one.

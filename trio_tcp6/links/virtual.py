@@ -24,8 +24,27 @@ Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_mtu``, the network never fragments), shorter than an IPv6 header
 (``dropped_malformed``), unknown destination or destination detached before arrival
 (``dropped_no_route``), the sender's rate queue full (``dropped_queue``), random loss
-(``dropped_loss``), the receiver's bounded inbound queue full (``dropped_rx_overflow``:
-a host that never reads loses packets; default 4096 packets and 16 MiB per link).
+(``dropped_loss``); with ``backpressure=False`` also the receiver's bounded inbound
+queue full (``dropped_rx_overflow``).
+
+Inbound queues and backpressure: each host has a bounded inbound queue (default 4096
+packets and 16 MiB per link, ``rx_queue``/``rx_queue_bytes``). The bound counts the
+packets queued *and* those in flight towards the host (scheduled in the delay heap),
+so a host's share of the network's memory never exceeds it (a duplicated packet's
+second copy may pass it by one packet). A full queue is not a loss -- the receiving
+host is merely busy, as a NIC's ring that the host has not emptied yet pushes back
+on the local stack rather than dropping -- so by default (``backpressure=True``) a
+sender waits for room: ``send``/``send_batch`` block until the receiver takes
+packets, and ``send_nowait`` raises :class:`trio.WouldBlock` (taking nothing), which
+a stack answers by sending the rest with ``send_batch`` from a task. Each time the
+receiver takes packets, every waiting sender is let in for an equal share of the
+room; a sender that used its share (or found no room) waits again, and new senders
+queue behind the waiting ones, so the room goes round-robin among the senders and
+no flow starves another. A host that never reads therefore stops its senders
+instead of losing their packets (``backpressure=False``: it drops them, counted as
+``dropped_rx_overflow``, as before). Only the host's inbound queue pushes back:
+the impairments' ``rate``/``queue`` wire and their ``loss`` still drop as
+configured, and the network's own ICMPv6 errors are dropped when the queue is full.
 
 Impairments are layered: the network-wide values (constructor, or ``impair()`` with
 both ``src`` and ``dst`` None), then ``impair(dst=B)`` (all traffic *to* B), then
@@ -88,7 +107,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 import attrs
 import trio
 
-from ..alarm import Alarm
+from ..alarm import Alarm, Waiters
 from ..wire.icmpv6 import (
     MAX_QUOTE,
     UNREACH_ADDRESS,
@@ -153,6 +172,7 @@ class VirtualLink:
 
     __slots__ = (
         "_closed",
+        "_flows",
         "_net",
         "_packed",
         "_paths",
@@ -161,6 +181,10 @@ class VirtualLink:
         "_rx_bytes",
         "_rx_bytes_limit",
         "_rx_limit",
+        "_rx_reserved",
+        "_rx_reserved_bytes",
+        "_senders",
+        "_share",
         "address",
         "received",
         "rx_dropped",
@@ -178,6 +202,16 @@ class VirtualLink:
         self._rx_bytes = 0
         self._rx_limit = rx_queue
         self._rx_bytes_limit = rx_queue_bytes
+        # Packets (and bytes) in flight towards this host: counted in its bound.
+        self._rx_reserved = 0
+        self._rx_reserved_bytes = 0
+        # Senders waiting for room in the inbound queue (backpressure), FIFO.
+        self._senders = Waiters()
+        # Packets each sender woken by the last drain may send before it queues again.
+        self._share = 1
+        # Backpressure: queued packets per flow (source address and ports), each
+        # flow's share of the queue.
+        self._flows: dict[bytes, int] = {}
         self._rx_alarm = Alarm("another task is already receiving on this link")
         self._closed = False
         # destination address bytes -> _Path (a cache of net._paths for this source)
@@ -239,8 +273,19 @@ class VirtualLink:
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
-        self._net._send(self, packet, partial_checksum)
+        send = self._net._send
+        full = send(self, packet, partial_checksum, True)
+        while full is not None:
+            await self._queue_for(full)
+            full = send(self, packet, partial_checksum, False)
         await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _queue_for(self, dest: VirtualLink) -> None:
+        """Backpressure: wait at the back of ``dest``'s line of senders until a drain
+        lets us in."""
+        await dest._senders.park()
+        if self._closed:
+            raise trio.ClosedResourceError("link is closed")
 
     async def send_batch(
         self, packets: Iterable[Packet], *, partial_checksum: bool = False
@@ -251,16 +296,33 @@ class VirtualLink:
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
         send = self._net._send
+        # After waiting for a full destination, this batch may send ``budget`` more
+        # packets before it lets the other waiting senders go first (round-robin).
+        turn: VirtualLink | None = None
+        budget = 0
         for packet in packets:
-            send(self, packet, partial_checksum)
+            if turn is not None and budget <= 0:
+                if turn._backlogged():
+                    await self._queue_for(turn)  # back of the line until the next drain
+                    budget = turn._share
+                else:
+                    turn = None  # (nothing queued there any more to be drained)
+            full = send(self, packet, partial_checksum, turn is None)
+            while full is not None:
+                await self._queue_for(full)
+                turn, budget = full, full._share
+                full = send(self, packet, partial_checksum, False)
+            budget -= 1
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     def send_nowait(self, packet: Packet, *, partial_checksum: bool = False) -> None:
-        """Send one packet synchronously (no checkpoint): the network never blocks a
-        sender, so this is :meth:`send` without the scheduling point."""
+        """Send one packet synchronously (no checkpoint); :class:`trio.WouldBlock`
+        (the packet was not taken) when the destination's inbound queue is full and
+        the network applies backpressure (see the module docstring)."""
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
-        self._net._send(self, packet, partial_checksum)
+        if self._net._send(self, packet, partial_checksum, True) is not None:
+            raise trio.WouldBlock
 
     async def _wait(self) -> None:
         # Return with at least one packet queued, or raise.
@@ -279,6 +341,10 @@ class VirtualLink:
         await self._wait()
         data, partial = self._rx.popleft()
         self._rx_bytes -= len(data)
+        if self._flows:
+            self._flow_left(data)
+        if self._senders:
+            self._wake_senders()
         return complete_tcp_checksum(data) if partial else data
 
     async def receive_batch(self) -> list[bytes]:
@@ -287,6 +353,9 @@ class VirtualLink:
         batch = [complete_tcp_checksum(data) if partial else data for data, partial in self._rx]
         self._rx.clear()
         self._rx_bytes = 0
+        self._flows.clear()
+        if self._senders:
+            self._wake_senders()
         return batch
 
     async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
@@ -302,6 +371,9 @@ class VirtualLink:
         batch = list(self._rx)
         self._rx.clear()
         self._rx_bytes = 0
+        self._flows.clear()
+        if self._senders:
+            self._wake_senders()
         return batch
 
     def receive_nowait(self) -> bytes | None:
@@ -312,6 +384,10 @@ class VirtualLink:
             return None
         data, partial = self._rx.popleft()
         self._rx_bytes -= len(data)
+        if self._flows:
+            self._flow_left(data)
+        if self._senders:
+            self._wake_senders()
         return complete_tcp_checksum(data) if partial else data
 
     def pending(self) -> int:
@@ -325,8 +401,14 @@ class VirtualLink:
         self._closed = True
         self._rx.clear()
         self._rx_bytes = 0
+        self._flows.clear()
         self._net._detach(self)
         self._rx_alarm.wake()
+        self._senders.unpark_all()  # they find no route now (or their own link closed)
+        for path in self._paths.values():
+            dest = path.dest
+            if dest is not None and dest._senders:
+                dest._senders.unpark_all()  # our waiting senders raise ClosedResourceError
 
     async def aclose(self) -> None:
         self.close()
@@ -340,13 +422,56 @@ class VirtualLink:
 
     # -- called by the network ----------------------------------------------------
 
-    def _arrive(self, data: bytes, partial: bool = False) -> bool:
-        if len(self._rx) >= self._rx_limit or self._rx_bytes + len(data) > self._rx_bytes_limit:
+    def _wake_senders(self) -> None:
+        """Room again: let every waiting sender in, each for an equal share of it."""
+        room = self._rx_limit - len(self._rx) - self._rx_reserved
+        self._share = max(1, room // max(1, len(self._senders)))
+        self._senders.unpark_all()
+
+    def _backlogged(self) -> bool:
+        """Something is queued or in flight here (a drain, and a wake-up, will come)."""
+        return bool(self._rx) or self._rx_reserved > 0
+
+    def _full(self, size: int) -> bool:
+        """No room for one more packet of ``size`` bytes (queued and in flight)."""
+        return (
+            len(self._rx) + self._rx_reserved >= self._rx_limit
+            or self._rx_bytes + self._rx_reserved_bytes + size > self._rx_bytes_limit
+        )
+
+    def _refuses(self, data: bytes) -> bool:
+        """Backpressure's admission: no room, or (the queue half full) ``data``'s flow
+        already holds its share of the queue (the limit divided among the flows
+        queued here), so that a flow with a larger window queues at its sender, not
+        in front of the others."""
+        if self._full(len(data)):
+            return True
+        if 2 * len(self._rx) < self._rx_limit:
+            return False  # (shares matter only once the queue is half full)
+        flows = self._flows
+        held = flows.get(data[8:24] + data[40:44], 0)
+        return held > 0 and held * (len(flows) or 1) >= self._rx_limit
+
+    def _flow_left(self, data: bytes) -> None:
+        key = data[8:24] + data[40:44]
+        held = self._flows.get(key, 0)
+        if held > 1:
+            self._flows[key] = held - 1
+        else:
+            self._flows.pop(key, None)
+
+    def _arrive(self, data: bytes, partial: bool = False, admitted: bool = False) -> bool:
+        # ``admitted``: the sender already found room (backpressure), queue it.
+        if not admitted and self._full(len(data)):
             self.rx_dropped += 1
             return False
         self._rx.append((data, partial))
         self._rx_bytes += len(data)
         self.received += 1
+        if admitted:
+            key = data[8:24] + data[40:44]
+            flows = self._flows
+            flows[key] = flows.get(key, 0) + 1
         self._rx_alarm.wake()
         return True
 
@@ -405,7 +530,9 @@ class VirtualNetwork:
 
     ``VirtualNetwork(*, mtu=1500, seed=None, delay=0.0, jitter=0.0, loss=0.0,
     duplicate=0.0, reorder=0.0, corrupt=0.0, rate=None, queue=None, rx_queue=4096,
-    rx_queue_bytes=16 MiB, checksum_offload=True, unreachable=True)``.
+    rx_queue_bytes=16 MiB, checksum_offload=True, unreachable=True, backpressure=True)``.
+    ``backpressure=False`` drops packets at a full inbound queue instead of making
+    their senders wait (see the module docstring).
     ``checksum_offload=False`` makes every stack compute and verify every checksum
     (as over a real wire); ``unreachable=False`` drops packets to unattached
     addresses silently instead of answering them (see the module docstring).
@@ -443,6 +570,7 @@ class VirtualNetwork:
         rx_queue_bytes: int = _DEFAULT_RX_QUEUE_BYTES,
         checksum_offload: bool = True,
         unreachable: bool = True,
+        backpressure: bool = True,
     ) -> None:
         if mtu < IPV6_HEADER_LEN:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
@@ -479,11 +607,17 @@ class VirtualNetwork:
         self._offload = bool(checksum_offload) and not self._base.corrupt
         #: Answer packets to unattached addresses with Destination Unreachable.
         self.unreachable = unreachable
+        self._backpressure = bool(backpressure)
         self._unreach_tokens = float(self.UNREACHABLE_BURST)
         self._unreach_time = -math.inf
         self._unreach_sent = 0
         self._unreach_limited = 0
         self._names: dict[str, bytes] = {}
+
+    @property
+    def backpressure(self) -> bool:
+        """Whether a full inbound queue makes senders wait (True) or drops (False)."""
+        return self._backpressure
 
     # -- hosts --------------------------------------------------------------------
 
@@ -609,41 +743,53 @@ class VirtualNetwork:
 
     # -- data path ----------------------------------------------------------------
 
-    def _send(self, link: VirtualLink, packet: Packet, partial: bool = False) -> None:
+    def _send(
+        self, link: VirtualLink, packet: Packet, partial: bool = False, queue: bool = True
+    ) -> VirtualLink | None:
+        """Route one packet; returns the destination link instead when backpressure
+        holds the packet back (its inbound queue is full, or ``queue`` and other
+        senders wait for it already: nothing was done)."""
         data = packet if type(packet) is bytes else bytes(packet)
         c = self._counters
         c.sent += 1
         link.sent += 1
         if len(data) > self.mtu:
             c.dropped_mtu += 1
-            return
+            return None
         path = link._paths.get(data[IPV6_DST])
         if path is None:
             if len(data) < IPV6_HEADER_LEN:
                 c.dropped_malformed += 1
-                return
+                return None
             dst = data[IPV6_DST]
             if dst not in self._links:
                 c.dropped_no_route += 1  # nothing cached for a destination nobody has
                 self._unreachable(link, data)
-                return
+                return None
             path = self._new_path(link, dst)
         dest = path.dest
         if dest is None:
             c.dropped_no_route += 1
             self._unreachable(link, data)
-            return
+            return None
+        admitted = self._backpressure
+        if admitted and (dest._refuses(data) or (queue and dest._senders)):
+            # Not sent after all: the sender waits for room and sends it again.
+            c.sent -= 1
+            link.sent -= 1
+            return dest
         if path.fast:
             if self._captures:
                 self._capture(
                     complete_tcp_checksum(data) if partial else data, trio.current_time()
                 )
-            if dest._arrive(data, partial):
+            if dest._arrive(data, partial, admitted):
                 c.delivered += 1
             else:
                 c.dropped_rx_overflow += 1
-            return
+            return None
         self._send_impaired(link, path, dest, data, partial)
+        return None
 
     def _unreachable(self, link: VirtualLink, data: bytes) -> None:
         """Answer ``data`` (to an address nobody has) with Destination Unreachable,
@@ -715,9 +861,10 @@ class VirtualNetwork:
         )
         if not copies:
             return
+        admitted = self._backpressure
         if at <= now:
             for _ in range(copies):
-                self._deliver(dest, data, now, partial)
+                self._deliver(dest, data, now, partial, admitted)
             if imp.trivial:
                 path.fast = True  # nothing of this path is pending any more
             return
@@ -725,6 +872,10 @@ class VirtualNetwork:
         for _ in range(copies):
             self._seq += 1
             heappush(heap, (at, self._seq, dest, data, partial))
+            if admitted:
+                # In flight towards dest: counted in its bound until it arrives.
+                dest._rx_reserved += 1
+                dest._rx_reserved_bytes += len(data)
         if self._delivery_task is None:
             self._delivery_task = trio.lowlevel.spawn_system_task(
                 self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
@@ -732,14 +883,16 @@ class VirtualNetwork:
         else:
             self._delivery_alarm.wake_by(at)
 
-    def _deliver(self, dest: VirtualLink, data: bytes, now: float, partial: bool) -> None:
+    def _deliver(
+        self, dest: VirtualLink, data: bytes, now: float, partial: bool, admitted: bool
+    ) -> None:
         c = self._counters
         if dest._closed:
             c.dropped_no_route += 1
             return
         if self._captures:
             self._capture(complete_tcp_checksum(data) if partial else data, now)
-        if dest._arrive(data, partial):
+        if dest._arrive(data, partial, admitted):
             c.delivered += 1
         else:
             c.dropped_rx_overflow += 1
@@ -755,7 +908,11 @@ class VirtualNetwork:
                 now = trio.current_time()
                 while heap and heap[0][0] <= now:
                     _at, _seq, dest, data, partial = heappop(heap)
-                    self._deliver(dest, data, now, partial)
+                    admitted = self._backpressure
+                    if admitted:
+                        dest._rx_reserved -= 1
+                        dest._rx_reserved_bytes -= len(data)
+                    self._deliver(dest, data, now, partial, admitted)
                 if self._closed:
                     break
                 await self._delivery_alarm.sleep_until(heap[0][0] if heap else math.inf)

@@ -313,9 +313,19 @@ class Flow(trio.abc.HalfCloseableStream):
     flow.aclose()`` or ``async with flow:``.
     """
 
+    # The mirage locks are made on first use: most flows never make a mirage call,
+    # and two idle locks cost about half a kilobyte per connection.
+    __slots__ = ("_mirage_locks",)
+
     def __init__(self) -> None:
-        self._mirage_write_lock = trio.Lock()
-        self._mirage_read_lock = trio.Lock()
+        self._mirage_locks: tuple[trio.Lock, trio.Lock] | None = None
+
+    def _mirage_lock(self, index: int) -> trio.Lock:
+        """The mirage read (0) or write (1) lock."""
+        locks = self._mirage_locks
+        if locks is None:
+            locks = self._mirage_locks = (trio.Lock(), trio.Lock())
+        return locks[index]
 
     # -- hooks for concrete flows ----------------------------------------------------
     @abc.abstractmethod
@@ -362,7 +372,7 @@ class Flow(trio.abc.HalfCloseableStream):
     async def read(self) -> Ok[bytes] | Error | Eof:
         """Wait for data: ``Ok(bytes)``, ``EOF`` once the peer's FIN was reached, or
         ``Error(err)``."""
-        async with self._mirage_read_lock:
+        async with self._mirage_lock(0):
             try:
                 data = await self.receive_some()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -378,7 +388,7 @@ class Flow(trio.abc.HalfCloseableStream):
 
     async def writev(self, bufs: Sequence[Buffer]) -> Ok[None] | Error | Eof:
         """Queue every buffer of ``bufs``, in order."""
-        async with self._mirage_write_lock:
+        async with self._mirage_lock(1):
             try:
                 for buf in bufs:
                     await self.send_all(buf)
@@ -394,7 +404,7 @@ class Flow(trio.abc.HalfCloseableStream):
 
     async def writev_nodelay(self, bufs: Sequence[Buffer]) -> Ok[None] | Error | Eof:
         """Send ``bufs`` at once and return when the peer has acknowledged them."""
-        async with self._mirage_write_lock:
+        async with self._mirage_lock(1):
             try:
                 await self._write_nodelay(bufs)
             except trio.ClosedResourceError:
@@ -410,7 +420,7 @@ class Flow(trio.abc.HalfCloseableStream):
         ``aclose()`` releases the flow. Network failures end the wait silently.
         A coroutine: ``flow.close()`` without ``await`` does nothing at all.
         """
-        async with self._mirage_write_lock:
+        async with self._mirage_lock(1):
             try:
                 await self._close_gracefully()
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

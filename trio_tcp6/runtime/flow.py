@@ -3,10 +3,10 @@
 Each :class:`DirectFlow` owns one sans-I/O :class:`~trio_tcp6.tcp.connection.Connection`
 and two tasks in its stack's nursery:
 
-* the **receiver** takes inbound segments from a trio memory channel (the stack's
-  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``),
-  drains everything queued with ``receive_nowait`` after each ``receive`` (a burst
-  costs one wake-up and one batch of engine work), feeds it to
+* the **receiver** takes inbound segments from an :class:`Inbox`
+  (the stack's link reader puts each segment into :attr:`DirectFlow.inbox` with
+  ``send_nowait``), all that is queued at once (a burst costs one wake-up and one
+  batch of engine work), feeds it to
   ``engine.on_segment``, and transmits what that produced (ACKs, data released by the
   ACKs) at once, without a hop to the sender;
 * the **sender** owns the timers: it sleeps on an :class:`~trio_tcp6.alarm.Alarm`
@@ -18,7 +18,7 @@ and never wait for link I/O: segments they produce go to an outbox. On a link th
 never blocks a sender (it declares ``send_nowait``, as a VirtualNetwork link does) the
 call hands them to the link at once -- no task hop per write; otherwise the sender (or
 the receiver, whichever runs first) transmits them. Engine events wake the parked
-user tasks through :class:`trio.lowlevel.ParkingLot` objects.
+user tasks through :class:`~trio_tcp6.alarm.Waiters` (a lean parking lot).
 
 When the connection enters TIME-WAIT the flow hands its engine to the host
 (:meth:`FlowHost.time_wait_entered`) and the task pair ends: the host answers what
@@ -31,9 +31,9 @@ transmit, unregister, time_wait_entered) and from its listener :class:`FlowListe
 imports neither the stack nor the listener, so a flow can be driven against a fake
 host in a test.
 
-Cost (see ``docs/performance.md``): the inbox channel costs a little per burst (its
-``receive`` is a checkpoint even when a segment is queued) but nothing per segment
-beyond ``send_nowait``/``receive_nowait``; the sender's timer is an Alarm deadline
+Cost (see ``docs/performance.md``): the inbox costs a little per burst (its
+``receive_batch`` is a checkpoint even when a segment is queued) but nothing per
+segment beyond ``send_nowait``; the sender's timer is an Alarm deadline
 that is only ever moved *earlier* while it sleeps (a later engine deadline just costs
 one spurious wake-up, as Linux's lazy timers do).
 
@@ -57,7 +57,7 @@ from typing import Protocol
 import attrs
 import trio
 
-from ..alarm import Alarm
+from ..alarm import Alarm, Waiters
 from ..config import Keepalive, TCPConfig
 from ..errors import Refused, TCPError, Timeout, Unknown
 from ..tcp.connection import Connection, EngineError
@@ -76,7 +76,15 @@ from .base import (
     sockopt_result,
 )
 
-__all__ = ["INBOX_SIZE", "DirectFlow", "FlowHost", "FlowListener", "UnsentPackets", "engine_error"]
+__all__ = [
+    "INBOX_SIZE",
+    "DirectFlow",
+    "FlowHost",
+    "FlowListener",
+    "Inbox",
+    "UnsentPackets",
+    "engine_error",
+]
 
 #: Segments queued towards one connection before the stack drops (and counts) more.
 INBOX_SIZE = 4096
@@ -86,6 +94,9 @@ INBOX_SIZE = 4096
 UnsentPackets = tuple[list[bytes], bool]
 
 logger = logging.getLogger("trio_tcp6")
+
+_checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
+_cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
 
 class FlowHost(Protocol):
@@ -174,6 +185,74 @@ def engine_error(kind: str | None) -> TCPError:
     return Unknown(f"connection failed ({kind})")
 
 
+class Inbox:
+    """At most ``limit`` segments waiting for one receiver task: the queue between a
+    stack's link reader and a connection's receiver.
+
+    It does what a trio memory channel did here at a fraction of the memory (a
+    channel's state, two endpoints, their parking lots and an empty deque come to
+    about 2 KiB per connection; this is one slotted object, a list and an
+    :class:`~trio_tcp6.alarm.Alarm`). The receiver takes everything queued in one
+    call, so a burst costs one wake-up and no call per segment.
+
+    :meth:`send_nowait` raises :class:`trio.WouldBlock` when full and
+    :class:`trio.ClosedResourceError` once :meth:`close` was called; the receiver
+    still takes what was queued before the close, then gets
+    :class:`trio.EndOfChannel`.
+    """
+
+    __slots__ = ("_alarm", "_closed", "_limit", "_segments")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._segments: list[TCPSegment] = []
+        self._closed = False
+        self._alarm = Alarm("a connection has one receiver task")
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def send_nowait(self, seg: TCPSegment) -> None:
+        """Queue ``seg`` for the receiver (no checkpoint)."""
+        if self._closed:
+            raise trio.ClosedResourceError("the connection's inbox is closed")
+        segments = self._segments
+        if len(segments) >= self._limit:
+            raise trio.WouldBlock
+        segments.append(seg)
+        if len(segments) == 1:
+            self._alarm.wake()
+
+    async def receive_batch(self) -> list[TCPSegment]:
+        """Every queued segment, waiting for at least one (always a checkpoint);
+        :class:`trio.EndOfChannel` once closed and empty."""
+        await _checkpoint_if_cancelled()
+        if self._segments:
+            await _cancel_shielded_checkpoint()
+        else:
+            while not self._segments:
+                if self._closed:
+                    raise trio.EndOfChannel
+                await self._alarm.sleep_until()
+        segments = self._segments
+        self._segments = []
+        return segments
+
+    def discard(self) -> None:
+        """Forget everything queued."""
+        self._segments = []
+
+    def close(self) -> None:
+        """Refuse further segments; the receiver ends once it took the queued ones."""
+        self._closed = True
+        self._alarm.wake()
+
+
 class DirectFlow(Flow):
     """One connection of :func:`~trio_tcp6.open_stack` (see the module docstring).
 
@@ -181,6 +260,40 @@ class DirectFlow(Flow):
     its SYN for a passive open; the host then calls :meth:`start`. The members the
     host uses are documented below; a user needs none of them.
     """
+
+    # Slots (and a weak reference for the host's soft-error table): an idle
+    # connection's flow is one of the objects every connection costs.
+    __slots__ = (
+        "__weakref__",
+        "_alarm",
+        "_clock",
+        "_closed",
+        "_conn",
+        "_connected",
+        "_dead",
+        "_eof_sent",
+        "_error",
+        "_fin_acked",
+        "_fin_received",
+        "_host",
+        "_keepalive_params",
+        "_listener",
+        "_local_port",
+        "_orphan_at",
+        "_outbox",
+        "_recv_conflict",
+        "_recv_lot",
+        "_remote",
+        "_remote_port",
+        "_send_conflict",
+        "_send_lot",
+        "_state_lot",
+        "_tx_busy",
+        "_unsent",
+        "inbox",
+        "key",
+        "remote_packed",
+    )
 
     def __init__(
         self,
@@ -203,12 +316,10 @@ class DirectFlow(Flow):
         #: ``(remote_packed, remote_port, local_port)``: the host's demux key.
         self.key = (self.remote_packed, remote_port, local_port)
         self._listener = listener
-        # Inbound segments from the host's reader to the receiver task.
-        inbox_in, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
         #: Where the host's reader puts this connection's segments, with
         #: ``send_nowait`` (``trio.WouldBlock``: the inbox is full; closed once the
-        #: flow reached CLOSED).
-        self.inbox = inbox_in
+        #: flow reached CLOSED), for the receiver task.
+        self.inbox = Inbox(INBOX_SIZE)
         self._outbox: list[TCPSegment] = []
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
@@ -216,9 +327,9 @@ class DirectFlow(Flow):
         self._tx_busy = False
         self._send_conflict = ConflictDetector("another task is sending on this flow")
         self._recv_conflict = ConflictDetector("another task is receiving on this flow")
-        self._recv_lot = trio.lowlevel.ParkingLot()
-        self._send_lot = trio.lowlevel.ParkingLot()
-        self._state_lot = trio.lowlevel.ParkingLot()
+        self._recv_lot = Waiters()
+        self._send_lot = Waiters()
+        self._state_lot = Waiters()
         # What the user did.
         self._closed = False  # aclose() was called
         self._eof_sent = False  # send_eof()/close() queued our FIN
@@ -346,7 +457,7 @@ class DirectFlow(Flow):
         for ev in conn.take_events():
             kind = ev.kind
             if kind is EventKind.READABLE:
-                if self._recv_lot:  # (an empty lot's unpark_all still costs ~1 µs)
+                if self._recv_lot:  # (skips a call when nobody waits)
                     self._recv_lot.unpark_all()
             elif kind is EventKind.WRITABLE:
                 if self._send_lot:
@@ -455,39 +566,26 @@ class DirectFlow(Flow):
         finally:
             self._tx_busy = False
 
-    def _discard_inbox(self) -> None:
-        receive_nowait = self._inbox_out.receive_nowait
-        while True:
-            try:
-                receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                return
-
     # -- the task pair ------------------------------------------------------------------------
     async def _receiver(self) -> None:
         conn = self._conn
-        receive = self._inbox_out.receive
-        receive_nowait = self._inbox_out.receive_nowait
+        receive_batch = self.inbox.receive_batch
         clock = self._clock
         while True:
             try:
-                seg = await receive()
+                segs = await receive_batch()
             except trio.EndOfChannel:
                 return  # CLOSED, and everything queued was taken
             now = clock()
             try:
-                while True:
+                for seg in segs:
                     conn.on_segment(seg, now)
-                    try:
-                        seg = receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
                 if self._closed and conn.readable and not self._dead:
                     # Data for a flow the user closed: nobody will ever read it (RST).
                     conn.abort(now)
                 self._drain()
             except Exception as exc:
-                self._discard_inbox()
+                self.inbox.discard()
                 self.engine_failed(exc)
             if self._state_lot:
                 # write_nodelay()/close() waiters re-check snd_una after every batch.

@@ -353,7 +353,23 @@ class DirectStack(Stack):
         packets = self._pending
         if packets:
             self._pending = []
-            await self._send_packets(packets)
+            send_nowait = self._send_nowait
+            if send_nowait is None:
+                await self._send_packets(packets)
+                return
+            # The link reader never waits for a busy link (a link that pushes back,
+            # as a VirtualNetwork does on a full inbound queue): two readers waiting
+            # on each other's queues would stop both hosts. These are RSTs and
+            # TIME-WAIT/cookie answers: the peer retransmits what they answer.
+            for i, packet in enumerate(packets):
+                try:
+                    send_nowait(packet)
+                except trio.WouldBlock:
+                    self._counters["drop_link_busy"] += len(packets) - i
+                    return
+                except (trio.ClosedResourceError, trio.BrokenResourceError, OSError):
+                    self._counters["drop_link_error"] += len(packets) - i
+                    return
 
     def _rst_allowed(self, dst: bytes, now: float) -> bool:
         """May we send one more RST to ``dst`` this second?

@@ -71,7 +71,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Callable
-from typing import Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import attrs
 
@@ -134,6 +134,26 @@ def _contained(
     return contained
 
 
+#: Configurations made by the per-connection options, shared by every connection
+#: that ends up with the same one (each accepted flow turns TCP_NODELAY on: a copy
+#: each would cost ~300 bytes per connection). Bounded: cleared when full.
+_SHARED_CONFIGS: dict[tuple[TCPConfig, str, object], TCPConfig] = {}
+_SHARED_CONFIGS_MAX = 256
+
+
+def shared_config(config: TCPConfig, **change: Any) -> TCPConfig:
+    """``attrs.evolve(config, **change)`` (one field), the same object for equal
+    inputs."""
+    ((name, value),) = change.items()
+    key = (config, name, value)
+    found = _SHARED_CONFIGS.get(key)
+    if found is None:
+        if len(_SHARED_CONFIGS) >= _SHARED_CONFIGS_MAX:
+            _SHARED_CONFIGS.clear()
+        found = _SHARED_CONFIGS[key] = attrs.evolve(config, **change)
+    return found
+
+
 class Connection:
     """One TCP connection (its TCB).
 
@@ -141,6 +161,45 @@ class Connection:
     a SYN received on a listening port), or :meth:`accept_cookie` (an ACK that
     carried a valid SYN cookie).
     """
+
+    # Slots: an idle connection is mostly this object and its records; a
+    # ``__dict__`` alone would cost more than a kilobyte per connection.
+    __slots__ = (
+        "broken",
+        "bytes_acked",
+        "bytes_received",
+        "bytes_sent",
+        "cc",
+        "chal_count",
+        "chal_start",
+        "config",
+        "created",
+        "eventq",
+        "invalid_ack_at",
+        "irs",
+        "iss",
+        "local_port",
+        "opt",
+        "outq",
+        "passive",
+        "peer_syn",
+        "rcv",
+        "readable_ev",
+        "rec",
+        "remote_port",
+        "retransmits",
+        "rtt",
+        "sb",
+        "snd",
+        "state",
+        "stats",
+        "timers",
+        "trace",
+        "ts_offset",
+        "tso_max_bytes",
+        "want_writable",
+        "writable_ev",
+    )
 
     state: State
     iss: int
@@ -674,7 +733,7 @@ class Connection:
         on = bool(on)
         if on == self.nodelay:
             return
-        self.config = attrs.evolve(self.config, nagle=not on)
+        self.config = shared_config(self.config, nagle=not on)
         if on:
             transmit(self, now)
 
@@ -688,7 +747,7 @@ class Connection:
             raise ValueError(f"keepalive times and probes must be positive: {keepalive!r}")
         if keepalive == self.config.keepalive:
             return
-        self.config = attrs.evolve(self.config, keepalive=keepalive)
+        self.config = shared_config(self.config, keepalive=keepalive)
         self.timers.ka_probes = 0
         self.timers.keep = None
         schedule(self, now)
@@ -702,7 +761,7 @@ class Connection:
             raise ValueError(f"user timeout must not be negative, got {seconds!r}")
         value = seconds if seconds else None
         if value != self.config.user_timeout:
-            self.config = attrs.evolve(self.config, user_timeout=value)
+            self.config = shared_config(self.config, user_timeout=value)
 
     @property
     def send_buffer(self) -> int:
@@ -761,7 +820,7 @@ class Connection:
         if self.data_sent:
             raise ValueError("congestion control can only change before data is sent")
         old = self.cc
-        self.config = attrs.evolve(self.config, congestion=key)
+        self.config = shared_config(self.config, congestion=key)
         self.cc = handshake.new_cc(self)
         # A lost SYN already cut the initial window (RFC 6928 §2): keep that.
         self.cc.cwnd = min(self.cc.cwnd, old.cwnd)

@@ -28,7 +28,7 @@ once). Inserting or removing a range moves list slots in C, at most
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections import Counter, deque
+from collections import Counter
 
 __all__ = [
     "ADD_DROP",
@@ -89,7 +89,9 @@ class ReceiveBuffer:
         self.cap = cap
         #: Where ``ofo_pruned`` and ``drop_rcv_buffer_full`` are counted.
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        self._chunks: deque[bytes | memoryview] = deque()
+        # A list, not a deque: an empty deque costs 760 bytes per idle connection,
+        # and a read takes its chunks from the front with one slice deletion.
+        self._chunks: list[bytes | memoryview] = []
         #: Bytes in ``_chunks`` (in order, not yet read).
         self.readable = 0
         #: Out-of-order ranges [start, end), sorted, neither overlapping nor
@@ -332,7 +334,8 @@ class ReceiveBuffer:
         chunks = self._chunks
         if max_bytes >= self.readable:
             if len(chunks) == 1:
-                out = bytes(chunks.popleft())
+                out = bytes(chunks[0])
+                chunks.clear()
             else:
                 out = b"".join(chunks)
                 chunks.clear()
@@ -340,16 +343,19 @@ class ReceiveBuffer:
             return out
         parts: list[bytes | memoryview] = []
         need = max_bytes
+        taken = 0
         while need:
-            c = chunks[0]
+            c = chunks[taken]
             if len(c) <= need:
-                parts.append(chunks.popleft())
+                parts.append(c)
+                taken += 1
                 need -= len(c)
             else:
                 mv = memoryview(c)
                 parts.append(mv[:need])
-                chunks[0] = mv[need:]
+                chunks[taken] = mv[need:]
                 need = 0
+        del chunks[:taken]
         self.readable -= max_bytes
         return b"".join(parts)
 

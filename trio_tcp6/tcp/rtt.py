@@ -36,6 +36,24 @@ class RTTEstimator:
     over all samples.
     """
 
+    __slots__ = (
+        "_base_rto",
+        "_bucket_min",
+        "_bucket_start",
+        "_prev_bucket_min",
+        "backoff_count",
+        "granularity",
+        "initial_rto",
+        "latest_rtt",
+        "max_rto",
+        "min_rto",
+        "min_rtt",
+        "min_rtt_window",
+        "rttvar",
+        "samples",
+        "srtt",
+    )
+
     srtt: float | None
     rttvar: float
     min_rtt: float | None

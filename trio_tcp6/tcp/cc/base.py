@@ -104,6 +104,24 @@ class CongestionControl(Protocol):
         ...
 
 
+_SLOT_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def slot_names(cls: type) -> tuple[str, ...]:
+    """Every slot ``cls`` and its bases declare (the state an undo must copy)."""
+    cached = _SLOT_NAMES.get(cls)
+    if cached is not None:
+        return cached
+    names: list[str] = []
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and name not in names:
+                names.append(name)
+    cached = _SLOT_NAMES[cls] = tuple(names)
+    return cached
+
+
 class CongestionControlBase:
     """Shared machinery: initial window, slow start with ABC and HyStart++, the
     application-limited rule, RTO and idle restart, MSS changes, save/restore.
@@ -113,6 +131,18 @@ class CongestionControlBase:
     """
 
     name: ClassVar[str] = "base"
+
+    # Slots keep an idle connection small; a subclass without ``__slots__`` simply
+    # gets a ``__dict__`` as well, which save()/restore() include.
+    __slots__ = (
+        "congestion_events",
+        "cwnd",
+        "hystart",
+        "initial_window",
+        "mss",
+        "rto_events",
+        "ssthresh",
+    )
 
     cwnd: int
     ssthresh: int
@@ -229,7 +259,10 @@ class CongestionControlBase:
     # -- undo ---------------------------------------------------------------------
 
     def save(self) -> object:
-        state: dict[str, Any] = dict(self.__dict__)
+        state: dict[str, Any] = {
+            name: getattr(self, name) for name in slot_names(type(self)) if hasattr(self, name)
+        }
+        state.update(getattr(self, "__dict__", {}))
         del state["mss"]
         if self.hystart is not None:
             state["hystart"] = self.hystart.copy()
@@ -240,7 +273,8 @@ class CongestionControlBase:
             raise TypeError("restore() needs a value returned by save()")
         saved_mss, values = state
         hs = values.get("hystart")
-        self.__dict__.update(values)
+        for name, value in values.items():
+            setattr(self, name, value)
         if isinstance(hs, HyStartPlusPlus):
             self.hystart = hs.copy()
         if saved_mss != self.mss:

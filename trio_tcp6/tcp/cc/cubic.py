@@ -46,6 +46,20 @@ class Cubic(CongestionControlBase):
 
     name: ClassVar[str] = "cubic"
 
+    __slots__ = (
+        "_cwnd_f",
+        "_last_ack_time",
+        "alpha_cubic",
+        "cwnd_epoch",
+        "cwnd_prev",
+        "epoch_start",
+        "fast_convergence",
+        "k",
+        "srtt",
+        "w_est",
+        "w_max",
+    )
+
     def __init__(
         self,
         *,

@@ -56,6 +56,17 @@ class HyStartPhase(enum.Enum):
 class HyStartPlusPlus:
     """Per-connection HyStart++ state (RFC 9406 §4.2)."""
 
+    __slots__ = (
+        "css_baseline_min_rtt",
+        "css_rounds",
+        "current_round_min_rtt",
+        "done",
+        "in_css",
+        "last_round_min_rtt",
+        "rtt_sample_count",
+        "window_end",
+    )
+
     def __init__(self) -> None:
         self.window_end: int | None = None
         self.last_round_min_rtt = math.inf
@@ -116,5 +127,6 @@ class HyStartPlusPlus:
 
     def copy(self) -> HyStartPlusPlus:
         new = HyStartPlusPlus.__new__(HyStartPlusPlus)
-        new.__dict__.update(self.__dict__)
+        for name in HyStartPlusPlus.__slots__:
+            setattr(new, name, getattr(self, name))
         return new

@@ -24,6 +24,8 @@ class NewReno(CongestionControlBase):
 
     name: ClassVar[str] = "newreno"
 
+    __slots__ = ("bytes_acked",)
+
     def __init__(self, *, mss: int, initial_window: int = 10, hystart: bool = True) -> None:
         super().__init__(mss=mss, initial_window=initial_window, hystart=hystart)
         #: Bytes acknowledged in congestion avoidance not yet turned into growth.
