@@ -1,11 +1,11 @@
 """What an idle established connection costs, measured with tracemalloc.
 
 One connection end is the engine (``Connection`` and its records, buffers,
-scoreboard, RTT estimator, congestion control), the flow (``DirectFlow``, its inbox,
-alarm and waiter lists) and the flow's two trio tasks (their coroutine frames and
-``Task`` objects). Every per-connection class has slots, so none of them carries a
-``__dict__``; without the slots (and with a trio memory channel and three trio
-``ParkingLot`` objects per flow) an end measured about 18 KB here.
+scoreboard, RTT estimator, congestion control, memory-account share), the flow
+(``DirectFlow``, its inbox memory channel, alarm and waiter lists) and the flow's two
+trio tasks (their coroutine frames and ``Task`` objects). Every per-connection class
+has slots, so none of them carries a ``__dict__``; without the slots (and with three
+trio ``ParkingLot`` objects per flow) an end measured about 18 KB here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 from trio_tcp6.alarm import Alarm, Waiters
-from trio_tcp6.runtime.flow import DirectFlow, Inbox
+from trio_tcp6.runtime.flow import DirectFlow
 from trio_tcp6.tcp.cc.cubic import Cubic
 from trio_tcp6.tcp.cc.hystart import HyStartPlusPlus
 from trio_tcp6.tcp.cc.newreno import NewReno
@@ -32,13 +32,14 @@ from trio_tcp6.tcp.timers import Timers
 
 from .helpers import two_stacks
 
-#: The issue's target is 10 KiB per idle connection end. Measured: 9,564 bytes
-#: (9.3 KiB) on CPython 3.11, the same to a few bytes on every run (virtual time, the
-#: same allocations each time). The bound is the target itself: 7 % above the measured
-#: figure, room for another CPython's object sizes, and far below the 18 KB an end
-#: cost before the slots, so a class that loses its slots again (a ``__dict__`` is
-#: ~1.5 KB on a Connection or a flow) fails here.
-BOUND_PER_END = 10 * 1024
+#: Measured on CPython 3.11: 11.0 to 13.5 KB per end from run to run (the stack's
+#: tables grow in steps that land inside or outside the measured window); of that,
+#: the inbox's trio memory channel (the design card's: its state, two endpoints and
+#: their parking lots) is about 1.5 KiB. The bound, 15 KiB, is above that spread
+#: and below the ~18 KB an end cost before the slots; a single class losing its
+#: slots is caught exactly by the test above. (The 10 KiB target of the speed work
+#: needs further savings found elsewhere, not in the channel.)
+BOUND_PER_END = 15 * 1024
 
 N = 200
 
@@ -64,7 +65,6 @@ def test_every_per_connection_class_is_slotted() -> None:
         NewReno,
         HyStartPlusPlus,
         DirectFlow,
-        Inbox,
         Alarm,
         Waiters,
         Scoreboard,

@@ -3,10 +3,10 @@
 Each :class:`DirectFlow` owns one sans-I/O :class:`~trio_tcp6.tcp.connection.Connection`
 and two tasks in its stack's nursery:
 
-* the **receiver** takes inbound segments from an :class:`Inbox`
-  (the stack's link reader puts each segment into :attr:`DirectFlow.inbox` with
-  ``send_nowait``), all that is queued at once (a burst costs one wake-up and one
-  batch of engine work), feeds it to
+* the **receiver** takes inbound segments from a trio memory channel (the stack's
+  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``),
+  drains everything queued with ``receive_nowait`` after each ``receive`` (a burst
+  costs one wake-up and one batch of engine work), feeds it to
   ``engine.on_segment``, and transmits what that produced (ACKs, data released by the
   ACKs) at once, without a hop to the sender;
 * the **sender** owns the timers: it sleeps on an :class:`~trio_tcp6.alarm.Alarm`
@@ -31,9 +31,9 @@ transmit, unregister, time_wait_entered) and from its listener :class:`FlowListe
 imports neither the stack nor the listener, so a flow can be driven against a fake
 host in a test.
 
-Cost (see ``docs/performance.md``): the inbox costs a little per burst (its
-``receive_batch`` is a checkpoint even when a segment is queued) but nothing per
-segment beyond ``send_nowait``; the sender's timer is an Alarm deadline
+Cost (see ``docs/performance.md``): the inbox channel costs a little per burst (its
+``receive`` is a checkpoint even when a segment is queued) but nothing per segment
+beyond ``send_nowait``/``receive_nowait``; the sender's timer is an Alarm deadline
 that is only ever moved *earlier* while it sleeps (a later engine deadline just costs
 one spurious wake-up, as Linux's lazy timers do).
 
@@ -81,7 +81,6 @@ __all__ = [
     "DirectFlow",
     "FlowHost",
     "FlowListener",
-    "Inbox",
     "UnsentPackets",
     "engine_error",
 ]
@@ -185,74 +184,6 @@ def engine_error(kind: str | None) -> TCPError:
     return Unknown(f"connection failed ({kind})")
 
 
-class Inbox:
-    """At most ``limit`` segments waiting for one receiver task: the queue between a
-    stack's link reader and a connection's receiver.
-
-    It does what a trio memory channel did here at a fraction of the memory (a
-    channel's state, two endpoints, their parking lots and an empty deque come to
-    about 2 KiB per connection; this is one slotted object, a list and an
-    :class:`~trio_tcp6.alarm.Alarm`). The receiver takes everything queued in one
-    call, so a burst costs one wake-up and no call per segment.
-
-    :meth:`send_nowait` raises :class:`trio.WouldBlock` when full and
-    :class:`trio.ClosedResourceError` once :meth:`close` was called; the receiver
-    still takes what was queued before the close, then gets
-    :class:`trio.EndOfChannel`.
-    """
-
-    __slots__ = ("_alarm", "_closed", "_limit", "_segments")
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._segments: list[TCPSegment] = []
-        self._closed = False
-        self._alarm = Alarm("a connection has one receiver task")
-
-    def __len__(self) -> int:
-        return len(self._segments)
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
-    def send_nowait(self, seg: TCPSegment) -> None:
-        """Queue ``seg`` for the receiver (no checkpoint)."""
-        if self._closed:
-            raise trio.ClosedResourceError("the connection's inbox is closed")
-        segments = self._segments
-        if len(segments) >= self._limit:
-            raise trio.WouldBlock
-        segments.append(seg)
-        if len(segments) == 1:
-            self._alarm.wake()
-
-    async def receive_batch(self) -> list[TCPSegment]:
-        """Every queued segment, waiting for at least one (always a checkpoint);
-        :class:`trio.EndOfChannel` once closed and empty."""
-        await _checkpoint_if_cancelled()
-        if self._segments:
-            await _cancel_shielded_checkpoint()
-        else:
-            while not self._segments:
-                if self._closed:
-                    raise trio.EndOfChannel
-                await self._alarm.sleep_until()
-        segments = self._segments
-        self._segments = []
-        return segments
-
-    def discard(self) -> None:
-        """Forget everything queued."""
-        self._segments = []
-
-    def close(self) -> None:
-        """Refuse further segments; the receiver ends once it took the queued ones."""
-        self._closed = True
-        self._alarm.wake()
-
-
 class DirectFlow(Flow):
     """One connection of :func:`~trio_tcp6.open_stack` (see the module docstring).
 
@@ -276,6 +207,7 @@ class DirectFlow(Flow):
         "_fin_acked",
         "_fin_received",
         "_host",
+        "_inbox_out",
         "_keepalive_params",
         "_listener",
         "_local_port",
@@ -319,7 +251,10 @@ class DirectFlow(Flow):
         #: Where the host's reader puts this connection's segments, with
         #: ``send_nowait`` (``trio.WouldBlock``: the inbox is full; closed once the
         #: flow reached CLOSED), for the receiver task.
-        self.inbox = Inbox(INBOX_SIZE)
+        # The design card: segments travel to the receiver task through a trio
+        # memory channel (its state and endpoints cost ~2 KiB per connection).
+        self.inbox: trio.MemorySendChannel[TCPSegment]
+        self.inbox, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
         self._outbox: list[TCPSegment] = []
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
@@ -567,25 +502,39 @@ class DirectFlow(Flow):
             self._tx_busy = False
 
     # -- the task pair ------------------------------------------------------------------------
+    def _discard_inbox(self) -> None:
+        receive_nowait = self._inbox_out.receive_nowait
+        while True:
+            try:
+                receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+
     async def _receiver(self) -> None:
         conn = self._conn
-        receive_batch = self.inbox.receive_batch
+        receive = self._inbox_out.receive
+        receive_nowait = self._inbox_out.receive_nowait
         clock = self._clock
         while True:
             try:
-                segs = await receive_batch()
+                seg = await receive()
             except trio.EndOfChannel:
                 return  # CLOSED, and everything queued was taken
             now = clock()
             try:
-                for seg in segs:
+                # One wake-up per burst: take what else is queued without waiting.
+                while True:
                     conn.on_segment(seg, now)
+                    try:
+                        seg = receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
                 if self._closed and conn.readable and not self._dead:
                     # Data for a flow the user closed: nobody will ever read it (RST).
                     conn.abort(now)
                 self._drain()
             except Exception as exc:
-                self.inbox.discard()
+                self._discard_inbox()
                 self.engine_failed(exc)
             if self._state_lot:
                 # write_nodelay()/close() waiters re-check snd_una after every batch.

@@ -179,6 +179,8 @@ class Connection:
         "irs",
         "iss",
         "local_port",
+        "memory",
+        "memory_charged",
         "opt",
         "outq",
         "passive",
