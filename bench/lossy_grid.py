@@ -1,13 +1,15 @@
 """The lossy-path grid: bulk throughput under random loss, in virtual time.
 
     python bench/lossy_grid.py [--cells 4096x0.01,32768x0] [--seeds N] [--quick]
-                               [--trace DIR] [--jobs N]
+                               [--trace DIR] [--jobs N] [--linux]
 
 The scenario is smoltcp's ``tests/netsim.rs``: two hosts on a VirtualNetwork, one-way
 delay 50 ms, independent random loss ``p`` on every packet in both directions, no
 rate limit, MTU 1500; both ends' send and receive buffers are ``buf`` bytes
 (``TCPConfig(send_buffer=buf, receive_buffer=buf)``, everything else default: CUBIC,
-SACK, timestamps, RACK-TLP, PRR). A client connects and sends 1 MiB (256 KiB at
+SACK, timestamps, RACK-TLP, PRR; with ``--linux`` both ends use
+``TCPConfig.linux(send_buffer=buf, receive_buffer=buf)``, the choices Linux 6.x
+makes where the RFCs allow both). A client connects and sends 1 MiB (256 KiB at
 p = 0.20); throughput = bytes / seconds from the ``connect`` call until the
 receiving application has read every byte. Everything runs under
 ``trio.testing.MockClock(autojump_threshold=0)``, so a run takes CPU time only.
@@ -310,8 +312,9 @@ class Tracer:
 
 
 # -- one run ---------------------------------------------------------------------------
-async def _run(buf: int, loss: float, seed: int, nbytes: int) -> RunResult:
-    config = tcp6.TCPConfig(send_buffer=buf, receive_buffer=buf)
+async def _run(buf: int, loss: float, seed: int, nbytes: int, linux: bool) -> RunResult:
+    preset = tcp6.TCPConfig.linux if linux else tcp6.TCPConfig
+    config = preset(send_buffer=buf, receive_buffer=buf)
     net = tcp6.VirtualNetwork(mtu=MTU, seed=seed, delay=DELAY, loss=loss)
     data = bytes(nbytes)
     chunks: list[float] = []
@@ -369,18 +372,18 @@ async def _run(buf: int, loss: float, seed: int, nbytes: int) -> RunResult:
     )
 
 
-def run_one(args: tuple[int, float, int, int, str | None]) -> RunResult:
+def run_one(args: tuple[int, float, int, int, str | None, bool]) -> RunResult:
     """One run in its own trio loop and virtual clock (a Pool worker entry point)."""
-    buf, loss, seed, nbytes, trace_dir = args
+    buf, loss, seed, nbytes, trace_dir, linux = args
     # trio shuffles the order of ready tasks with its own generator; seed it so that
     # a run (and its trace) is reproducible.
     trio._core._run._r.seed(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
     if trace_dir is None:
-        return trio.run(_run, buf, loss, seed, nbytes, clock=clock)
+        return trio.run(_run, buf, loss, seed, nbytes, linux, clock=clock)
     tracer = Tracer()
     with tracer.installed():
-        result = trio.run(_run, buf, loss, seed, nbytes, clock=clock)
+        result = trio.run(_run, buf, loss, seed, nbytes, linux, clock=clock)
     tracer.write(os.path.join(trace_dir, f"buf{buf}_p{loss:g}_s{seed}.csv"))
     return result
 
@@ -448,20 +451,23 @@ def main() -> None:
     parser.add_argument("--trace", metavar="DIR", help="write a trace CSV per run into DIR")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--runs", action="store_true", help="also print every run")
+    parser.add_argument(
+        "--linux", action="store_true", help="both ends use TCPConfig.linux() (Linux's choices)"
+    )
     args = parser.parse_args()
     seeds = 2 if args.quick else args.seeds
     cells = parse_cells(args.cells)
     if args.trace:
         os.makedirs(args.trace, exist_ok=True)
     work = [
-        (buf, loss, seed, bulk_size(loss), args.trace)
+        (buf, loss, seed, bulk_size(loss), args.trace, args.linux)
         for buf, loss in cells
         for seed in range(1, seeds + 1)
     ]
     print(
         f"lossy grid: one-way delay {DELAY * 1000:.0f} ms, MTU {MTU}, random loss p both "
         f"ways, {BULK >> 10} KiB bulk ({BULK_HEAVY_LOSS >> 10} KiB at p=0.20), "
-        f"{seeds} seeds, virtual time"
+        f"{seeds} seeds, virtual time" + (", TCPConfig.linux()" if args.linux else "")
     )
     print(f"ratios against: Linux = {LINUX_SOURCE}; smol = {SMOLTCP_SOURCE}")
     print(

@@ -45,7 +45,9 @@ class TCPConfig:
     """Configuration shared by every connection of a stack.
 
     Times are in seconds, sizes in bytes. The defaults follow Linux where the RFCs
-    leave a choice, so the stack behaves like the kernel it is measured against.
+    leave a choice, so the stack behaves like the kernel it is measured against,
+    except where the conservative RFC choice is kept; :meth:`linux` makes those
+    choices as Linux does too.
     """
 
     #: Bytes the user may queue before ``send_all``/``write`` blocks.
@@ -69,6 +71,19 @@ class TCPConfig:
     window_scale: bool = True
     #: RACK-TLP loss detection (RFC 8985) when SACK is negotiated.
     rack: bool = True
+    #: What the multiplicative decrease on a loss is computed from, when fast
+    #: recovery starts, on a retransmission timeout and when a tail loss probe
+    #: repairs a loss. ``"flight_size"`` (the default): the data in flight, at most
+    #: cwnd (RFC 5681 §3.1 eq. 4, RFC 9438 §4.6: ``ssthresh = FlightSize * beta``).
+    #: ``"cwnd"``: the congestion window alone, as Linux does (``tcp_cubic.c``
+    #: ``bictcp_recalc_ssthresh``: ``max(cwnd * 0.7, 2)``, reached from fast
+    #: recovery and from ``tcp_enter_loss``). The two differ when the flow is
+    #: receive-window or application limited with cwnd above what it sends; RFC 5681
+    #: §3.1 calls the cwnd rule a mistake and RFC 9438 §4.6 allows it only with a
+    #: rule that keeps cwnd from growing while it is not used (here: the
+    #: application-limited rule of the congestion controllers). Not fair to other
+    #: flows on a shared path in the first loss after a limited period.
+    loss_response: Literal["flight_size", "cwnd"] = "flight_size"
     #: Initial retransmission timeout (RFC 6298: 1 s).
     initial_rto: float = attrs.field(default=1.0, validator=_positive)
     #: Lower bound of the RTO (RFC 6298 says 1 s; Linux and most stacks use 0.2 s).
@@ -153,6 +168,38 @@ class TCPConfig:
     #: the same on every machine); it bounds what ``max_connections`` peers can make
     #: the stack hold to that, instead of ``max_connections`` times the buffers.
     memory_limit: int | None = attrs.field(default=64 << 20, validator=_positive_or_none)
+
+    @classmethod
+    def linux(cls, **overrides: Any) -> TCPConfig:
+        """A configuration that makes the choices Linux 6.x makes where the RFCs
+        allow both, as far as the engine has a switch for them; ``overrides`` set
+        any other field (for example the buffer sizes).
+
+        Differs from the defaults in:
+
+        * ``loss_response="cwnd"``: ssthresh = 0.7 x cwnd (CUBIC) or cwnd / 2
+          (NewReno) on a loss, not from FlightSize (``bictcp_recalc_ssthresh``,
+          ``tcp_reno_ssthresh``);
+        * ``syn_retries=6`` (``net.ipv4.tcp_syn_retries``: an active open gives up
+          after 127 s, short of RFC 9293's 3 minutes).
+
+        Already as Linux in the defaults: CUBIC with slow-start exit detection,
+        SACK, timestamps, window scaling, RACK-TLP, Nagle, ``initial_rto=1.0``,
+        ``min_rto=0.2``, ``max_rto=120.0``, ``delayed_ack=0.04`` (Linux's minimum
+        delayed-ACK timeout), ``synack_retries=5``, ``retries1=3``,
+        ``retries2=15``, a 60 s TIME-WAIT, keepalive off (with Linux's 7200/75/9
+        when enabled), ``initial_window=10``, SYN cookies, ``invalid_ack_ratelimit``
+        0.5 s. Linux choices the engine has no switch for (its slow start adds
+        every ACKed segment, its cwnd grows only while ``cwnd < 2 x packets out``
+        in slow start and only after a cwnd-limited round in congestion
+        avoidance, quick-ACKs at connection start, RTO = SRTT + max(4 RTTVAR,
+        min_rto), PRR's extra MSS only on ACKs that advance SND.UNA, HyStart
+        rather than HyStart++) are listed in the documentation's page on where
+        the engine and Linux differ.
+        """
+        fields: dict[str, Any] = {"loss_response": "cwnd", "syn_retries": 6}
+        fields.update(overrides)
+        return cls(**fields)
 
     @property
     def time_wait_duration(self) -> float:

@@ -40,6 +40,7 @@ __all__ = [
     "after_loss_marking",
     "eifel_undo",
     "enter_recovery",
+    "loss_basis",
     "on_ack",
     "on_rto",
     "process_sack",
@@ -223,6 +224,15 @@ def after_loss_marking(c: Connection, now: float) -> None:
 
 
 # -- fast recovery ---------------------------------------------------------------------
+def loss_basis(c: Connection) -> int:
+    """What a loss's multiplicative decrease is computed from (``loss_response``):
+    FlightSize bounded by cwnd (RFC 5681 eq. (4), RFC 6675 §5, RFC 9438 §4.6; see
+    :func:`.output.flight_size`), or cwnd alone as Linux does."""
+    if c.config.loss_response == "cwnd":
+        return c.cc.cwnd
+    return flight_size(c)
+
+
 def enter_recovery(c: Connection, now: float, delivered: int) -> None:
     """Start fast recovery (RFC 6675 §5 / RFC 6582 §3.2) with PRR (RFC 6937)."""
     rec = c.rec
@@ -233,8 +243,7 @@ def enter_recovery(c: Connection, now: float, delivered: int) -> None:
     rec.undo_marker = snd.una
     rec.undo_retrans = 0
     rec.undo_ranges = []
-    # RFC 5681 eq. (4) / RFC 6675 §5: FlightSize, bounded by cwnd (see there).
-    c.cc.on_congestion_event(now, flight_size(c))
+    c.cc.on_congestion_event(now, loss_basis(c))
     rec.ca = CA_RECOVERY
     rec.recovery_point = snd.nxt
     rec.reno_recover = snd.nxt
@@ -293,7 +302,7 @@ def on_ack(
     if rec.tlp_end is not None and ack >= rec.tlp_end:
         if rec.tlp_retrans and rec.ca is CA_OPEN and not seg.sack_blocks:
             # RFC 8985 §7.4: the probe repaired a loss: reduce the window once.
-            cc.on_congestion_event(now, flight_size(c))
+            cc.on_congestion_event(now, loss_basis(c))
             cc.on_recovery_exit(now)
             stats["tlp_recovery"] += 1
         rec.tlp_end = None
@@ -429,7 +438,8 @@ def on_rto(c: Connection, now: float) -> None:
     rec.rec_undo = None
     rec.undo_ranges = []
     repeated = rec.ca is CA_LOSS
-    c.cc.on_rto(now, sb.outstanding, repeated=repeated)
+    basis = c.cc.cwnd if c.config.loss_response == "cwnd" else sb.outstanding
+    c.cc.on_rto(now, basis, repeated=repeated)
     t.rto_count += 1
     c.rtt.backoff()
     if sb.segs and sb.segs[0].flags & SACKED:
