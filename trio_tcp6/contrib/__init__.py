@@ -16,18 +16,12 @@ readability queries the adapters share.
 
 from __future__ import annotations
 
-import ipaddress
-from typing import Any
-
 import trio
 
 from ..runtime import DirectFlow, Flow
 from ..tcp.events import State
 
 __all__ = ["flow_is_readable", "local_address", "remote_address", "transport_flow"]
-
-#: What :func:`local_address` answers when the flow cannot tell its local address.
-UNKNOWN_LOCAL_HOST = "::"
 
 
 def transport_flow(stream: trio.abc.Stream) -> Flow | None:
@@ -38,11 +32,6 @@ def transport_flow(stream: trio.abc.Stream) -> Flow | None:
     return stream if isinstance(stream, Flow) else None
 
 
-def _socket_of(flow: Flow) -> Any:
-    # Kernel flows carry their socket; direct flows may offer a socket-like object.
-    return getattr(flow, "socket", None)
-
-
 def remote_address(flow: Flow) -> tuple[str, int]:
     """The peer's ``(host, port)`` as a socket's ``getpeername()`` gives it for IPv6
     (host without brackets)."""
@@ -51,15 +40,10 @@ def remote_address(flow: Flow) -> tuple[str, int]:
 
 
 def local_address(flow: Flow) -> tuple[str, int]:
-    """Our ``(host, port)`` of ``flow``: from its socket (or socket-like object) when
-    it has one, else ``("::", local port)`` -- a direct flow without a socket-like
-    object knows its port but not which of the stack's addresses it uses."""
-    sock = _socket_of(flow)
-    if sock is not None and hasattr(sock, "getsockname"):
-        name = sock.getsockname()
-        return (str(ipaddress.IPv6Address(str(name[0]).split("%")[0])), int(name[1]))
-    port = getattr(flow, "local_port", 0)
-    return (UNKNOWN_LOCAL_HOST, int(port))
+    """Our ``(host, port)`` of ``flow``, as a socket's ``getsockname()`` gives it for
+    IPv6 (host without brackets)."""
+    host, port = flow.get_local()
+    return (str(host), port)
 
 
 def flow_is_readable(flow: Flow) -> bool:
@@ -72,8 +56,7 @@ def flow_is_readable(flow: Flow) -> bool:
     if isinstance(flow, DirectFlow):
         conn = flow.engine
         return bool(conn.readable) or conn.at_eof or flow.state is State.CLOSED
-    sock = _socket_of(flow)
-    is_readable = getattr(sock, "is_readable", None)
-    if callable(is_readable):
-        return bool(is_readable())
+    sock = flow.socket
+    if isinstance(sock, trio.socket.SocketType):  # a kernel flow's real socket
+        return sock.is_readable()
     return False

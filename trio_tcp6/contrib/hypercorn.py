@@ -20,7 +20,6 @@ apply; its TLS options do (``certfile``/``keyfile``: the listener then speaks TL
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -43,37 +42,22 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from ..runtime import Flow, Listener
-from . import local_address, remote_address
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
-__all__ = ["FlowSocket", "HypercornStream", "serve"]
-
-
-class FlowSocket:
-    """What hypercorn asks of a connection's socket: ``family``, ``getpeername()``,
-    ``getsockname()`` (no ``fileno``: there is no descriptor behind a direct flow)."""
-
-    family = socket.AF_INET6
-
-    def __init__(self, flow: Flow) -> None:
-        self.flow = flow
-
-    def getpeername(self) -> tuple[str, int]:
-        return remote_address(self.flow)
-
-    def getsockname(self) -> tuple[str, int]:
-        return local_address(self.flow)
+__all__ = ["HypercornStream", "serve"]
 
 
 class HypercornStream(trio.abc.HalfCloseableStream):
     """A flow as hypercorn's connection handler takes it: the flow's stream methods
-    plus ``.socket`` (a :class:`FlowSocket`)."""
+    plus its ``.socket`` (a direct flow's :class:`~trio_tcp6.runtime.FlowSocket`, a
+    kernel flow's trio socket: hypercorn reads ``family``, ``getpeername()`` and
+    ``getsockname()``)."""
 
     def __init__(self, flow: Flow) -> None:
         self.flow = flow
-        self.socket = FlowSocket(flow)
+        self.socket = flow.socket
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.flow.send_all(data)
