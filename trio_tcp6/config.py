@@ -71,6 +71,15 @@ class TCPConfig:
     window_scale: bool = True
     #: RACK-TLP loss detection (RFC 8985) when SACK is negotiated.
     rack: bool = True
+    #: Explicit Congestion Notification (RFC 3168): ask for it on active opens (an
+    #: ECN-setup SYN) and agree to it on passive opens (Linux ``tcp_ecn=1``). An
+    #: ECN connection sends new data ECT(0), echoes CE marks with ECE and reduces
+    #: its window once per window of data on ECE.
+    ecn: bool = False
+    #: Agree to ECN when a peer's SYN asks for it, even with ``ecn`` off: the
+    #: default is Linux's ``tcp_ecn=2`` (passive only). False with ``ecn`` off is
+    #: Linux's ``tcp_ecn=0``.
+    ecn_accept: bool = True
     #: What the multiplicative decrease on a loss is computed from, when fast
     #: recovery starts, on a retransmission timeout and when a tail loss probe
     #: repairs a loss. ``"flight_size"`` (the default): the data in flight, at most
@@ -186,7 +195,8 @@ class TCPConfig:
         Already as Linux in the defaults: CUBIC with slow-start exit detection,
         SACK, timestamps, window scaling, RACK-TLP, Nagle, ``initial_rto=1.0``,
         ``min_rto=0.2``, ``max_rto=120.0``, ``delayed_ack=0.04`` (Linux's minimum
-        delayed-ACK timeout), ``synack_retries=5``, ``retries1=3``,
+        delayed-ACK timeout), ``synack_retries=5``, ECN agreed to on passive
+        opens only (``ecn=False``, ``ecn_accept=True``: ``tcp_ecn=2``), ``retries1=3``,
         ``retries2=15``, a 60 s TIME-WAIT, keepalive off (with Linux's 7200/75/9
         when enabled), ``initial_window=10``, SYN cookies, ``invalid_ack_ratelimit``
         0.5 s. Linux choices the engine has no switch for (its slow start adds

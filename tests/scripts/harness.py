@@ -97,6 +97,18 @@ _FLAG_CHARS = [
 ]
 
 
+#: IPv6 ECN field spellings (packetdrill's): ``[ect0]`` before the flags.
+_ECN_NAMES = {"noecn": 0, "ect1": 1, "ect0": 2, "ce": 3}
+_ECN_SPELLING = {v: k for k, v in _ECN_NAMES.items()}
+
+
+def ecn_str(ecn: Any) -> str:
+    """The ``[..]`` annotation for an ECN field value (``""`` for Not-ECT)."""
+    if ecn is ANY:
+        return "[*] "
+    return f"[{_ECN_SPELLING[ecn]}] " if ecn else ""
+
+
 def flags_str(flags: int) -> str:
     return "".join(c for c, bit in _FLAG_CHARS if flags & bit) or "-"
 
@@ -157,6 +169,8 @@ class SegSpec:
     win: Any  # raw window, ANY, or None (not given)
     urg: int
     options: OptionSpec
+    #: The IPv6 ECN field: injected with it, or expected (ANY: not checked).
+    ecn: Any = 0
 
     def describe(self) -> str:
         if self.start is ANY:
@@ -164,7 +178,7 @@ class SegSpec:
         else:
             end = ANY if self.length is ANY else self.start + self.length
             seq = f"{self.start}:{end}({self.length})"
-        text = f"{self.direction} {flags_str(self.flags)} {seq}"
+        text = f"{self.direction} {ecn_str(self.ecn)}{flags_str(self.flags)} {seq}"
         if self.ack is not None:
             text += f" ack {self.ack}"
         if self.win is not None:
@@ -215,7 +229,7 @@ class Script:
 # -- parsing -------------------------------------------------------------------------
 _NUM = r"-?\d+"
 _SEG_RE = re.compile(
-    rf"^(?P<dir>[<>])\s+(?P<flags>[FSRP.UEW]+|-)\s+"
+    rf"^(?P<dir>[<>])\s+(?:\[(?P<ecn>[a-z0-9]+|\*)\]\s+)?(?P<flags>[FSRP.UEW]+|-)\s+"
     rf"(?:(?P<star>\*)|(?P<start>{_NUM}):(?P<end>{_NUM}|\*)\((?P<len>\d+|\*)\))"
     r"(?P<rest>.*)$"
 )
@@ -287,6 +301,15 @@ def _parse_segment(text: str) -> SegSpec:
         raise ScriptError(f"bad segment line {text!r}")
     direction = m["dir"]
     flags = _parse_flags(m["flags"])
+    ecn: Any = 0
+    if m["ecn"] == "*":
+        if direction == "<":
+            raise ScriptError("an injected segment cannot contain wildcards")
+        ecn = ANY
+    elif m["ecn"] is not None:
+        if m["ecn"] not in _ECN_NAMES:
+            raise ScriptError(f"unknown ECN field [{m['ecn']}] (noecn, ect0, ect1, ce, *)")
+        ecn = _ECN_NAMES[m["ecn"]]
     if m["star"]:
         if direction == "<":
             raise ScriptError("an injected segment needs a sequence number")
@@ -335,7 +358,7 @@ def _parse_segment(text: str) -> SegSpec:
             raise ScriptError("an injected segment cannot contain wildcards")
     elif ack is None and flags & ACK:
         raise ScriptError("an expected segment with '.' needs 'ack N' (or 'ack *')")
-    return SegSpec(direction, flags, start, length, ack, win, urg, options)
+    return SegSpec(direction, flags, start, length, ack, win, urg, options, ecn)
 
 
 def _literal(text: str) -> Any:
@@ -563,7 +586,10 @@ class Runner:
         seq_base, ack_base = (my_base, their_base) if outbound else (their_base, my_base)
         start = _signed(seg.seq - seq_base)
         n = len(seg.payload)
-        text = f"{'>' if outbound else '<'} {flags_str(seg.flags)} {start}:{start + n}({n})"
+        text = (
+            f"{'>' if outbound else '<'} {ecn_str(seg.ecn)}{flags_str(seg.flags)} "
+            f"{start}:{start + n}({n})"
+        )
         if seg.flags & ACK:
             text += f" ack {_signed(seg.ack - ack_base)}"
         text += f" win {seg.window}"
@@ -743,6 +769,7 @@ class Runner:
                 ((s.iss + a) & MASK, (s.iss + b) & MASK) for a, b in opts.sack_blocks
             ),
             timestamps=opts.timestamps,
+            ecn=spec.ecn,
         )
         self._log(f"{self.now:9.4f}  {self.fmt(seg, False)}")
         if self.conn is None:
@@ -826,6 +853,9 @@ class Runner:
                 diffs.append(f"ack: expected {spec.ack}, got {got_ack}")
         if spec.win is not None and spec.win is not ANY and seg.window != spec.win:
             diffs.append(f"win: expected {spec.win}, got {seg.window}")
+        if spec.ecn is not ANY and seg.ecn != spec.ecn:
+            want, got = _ECN_SPELLING[spec.ecn], _ECN_SPELLING[seg.ecn & 3]
+            diffs.append(f"ecn: expected [{want}], got [{got}]")
         if seg.urgent != spec.urg and (spec.urg or seg.flags & URG):
             diffs.append(f"urg: expected {spec.urg}, got {seg.urgent}")
         diffs += self._compare_options(spec.options, seg)

@@ -409,7 +409,7 @@ def test_parse_any_option_list(
     seg = parse_tcp(raw)
     assert attrs.asdict(seg, recurse=False) == {
         "src_port": 1234, "dst_port": 80, "seq": 1000, "ack": 2000, "flags": ACK,
-        "window": 4096, "payload": payload, "urgent": 0, **expected_fields(options),
+        "window": 4096, "payload": payload, "urgent": 0, "ecn": 0, **expected_fields(options),
     }  # fmt: skip
 
 

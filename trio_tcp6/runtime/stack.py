@@ -64,6 +64,7 @@ from ..wire.icmpv6 import (
     parse_invoking,
 )
 from ..wire.ipv6 import (
+    ECN_MASK,
     IPV6_DST,
     IPV6_HEADER_LEN,
     IPV6_SRC,
@@ -286,7 +287,7 @@ class DirectStack(Stack):
                 blocks = blocks[:-1]
                 header = build(attrs.evolve(seg, sack_blocks=blocks), src, dst)
                 size = len(header) + len(payload)
-        ip = build_ipv6_header(src, dst, PROTO_TCP, size)
+        ip = build_ipv6_header(src, dst, PROTO_TCP, size, traffic_class=seg.ecn)
         return b"".join((ip, header, payload)) if payload else ip + header
 
     async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
@@ -491,7 +492,8 @@ class DirectStack(Stack):
             # with no extension headers), payload trimmed to the payload length.
             src, dst, nh, payload = head
             if nh == PROTO_TCP and dst == self._addr:
-                self._tcp_input(src, payload, now, partial)
+                # (The ECN field, as wire.ipv6.ecn_of reads it, inline: per packet.)
+                self._tcp_input(src, payload, now, partial, (data[1] >> 4) & ECN_MASK)
                 return
         try:
             pkt = parse_ipv6(data)
@@ -506,13 +508,17 @@ class DirectStack(Stack):
             return
         nh = pkt.next_header
         if nh == PROTO_TCP:
-            self._tcp_input(pkt.src, pkt.payload, now, partial)
+            self._tcp_input(pkt.src, pkt.payload, now, partial, pkt.traffic_class & ECN_MASK)
         elif nh == PROTO_ICMPV6:
             self._icmp_input(pkt.src, pkt.payload, now)
         else:
             self._unknown_protocol(data, pkt, now)
 
-    def _tcp_input(self, src: bytes, payload: Buffer, now: float, trusted: bool = False) -> None:
+    def _tcp_input(
+        self, src: bytes, payload: Buffer, now: float, trusted: bool = False, ecn: int = 0
+    ) -> None:
+        """A TCP segment from ``src``; ``ecn``: its packet's ECN field, which the
+        segment carries to the engine (RFC 3168 §6.1.3)."""
         c = self._counters
         if not trusted and not verify_tcp_checksum(payload, src, self._addr):
             c["drop_bad_checksum"] += 1
@@ -522,6 +528,8 @@ class DirectStack(Stack):
         except ParseError as exc:
             self._malformed(exc)
             return
+        if ecn:
+            seg.ecn = ecn
         c["segments_in"] += 1
         key = (src, seg.src_port, seg.dst_port)
         flow = self._flows.get(key)

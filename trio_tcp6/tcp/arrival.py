@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..wire.tcp import ACK, FIN, RST, SYN, URG, TCPSegment
+from ..wire.tcp import ACK, ECE, FIN, RST, SYN, URG, TCPSegment
 from .acks import process_ack
 from .delivery import text_and_fin
+from .ecn import on_input as on_ecn_input
 from .events import EV_URGENT, State
 from .handshake import send_syn, syn_received_ack
 from .options import PAWS_IDLE
@@ -101,7 +102,8 @@ def syn_in_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
         if seg.ack == c.snd_nxt and not c.passive:
             # Simultaneous open: the peer's SYN-ACK acknowledges our SYN; its SYN was
             # already taken, so process the rest as a plain ACK.
-            rest = attrs.evolve(seg, seq=(seg.seq + 1) & MASK, flags=flags & ~SYN)
+            # (Its ECE agreed to ECN, RFC 3168 §6.1.1: it echoes no CE.)
+            rest = attrs.evolve(seg, seq=(seg.seq + 1) & MASK, flags=flags & ~(SYN | ECE))
             on_synchronized(c, rest, now)
             c.rcv.ack_now = True  # confirm, as for a duplicate SYN (Linux does too)
             return
@@ -250,6 +252,8 @@ def on_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
     st = c.state
     if st is State.CLOSED:
         return
+    if c.ecn.ok:
+        on_ecn_input(c, seg, now)  # CWR, CE and ECE (RFC 3168 §6.1.2-3)
     # -- sixth: URG (RFC 9293 §3.10.7.4; RFC 6093 pointer) ---------------------------
     if flags & URG and seg.urgent and st in RECEIVING:
         # (A zero pointer marks no octet as urgent: ignored.)

@@ -80,6 +80,7 @@ from ..wire.tcp import TCPSegment
 from . import handshake, timeouts, usercalls
 from .arrival import on_closed, on_synchronized
 from .cc import INFINITE_SSTHRESH, CongestionControl
+from .ecn import ECNState
 from .events import EV_CLOSED, EV_CONNECTED, EV_WRITABLE, Event, EventKind, State
 from .info import CAStateName, TCPInfo
 from .memory import MemoryAccount, detach, send_room, settle
@@ -174,6 +175,7 @@ class Connection:
         "chal_start",
         "config",
         "created",
+        "ecn",
         "eventq",
         "invalid_ack_at",
         "irs",
@@ -269,6 +271,8 @@ class Connection:
         self.cc: CongestionControl = handshake.new_cc(self)
         #: Loss-recovery state (:mod:`.recovery`).
         self.rec = LossRecovery()
+        #: ECN state (:mod:`.ecn`).
+        self.ecn = ECNState()
         #: Timer slots (:mod:`.timers`).
         self.timers = Timers(rto_at=now, ut_base=now, ka_last_probe=now)
         #: RFC 5961 challenge-ACK rate limit: window start and ACKs sent in it.
@@ -849,6 +853,7 @@ class Connection:
         rtt = self.rtt
         sb = self.sb
         opt = self.opt
+        ecn = self.ecn
         ssthresh = self.cc.ssthresh
         return TCPInfo(
             state=self.state,
@@ -877,4 +882,8 @@ class Connection:
             scoreboard_records=len(sb.segs),
             rcv_ooo=self.rcv.buf.ooo_bytes,
             rcv_held=self.rcv.buf.held,
+            ecn=ecn.ok,
+            ce_received=ecn.ce_received,
+            ece_received=ecn.ece_received,
+            cwr_sent=ecn.cwr_sent,
         )

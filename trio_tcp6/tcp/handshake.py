@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..wire.ipv6 import ECN_CE
 from ..wire.tcp import ACK, FIN, RST, SYN, TCPSegment
+from . import ecn
 from .cc import CongestionControl, make_congestion_control
 from .delivery import text_and_fin
 from .events import EV_CONNECTED, State
@@ -99,6 +101,7 @@ def take_peer_syn(c: Connection, syn: TCPSegment, now: float) -> None:
         opt.ts_recent = syn.timestamps[0]
         opt.ts_recent_age = now
     set_peer_mss(c, syn.mss)
+    c.ecn.ok = ecn.negotiated(c, syn)
     # SYN windows are never scaled (RFC 7323 §2.2).
     snd.wnd = syn.window
     snd.max_wnd = max(snd.max_wnd, snd.wnd)
@@ -161,19 +164,19 @@ def send_syn(c: Connection, now: float) -> None:
         ack = None
     if ts is not None:
         snd.syn_tsval = ts[0]
-    c.outq.append(
-        TCPSegment.handshake(
-            c.local_port,
-            c.remote_port,
-            c.iss,
-            min(c.rcv.cap, 0xFFFF),
-            ack=ack,
-            mss=opt.our_mss,
-            wscale=ws,
-            sack_permitted=sackp,
-            timestamps=ts,
-        )
+    syn = TCPSegment.handshake(
+        c.local_port,
+        c.remote_port,
+        c.iss,
+        min(c.rcv.cap, 0xFFFF),
+        ack=ack,
+        mss=opt.our_mss,
+        wscale=ws,
+        sack_permitted=sackp,
+        timestamps=ts,
     )
+    syn.flags |= ecn.syn_flags(c)
+    c.outq.append(syn)
     if snd.nxt == 0:
         snd.nxt = 1
     snd.last_send = now
@@ -211,6 +214,8 @@ def established(c: Connection, now: float) -> None:
         c.cc.cwnd = min(c.cc.cwnd, c.opt.mss)
     c.rtt.clear_backoff()
     c.want_writable = True
+    if c.ecn.ok:
+        c.stats["ecn_negotiated"] += 1
     if c.snd.fin_queued:
         c.set_state(State.FIN_WAIT_1, "close queued during the handshake", now)
 
@@ -284,6 +289,8 @@ def on_syn_sent(c: Connection, seg: TCPSegment, now: float) -> None:
         else:
             syn_ts_sample(c, seg, now)
         c.snd.wl2 = seg.ack
+        if c.ecn.ok and seg.ecn == ECN_CE:
+            ecn.on_synack_ce(c)
         established(c, now)
         c.rcv.ack_now = True
         # Data or FIN on the SYN-ACK: continue at the sixth step, the text

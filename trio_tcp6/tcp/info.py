@@ -81,3 +81,13 @@ class TCPInfo:
     #: Bytes counted against the receive buffer: in-order data not yet read plus
     #: out-of-order data with its per-piece overhead. Kernel: None (not reported).
     rcv_held: int | None = None
+    #: ECN negotiated (RFC 3168 §6.1.1). Kernel: ``TCPI_OPT_ECN`` when filled in.
+    ecn: bool | None = None
+    #: Data segments that arrived CE-marked (the receiver then echoes ECE).
+    #: Kernel: None (not reported).
+    ce_received: int | None = None
+    #: Acceptable ACKs that carried ECE (each window of them reduced cwnd once).
+    #: Kernel: None (not reported).
+    ece_received: int | None = None
+    #: Segments sent with CWR. Kernel: None (not reported).
+    cwr_sent: int | None = None

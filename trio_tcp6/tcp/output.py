@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..wire.tcp import ACK, FIN, PSH, SACK_BLOCK_LEN, SACK_OPTION_BASE_LEN, URG, TCPSegment
+from ..wire.ipv6 import ECN_ECT0
+from ..wire.tcp import (
+    ACK,
+    CWR,
+    ECE,
+    FIN,
+    PSH,
+    SACK_BLOCK_LEN,
+    SACK_OPTION_BASE_LEN,
+    URG,
+    TCPSegment,
+)
 from .memory import window_room
 from .sack import LOST, RETRANS, SACKED, Scoreboard
 from .seq import MASK
@@ -99,8 +110,11 @@ def window_field(c: Connection) -> int:
     return field
 
 
-def emit(c: Connection, seq: int, flags: int, payload: bytes, now: float, urgent: int = 0) -> None:
-    """Queue one segment with our current ACK, window and options."""
+def emit(
+    c: Connection, seq: int, flags: int, payload: bytes, now: float, urgent: int = 0, ecn: int = 0
+) -> None:
+    """Queue one segment with our current ACK, window and options (and ECE while
+    the receiver echoes CE, :mod:`.ecn`), sent with the IPv6 ECN field ``ecn``."""
     rcv = c.rcv
     rb = rcv.buf
     opt = c.opt
@@ -117,12 +131,16 @@ def emit(c: Connection, seq: int, flags: int, payload: bytes, now: float, urgent
         rcv.ack_now = False
         c.timers.delack = None
         rcv.unacked = 0
+        if c.ecn.ece:
+            flags |= ECE
     else:
         ack = 0
     wnd = window_field(c)
     ts = (c.tsval(now), opt.ts_recent) if opt.ts_ok else None
     c.outq.append(
-        _data_segment(c.local_port, c.remote_port, seq, ack, flags, wnd, payload, urgent, sack, ts)
+        _data_segment(
+            c.local_port, c.remote_port, seq, ack, flags, wnd, payload, urgent, sack, ts, ecn
+        )
     )
     c.snd.last_send = now
 
@@ -182,13 +200,24 @@ def xmit(c: Connection, start: int, end: int, now: float) -> None:
     if fin:
         flags |= FIN
     snd.last_data_send = now
+    ect = 0
+    e = c.ecn
+    if e.ok and dend > start and start >= snd.nxt:
+        # RFC 3168 §6.1.2, §6.1.5: ECT(0) on new data only (not on retransmissions),
+        # and CWR on the first new data after a window reduction.
+        ect = ECN_ECT0
+        if e.cwr_pending:
+            e.cwr_pending = False
+            e.cwr_sent += 1
+            c.stats["cwr_sent"] += 1
+            flags |= CWR
     up = snd.up - start
     if up > 0:
         # RFC 9293 §3.8.5 (MUST-62): the pointer is the offset of the first
         # non-urgent octet from this segment's SEQ (at most 65535).
-        emit(c, (c.iss + start) & MASK, flags | URG, payload, now, min(up, 0xFFFF))
+        emit(c, (c.iss + start) & MASK, flags | URG, payload, now, min(up, 0xFFFF), ect)
         return
-    emit(c, (c.iss + start) & MASK, flags, payload, now)
+    emit(c, (c.iss + start) & MASK, flags, payload, now, 0, ect)
 
 
 def retransmit_record(c: Connection, sb: Scoreboard, i: int, now: float) -> tuple[int, int]:

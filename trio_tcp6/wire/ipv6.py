@@ -59,6 +59,11 @@ from .errors import ParseError
 
 __all__ = [
     "DEFAULT_HOP_LIMIT",
+    "ECN_CE",
+    "ECN_ECT0",
+    "ECN_ECT1",
+    "ECN_MASK",
+    "ECN_NOT_ECT",
     "EXT_DESTINATION_OPTIONS",
     "EXT_FRAGMENT",
     "EXT_HOP_BY_HOP",
@@ -79,6 +84,7 @@ __all__ = [
     "ParameterProblemError",
     "build_ipv6",
     "build_ipv6_header",
+    "ecn_of",
     "find_upper_layer",
     "parse_ipv6",
     "peek_ipv6",
@@ -104,6 +110,18 @@ NO_NEXT_HEADER = 59
 PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
+
+# The ECN field: the two low bits of the Traffic Class (RFC 3168 §5, RFC 8200 §7).
+#: Not ECN-Capable Transport.
+ECN_NOT_ECT = 0
+#: ECT(1) (RFC 3168 §5; L4S's codepoint since RFC 9331).
+ECN_ECT1 = 1
+#: ECT(0): what an RFC 3168 sender marks its data with.
+ECN_ECT0 = 2
+#: Congestion Experienced: set by a router instead of dropping an ECT packet.
+ECN_CE = 3
+#: The ECN bits of a Traffic Class value.
+ECN_MASK = 3
 
 #: Most extension headers walked in one packet.
 MAX_EXT_HEADERS = 8
@@ -347,6 +365,12 @@ def parse_ipv6(data: Buffer, *, protocols: Collection[int] | None = None) -> IPv
         vtf & 0xFFFFF,
         exts,
     )
+
+
+def ecn_of(data: Buffer) -> int:
+    """The ECN field (:data:`ECN_CE` ...) of an IPv6 packet ``data`` of at least two
+    bytes: bits 4-5 of its second byte, the low two bits of the Traffic Class."""
+    return (data[1] >> 4) & ECN_MASK
 
 
 def peek_ipv6(data: bytes) -> tuple[bytes, bytes, int, memoryview] | None:

@@ -153,6 +153,10 @@ class TCPSegment:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     #: Timestamps option (kind 8): (TSval, TSecr).
     timestamps: tuple[int, int] | None = None
+    #: The ECN field of the IPv6 packet (RFC 3168 §5, not part of the TCP header):
+    #: on input what the packet arrived with, on output what to send it with
+    #: (``wire.ipv6.ECN_ECT0`` ...). The stack's IPv6 layer reads and writes it.
+    ecn: int = 0
 
     # -- named constructors (the one place the positional layout is written) -------
     @classmethod
@@ -218,9 +222,11 @@ class TCPSegment:
         urgent: int,
         sack_blocks: tuple[tuple[int, int], ...],
         timestamps: tuple[int, int] | None,
+        ecn: int = 0,
     ) -> TCPSegment:
         """A segment of a synchronized connection (data, ACK, FIN, probe): the options
-        such a segment may carry are SACK blocks and timestamps."""
+        such a segment may carry are SACK blocks and timestamps; ``ecn`` is the IPv6
+        ECN field to send it with."""
         return cls(
             src_port,
             dst_port,
@@ -235,6 +241,7 @@ class TCPSegment:
             False,
             sack_blocks,
             timestamps,
+            ecn,
         )
 
     # -- convenience -------------------------------------------------------------
@@ -597,7 +604,8 @@ def build_ipv6_tcp_ts_partial(
     and the TCP header with NOP NOP Timestamps come from a single ``struct`` call; the
     checksum field holds the pseudo-header sum ``pseudo_base`` (from
     :func:`tcp_pseudo_base` for ``src`` and ``dst``) plus the TCP length, the value
-    :func:`build_tcp_header_partial` computes. The per-packet fast path: fields are
+    :func:`build_tcp_header_partial` computes; the Traffic Class is ``seg.ecn``.
+    The per-packet fast path: fields are
     not masked or explained, so None also means one is out of range (sequence
     numbers and timestamps beyond 32 bits, a segment beyond 65535 bytes): build such
     a segment with the general builders, which mask or explain them.
@@ -617,7 +625,8 @@ def build_ipv6_tcp_ts_partial(
     csum = (pseudo_base + tcp_len) % 0xFFFF or 0xFFFF  # the sum is never zero
     try:
         header = _IP6_TCP_TS.pack(
-            _IP6_VERSION_WORD, tcp_len, TCP_PROTOCOL, DEFAULT_HOP_LIMIT, src, dst,
+            _IP6_VERSION_WORD | seg.ecn << 20, tcp_len, TCP_PROTOCOL, DEFAULT_HOP_LIMIT,
+            src, dst,
             seg.src_port, seg.dst_port, seg.seq, seg.ack, _OFF_32, seg.flags,
             seg.window, csum, seg.urgent, _NOP_NOP_TS, tsval, tsecr,
         )  # fmt: skip
