@@ -95,8 +95,9 @@ async def test_kernel_client_asking_for_ecn_or_fast_open(
     netns: NetNS, sysctl: str, tmp_path: Path
 ) -> None:
     """A kernel client asking for ECN (SYN with ECE|CWR) or a Fast Open cookie (option
-    34, data in the SYN with MSG_FASTOPEN): our listener answers with a plain SYN-ACK
-    (no ECE, no cookie), and every byte arrives."""
+    34, data in the SYN with MSG_FASTOPEN): our listener agrees to ECN (SYN-ACK with
+    ECE alone, the default ``ecn_accept``) and gives no cookie, and every byte
+    arrives."""
     key, value = sysctl.split("=")
     netns.sysctl(key, value)
     pcap = tmp_path / "syn.pcap"
@@ -139,9 +140,10 @@ async def test_kernel_client_asking_for_ecn_or_fast_open(
     syn, syn_ack = (line.split("\t") for line in done.stdout.decode().splitlines())
     if "ecn" in key:
         assert syn[:3] == ["0", "1", "1"]  # the kernel asked for ECN
+        assert syn_ack[:3] == ["1", "1", "0"]  # ECN accepted (RFC 3168 §6.1.1)
     else:
         assert "34" in syn[3].split(",")  # the kernel asked for a Fast Open cookie
-    assert syn_ack[:3] == ["1", "0", "0"]  # ECN not accepted
+        assert syn_ack[:3] == ["1", "0", "0"]
     assert "34" not in syn_ack[3].split(",")  # no cookie
 
 

@@ -78,6 +78,7 @@ def check_flow_info(info: tcp6.FlowInfo, *, sent: int) -> None:
         "snd_wnd", "rcv_wnd", "retransmits", "bytes_acked", "bytes_received",
         "bytes_sent", "sack", "timestamps", "wscale", "in_flight", "lost", "sacked",
         "reordering", "ca_state", "unacked", "rcv_ooo", "rcv_held", "scoreboard_records",
+        "ecn", "ce_received", "ece_received", "cwr_sent",
     }  # fmt: skip
     assert info.state is State.ESTABLISHED
     assert info.srtt is not None and info.srtt > 0
@@ -96,3 +97,5 @@ def check_flow_info(info: tcp6.FlowInfo, *, sent: int) -> None:
     assert info.ca_state == "open"
     assert info.rcv_ooo in (None, 0) and info.rcv_held in (None, 0)  # (None: the kernel)
     assert info.scoreboard_records in (None, 0)  # nothing in flight
+    assert info.ecn is False  # nobody asked for ECN
+    assert {info.ce_received, info.ece_received, info.cwr_sent} <= {None, 0}

@@ -114,6 +114,7 @@ assert len(_TCP_INFO_FIELDS) == len(struct.unpack(_TCP_INFO_FMT, bytes(_TCP_INFO
 _TCPI_OPT_TIMESTAMPS = 1
 _TCPI_OPT_SACK = 2
 _TCPI_OPT_WSCALE = 4
+_TCPI_OPT_ECN = 8
 
 _KERNEL_STATES = {
     1: State.ESTABLISHED,
@@ -179,6 +180,7 @@ def tcp_info_to_flow_info(t: dict[str, int]) -> FlowInfo:
         reordering=t["reord_seen"] > 0,
         ca_state=_KERNEL_CA_STATES[ca] if ca < len(_KERNEL_CA_STATES) else "open",
         unacked=unacked * mss,
+        ecn=bool(opts & _TCPI_OPT_ECN),
     )
 
 
