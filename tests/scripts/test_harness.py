@@ -469,3 +469,51 @@ def test_tolerance_usecs_header() -> None:
     assert parse_script("--tolerance=0.01\n0 connect").tolerance == pytest.approx(0.01)
     with pytest.raises(ScriptError):
         parse_script("--tolerance_usecs=-1\n0 connect")
+
+
+class EchoECNConnection(FakeConnection):
+    """The fake, but its ACKs go out with the ECN field the last segment came with."""
+
+    last_ecn = 0
+
+    def on_segment(self, seg: TCPSegment, now: float) -> None:
+        self.last_ecn = seg.ecn
+        super().on_segment(seg, now)
+
+    def _emit(self, flags: int, seq: int, payload: bytes = b"", mss: int | None = None) -> None:
+        super()._emit(flags, seq, payload, mss)
+        self.out[-1].ecn = self.last_ecn
+
+
+def test_ecn_field_is_injected_and_checked() -> None:
+    # The injected [ce] reaches the engine, the expected [ce] matches its echo.
+    run(
+        GOOD.replace("2.400  < P. 1:51(50) ack 101", "2.400  < [ce] P. 1:51(50) ack 101").replace(
+            "*      > . 101:101(0) ack 51", "*      > [ce] . 101:101(0) ack 51"
+        ),
+        EchoECNConnection,
+    )
+    # Omitted means Not-ECT on a '>' line too.
+    msg = fails(
+        GOOD.replace("2.400  < P. 1:51(50) ack 101", "2.400  < [ect0] P. 1:51(50) ack 101"),
+        EchoECNConnection,
+    )
+    assert "ecn: expected [noecn], got [ect0]" in msg
+    assert "> [ect0] . 101:101(0) ack 51" in msg  # the trace shows the field
+    # [*] matches any field.
+    run(
+        GOOD.replace(
+            "2.400  < P. 1:51(50) ack 101", "2.400  < [ect1] P. 1:51(50) ack 101"
+        ).replace("*      > . 101:101(0) ack 51", "*      > [*] . 101:101(0) ack 51"),
+        EchoECNConnection,
+    )
+    assert "ecn: expected [ce], got [noecn]" in fails(
+        GOOD.replace("*      > . 101:101(0) ack 51", "*      > [ce] . 101:101(0) ack 51")
+    )
+
+
+def test_ecn_field_syntax_errors() -> None:
+    with pytest.raises(ScriptError, match="unknown ECN field"):
+        parse_script("// x\n0.000 connect\n0.100  < [ect2] S. 0:0(0) ack 1\n")
+    with pytest.raises(ScriptError, match="wildcards"):
+        parse_script("// x\n0.000 connect\n0.100  < [*] S. 0:0(0) ack 1\n")
