@@ -33,8 +33,14 @@ from trio_tcp6.wire.tcp import (
     SYN,
     TCPSegment,
     build_ipv6_tcp_ts_partial,
+    build_tcp,
     parse_tcp,
     tcp_pseudo_base,
+)
+from trio_tcp6.wire.virtio import (
+    VIRTIO_NET_HDR_GSO_ECN,
+    VIRTIO_NET_HDR_GSO_TCPV6,
+    gso_header_for,
 )
 
 from ..runtime.helpers import A, B, receive_exactly
@@ -355,3 +361,28 @@ async def test_ect_syn_is_refused(autojump_clock: trio.testing.MockClock, ecn: i
     link = MarkingLink(net.attach(B), mark)
     cinfo, sinfo, _a, _b = await transfer(net, ECN_BOTH, ECN_BOTH, link, 10_000)
     assert not cinfo.ecn and not sinfo.ecn
+
+
+def test_tso_super_segment_with_cwr_gets_gso_ecn() -> None:
+    # The CWR of a TSO super-segment must reach the kernel as VIRTIO_NET_HDR_GSO_ECN
+    # (it sets CWR on the first wire segment only).
+    marked: list[int] = []
+
+    def mark(seg: TCPSegment, to_server: bool) -> None:
+        if to_server and seg.payload and seg.ecn == ECN_ECT0:
+            marked.append(seg.seq)
+            if len(marked) == 3:
+                seg.ecn = ECN_CE
+
+    p = Pair(ECN_BOTH, ECN_BOTH, mark)
+    p.client.tso_max_bytes = 64000
+    p.run(0.05)
+    p.client.send(b"z" * 400_000, p.now)
+    p.run(2.0)
+    cwr = [s for to_server, s in p.sent if to_server and s.flags & CWR and not s.flags & SYN]
+    assert len(cwr) == 1 and len(cwr[0].payload) > 1500 and cwr[0].ecn == ECN_ECT0
+    src, dst = bytes(15) + b"\x01", bytes(15) + b"\x02"
+    tcp = build_tcp(cwr[0], src, dst)
+    packet = build_ipv6_header(src, dst, 6, len(tcp), traffic_class=cwr[0].ecn) + tcp
+    hdr = gso_header_for(packet, 1500)
+    assert hdr.gso_type == VIRTIO_NET_HDR_GSO_TCPV6 | VIRTIO_NET_HDR_GSO_ECN

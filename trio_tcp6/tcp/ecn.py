@@ -1,4 +1,5 @@
-"""Explicit Congestion Notification in TCP (RFC 3168 §6.1, with RFC 8311's view of it).
+"""Explicit Congestion Notification in TCP: RFC 3168 §6.1, classic ECN (none of the
+experiments RFC 8311 opens, such as ECT on SYNs, pure ACKs or retransmissions).
 
 A router whose queue builds up may mark a packet Congestion Experienced (CE) in the
 IPv6 Traffic Class instead of dropping it, if the packet says its transport reacts
