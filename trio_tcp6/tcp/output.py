@@ -121,10 +121,14 @@ def emit(c: Connection, seq: int, flags: int, payload: bytes, now: float, urgent
         ack = 0
     wnd = window_field(c)
     ts = (c.tsval(now), opt.ts_recent) if opt.ts_ok else None
-    c.outq.append(
-        _data_segment(c.local_port, c.remote_port, seq, ack, flags, wnd, payload, urgent, sack, ts)
+    seg = _data_segment(
+        c.local_port, c.remote_port, seq, ack, flags, wnd, payload, urgent, sack, ts
     )
+    c.outq.append(seg)
     c.snd.last_send = now
+    ft = c.flow_trace
+    if ft is not None:
+        ft.segment_out(c, seg, now)
 
 
 def send_ack(c: Connection, now: float) -> None:
