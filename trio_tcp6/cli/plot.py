@@ -53,6 +53,7 @@ __all__ = [
     "from_pcap",
     "from_trace",
     "load_input",
+    "require_matplotlib",
 ]
 
 #: Colours: data, retransmissions, ACK, window, SACK, fast recovery, loss (after RTO).
@@ -281,6 +282,12 @@ def _matplotlib() -> tuple[Any, Any]:
             "plotting needs matplotlib: pip install 'trio-tcp6[plot]' (or matplotlib>=3.7)"
         ) from None
     return figure.Figure, ticker
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`MissingMatplotlib` (with the command that installs it) unless
+    matplotlib can be imported."""
+    _matplotlib()
 
 
 def _steps(
