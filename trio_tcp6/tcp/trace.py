@@ -172,6 +172,13 @@ class FlowTrace:
         if self._conn is not None:
             raise RuntimeError("this FlowTrace is already attached")
         self._conn = conn
+        self._describe(conn)
+        self._chained = conn.trace
+        conn.trace = self.state
+        conn.flow_trace = self
+
+    def _describe(self, conn: Connection) -> None:
+        # (Again after the handshake, which sets the MSS, and when detaching.)
         self.info.update(
             local_port=conn.local_port,
             remote_port=conn.remote_port,
@@ -179,15 +186,13 @@ class FlowTrace:
             congestion=conn.config.congestion,
             passive=conn.passive,
         )
-        self._chained = conn.trace
-        conn.trace = self.state
-        conn.flow_trace = self
 
     def detach(self) -> None:
         """Stop recording (the records stay)."""
         conn = self._conn
         if conn is None:
             return
+        self._describe(conn)
         if conn.flow_trace is self:
             conn.flow_trace = None
         if conn.trace == self.state:
@@ -290,6 +295,8 @@ class FlowTrace:
         conn = self._conn
         if conn is not None:
             self._record(conn, "state", now, name=new.name, cause=reason)
+            if new is State.ESTABLISHED:
+                self._describe(conn)
         if self._chained is not None:
             self._chained(old, new, reason, now)
 
@@ -318,6 +325,8 @@ class FlowTrace:
     # -- files -------------------------------------------------------------------------
     def dump(self, f: IO[str]) -> None:
         """Write the trace as JSON lines to the text file ``f``."""
+        if self._conn is not None:
+            self._describe(self._conn)
         header = {"format": FORMAT, "version": VERSION, **self.info}
         f.write(json.dumps(header, separators=(",", ":")) + "\n")
         for r in self.records:
