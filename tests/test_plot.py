@@ -25,7 +25,7 @@ from trio_tcp6.cli.plot import (
 )
 from trio_tcp6.links import VirtualNetwork
 from trio_tcp6.runtime import open_stack
-from trio_tcp6.tcp.trace import FlowTrace
+from trio_tcp6.tcp.trace import FlowTrace, TraceRecord
 
 from .tcp.test_trace import MSS, scripted_loss
 
@@ -196,3 +196,31 @@ def test_bad_input_and_output(tmp_path: Path, capsys: Any) -> None:
     assert main(["plot", str(tmp_path / "missing.trace")]) == 1
     with pytest.raises(SystemExit):
         main(["plot", str(junk), "-o", str(tmp_path / "x.jpg")])
+
+
+def test_ack_line_is_cumulative() -> None:
+    """An ACK overtaken by a later one (reordered) does not pull the line down."""
+    trace = FlowTrace({"mss": 1000})
+    base = dict(snd_nxt=5001, cwnd=10_000, ssthresh=None, srtt=0.1, rto=1.0, pipe=0)
+    common = dict(rcv_wnd=65535, ca_state="open", **base)
+    trace.records += [
+        TraceRecord("out", 0.0, snd_una=1, snd_wnd=9000, seq=1, length=5000, **common),
+        TraceRecord("in", 0.1, snd_una=4001, snd_wnd=9000, ack=4001, **common),
+        TraceRecord("in", 0.2, snd_una=4001, snd_wnd=8000, ack=2001, **common),
+        TraceRecord("in", 0.3, snd_una=5001, snd_wnd=9000, ack=5001, **common),
+    ]
+    pic = from_trace(trace)
+    assert [(t, a) for t, a, _ in pic.acks] == [(0.1, 4001), (0.2, 4001), (0.3, 5001)]
+    assert [w for _, _, w in pic.acks] == [13001, 12001, 14001]
+
+
+def test_time_range_option(tmp_path: Path, mpl: Any, capsys: Any) -> None:
+    w = scripted_loss()
+    path = tmp_path / "flow.trace"
+    w.trace.save(path)
+    out = tmp_path / "part.png"
+    assert main(["plot", str(path), "-o", str(out), "--time", "0.9:"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    for bad in ("1", "2:1", "a:b"):
+        with pytest.raises(SystemExit):
+            main(["plot", str(path), "--time", bad])

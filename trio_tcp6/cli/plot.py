@@ -1,4 +1,5 @@
-"""``python -m trio_tcp6 plot INPUT [-o OUT] [--flow PORT]``: pictures of a TCP flow.
+"""``python -m trio_tcp6 plot INPUT [-o OUT] [--time A:B] [--flow PORT]``: pictures of a
+TCP flow.
 
 ``INPUT`` is a flow trace (:class:`~trio_tcp6.tcp.trace.FlowTrace`, saved with
 ``trace.save(path)``) or a pcap (``VirtualNetwork.capture``, the demo's ``--pcap``,
@@ -6,7 +7,7 @@ tcpdump...). The picture has two panels sharing the time axis:
 
 * the time-sequence graph (Stevens'): each data segment a vertical bar from its first
   to its last sequence number at the time it was sent, retransmissions in red (with a
-  red dot, visible at any scale), the cumulative ACK as a step line, the right edge
+  red dot, visible at any scale), the cumulative ACK (SND.UNA) as a step line, the right edge
   of the advertised window above it, SACK blocks shaded in purple at the time they
   were received; periods of fast recovery shaded orange, after a retransmission
   timeout red, with a dashed line at each timeout;
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import ipaddress
+import math
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -127,8 +129,11 @@ def from_trace(trace: FlowTrace) -> FlowPicture:
             highest = max(highest, r.end)
             pic.sends.append((t, r.seq, r.end, retransmit))
         elif r.kind == ack_kind and r.ack >= 0:
+            # The cumulative ACK: SND.UNA (an ACK overtaken by a later one moves
+            # nothing); what we sent, for a receiver.
+            ack = r.snd_una if sender else r.ack
             wnd = r.snd_wnd if sender else r.rcv_wnd
-            pic.acks.append((t, r.ack, r.ack + wnd))
+            pic.acks.append((t, ack, ack + wnd))
             if sender:
                 pic.sacks.extend((t, s, e) for s, e in r.sack)
         elif r.kind == "event" and r.name == "rto":
@@ -147,9 +152,12 @@ def from_trace(trace: FlowTrace) -> FlowPicture:
 
 
 def _trace_title(info: dict[str, Any]) -> str:
-    local = f"[{info.get('local', '?')}]:{info.get('local_port', '?')}"
-    remote = f"[{info.get('remote', '?')}]:{info.get('remote_port', '?')}"
-    parts = [f"{local} -> {remote}"]
+    def end(address: str, port: str) -> str:
+        if address in info:
+            return f"[{info[address]}]:{info.get(port, '?')}"
+        return f"port {info.get(port, '?')}"
+
+    parts = [f"{end('local', 'local_port')} -> {end('remote', 'remote_port')}"]
     if info.get("congestion"):
         parts.append(str(info["congestion"]))
     if info.get("mss"):
@@ -244,8 +252,9 @@ def from_pcap(path: str | os.PathLike[str], port: int | None = None) -> FlowPict
                     sample = t - p[1]
             if sample is not None:
                 pic.rtt.append((t, sample, None))
-            ack = max(ack, a)
-            pic.acks.append((t, a, a + window))
+            if a >= ack:  # (an ACK overtaken by a later one moves nothing)
+                ack = a
+                pic.acks.append((t, a, a + window))
             for ls, rs in seg.sack_blocks:
                 s = _unwrap(ls, base, a)
                 pic.sacks.append((t, s, s + ((rs - ls) & MASK)))
@@ -303,16 +312,23 @@ def _steps(
     return xs, ys
 
 
-def draw(pic: FlowPicture, out: str | os.PathLike[str]) -> None:
-    """Draw ``pic`` into the file ``out`` (format from its suffix)."""
+def draw(
+    pic: FlowPicture,
+    out: str | os.PathLike[str],
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> None:
+    """Draw ``pic`` into the file ``out`` (format from its suffix); ``start`` and
+    ``end`` (seconds, as on the time axis) zoom into part of it."""
     figure_cls, ticker = _matplotlib()
     fig = figure_cls(figsize=(11, 7.5), dpi=100, layout="constrained")
     seq_ax, cc_ax = fig.subplots(2, 1, sharex=True, height_ratios=[2.2, 1])
     fig.suptitle(pic.title, fontsize=11)
     for ax in (seq_ax, cc_ax):
-        for start, end, what in pic.spans:
+        for span_start, span_end, what in pic.spans:
             colour = LOSS_COLOUR if what == "loss" else RECOVERY_COLOUR
-            ax.axvspan(start, end, color=colour, alpha=0.55, linewidth=0, zorder=0)
+            ax.axvspan(span_start, span_end, color=colour, alpha=0.55, linewidth=0, zorder=0)
         for t in pic.rtos:
             ax.axvline(t, color=RETRANSMIT_COLOUR, linestyle="--", linewidth=0.9, zorder=1)
         ax.grid(True, color="#dddddd", linewidth=0.6)
@@ -368,8 +384,12 @@ def draw(pic: FlowPicture, out: str | os.PathLike[str]) -> None:
         )
     # The window edge may run far above the data (a large receive window): the
     # range is the data's, and the window line shows only when it limits.
-    data_top = max([s[2] for s in pic.sends] + [a[1] for a in pic.acks], default=0)
-    data_bottom = min([s[1] for s in pic.sends] + [a[1] for a in pic.acks], default=0)
+    lo = -math.inf if start is None else start
+    hi = math.inf if end is None else end
+    shown = [s for s in pic.sends if lo <= s[0] <= hi]
+    acked = [a[1] for a in pic.acks if lo <= a[0] <= hi]
+    data_top = max([s[2] for s in shown] + acked, default=0)
+    data_bottom = min([s[1] for s in shown] + acked, default=0)
     if data_top > data_bottom:
         margin = (data_top - data_bottom) * 0.06
         seq_ax.set_ylim(data_bottom - margin, data_top + margin)
@@ -435,6 +455,9 @@ def draw(pic: FlowPicture, out: str | os.PathLike[str]) -> None:
     h2, l2 = rtt_ax.get_legend_handles_labels()
     if h1 or h2:
         cc_ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8, ncols=2, framealpha=0.9)
+    if start is not None or end is not None:
+        # (Last: the twin axis's autoscaling would undo it.)
+        seq_ax.set_xlim(start, end)
     fig.savefig(os.fspath(out))
 
 
@@ -480,12 +503,32 @@ def add_plot_parser(sub: Any) -> None:
         help="the picture: OUT.png or OUT.svg (default: INPUT with .png)",
     )
     plot.add_argument(
+        "--time",
+        type=_time_range,
+        metavar="START:END",
+        help="draw only this part, in seconds on the time axis (either may be empty)",
+    )
+    plot.add_argument(
         "--flow",
         type=checks.port(allow_zero=False),
         metavar="PORT",
         help="pcap only: the connection using this TCP port (default: the most data)",
     )
     plot.set_defaults(func=_main, parser=plot)
+
+
+def _time_range(text: str) -> tuple[float | None, float | None]:
+    first, sep, second = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"a time range is START:END, got {text!r}")
+    try:
+        lo = float(first) if first.strip() else None
+        hi = float(second) if second.strip() else None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time range in seconds: {text!r}") from None
+    if lo is not None and hi is not None and not lo < hi:
+        raise argparse.ArgumentTypeError(f"the range must end after it starts: {text!r}")
+    return lo, hi
 
 
 def _main(ns: argparse.Namespace) -> int:
@@ -495,7 +538,8 @@ def _main(ns: argparse.Namespace) -> int:
         ns.parser.error(f"the output must end in .png, .svg or .pdf, got {out!r}")
     try:
         pic = load_input(ns.input, ns.flow)
-        draw(pic, out)
+        start, end = ns.time or (None, None)
+        draw(pic, out, start=start, end=end)
     except MissingMatplotlib as exc:
         return checks.fail(ns.parser.prog, str(exc), 1)
     except (OSError, ValueError) as exc:
