@@ -45,7 +45,7 @@ from ..wire.tcp import ACK, FIN, PSH, RST, SYN, TCPSegment
 from .cc import INFINITE_SSTHRESH
 from .events import State
 from .seq import MASK, seq_diff
-from .states import CA_LOSS, CA_RECOVERY, StateTrace
+from .states import CA_LOSS, CA_RECOVERY, CAState, StateTrace
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -60,15 +60,30 @@ VERSION = 1
 #: Record kinds.
 KINDS = ("in", "out", "event", "state")
 
+# ``TraceRecord.ca_state`` by the engine's CAState value.
+_CA_NAMES = tuple(state.name.lower() for state in sorted(CAState))
+
+
+# flag_text's answers by flags value.
+_FLAG_TEXT: dict[int, str] = {}
+
 
 def flag_text(flags: int) -> str:
     """TCP flags as packetdrill and tcpdump print them (``S``, ``S.``, ``.``, ``P.``,
     ``F.``, ``R``...)."""
-    text = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P")) if flags & bit)
-    return (text + "." if flags & ACK else text) or "-"
+    text = _FLAG_TEXT.get(flags)
+    if text is None:
+        text = "".join(
+            c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P")) if flags & bit
+        )
+        text = (text + "." if flags & ACK else text) or "-"
+        _FLAG_TEXT[flags] = text
+    return text
 
 
-@attrs.frozen
+# (Mutable: a frozen attrs class sets every field through object.__setattr__, which
+# made recording half again slower.)
+@attrs.define
 class TraceRecord:
     """One sample of a flow trace.
 
@@ -222,7 +237,7 @@ class FlowTrace:
             c.sb.pipe,
             snd.wnd,
             c.rcv_wnd,
-            c.rec.ca.name.lower(),
+            _CA_NAMES[c.rec.ca],
             **fields,
         )
         self.records.append(rec)
