@@ -83,12 +83,14 @@ class FlowPicture:
     ``(time, cwnd, ssthresh, in_flight)`` in bytes (``ssthresh`` None: infinite;
     ``cwnd`` None: unknown, from a capture); ``rtt``: ``(time, srtt, rto)`` in seconds
     (``rto`` None: unknown); ``spans``: ``(start, end, "recovery" | "loss")``;
-    ``rtos``: the times of retransmission timeouts.
+    ``rtos``: the times of retransmission timeouts; ``flight_label`` names the last
+    column of ``cwnd`` (the data in flight, or a receiver's advertised window).
     """
 
     title: str
     mss: int | None = None
     from_capture: bool = False
+    flight_label: str = "in flight"
     sends: list[tuple[float, int, int, bool]] = attrs.Factory(list)
     acks: list[tuple[float, int, int]] = attrs.Factory(list)
     sacks: list[tuple[float, int, int]] = attrs.Factory(list)
@@ -118,6 +120,9 @@ def from_trace(trace: FlowTrace) -> FlowPicture:
     sent = sum(r.length for r in records if r.kind == "out")
     received = sum(r.length for r in records if r.kind == "in")
     sender = sent >= received
+    if not sender:
+        pic.title = _trace_title(info, received=True)
+        pic.flight_label = "receive window (advertised)"
     data_kind, ack_kind = ("out", "in") if sender else ("in", "out")
     highest = -1
     ca = "open"
@@ -138,26 +143,29 @@ def from_trace(trace: FlowTrace) -> FlowPicture:
                 pic.sacks.extend((t, s, e) for s, e in r.sack)
         elif r.kind == "event" and r.name == "rto":
             pic.rtos.append(t)
-        if sender:
-            pic.cwnd.append((t, r.cwnd, r.ssthresh, r.pipe))
-            pic.rtt.append((t, r.srtt, r.rto))
-            if r.ca_state != ca:
-                if ca != "open":
-                    pic.spans.append((span_start, t, ca))
-                ca = r.ca_state
-                span_start = t
+        if not sender:
+            pic.cwnd.append((t, None, None, r.rcv_wnd))
+            continue
+        pic.cwnd.append((t, r.cwnd, r.ssthresh, r.pipe))
+        pic.rtt.append((t, r.srtt, r.rto))
+        if r.ca_state != ca:
+            if ca != "open":
+                pic.spans.append((span_start, t, ca))
+            ca = r.ca_state
+            span_start = t
     if sender and ca != "open":
         pic.spans.append((span_start, records[-1].time - t0, ca))
     return pic
 
 
-def _trace_title(info: dict[str, Any]) -> str:
+def _trace_title(info: dict[str, Any], *, received: bool = False) -> str:
     def end(address: str, port: str) -> str:
         if address in info:
             return f"[{info[address]}]:{info.get(port, '?')}"
         return f"port {info.get(port, '?')}"
 
-    parts = [f"{end('local', 'local_port')} -> {end('remote', 'remote_port')}"]
+    local, remote = end("local", "local_port"), end("remote", "remote_port")
+    parts = [f"{remote} -> {local} (received)" if received else f"{local} -> {remote}"]
     if info.get("congestion"):
         parts.append(str(info["congestion"]))
     if info.get("mss"):
@@ -209,6 +217,7 @@ def from_pcap(path: str | os.PathLike[str], port: int | None = None) -> FlowPict
     src, dst = (ipaddress.IPv6Address(data_key[i]) for i in (0, 2))
     pic = FlowPicture(title=f"[{src}]:{data_key[1]} -> [{dst}]:{data_key[3]} (capture)")
     pic.from_capture = True
+    pic.flight_label = "in flight (capture)"
     flow = [(t, key, seg) for t, key, seg in segments if key in (data_key, ack_key)]
     syn = next((seg for _, k, seg in flow if k == data_key and seg.flags & SYN), None)
     first = next(seg for _, k, seg in flow if k == data_key)
@@ -406,27 +415,28 @@ def draw(
     scale = float(mss) if mss else 1.0
     unit = "segments" if mss else "bytes"
     if pic.cwnd:
-        if not pic.from_capture:
-            xs, ys = _steps(pic.cwnd, 1)
+        xs, ys = _steps(pic.cwnd, 1)
+        has_cwnd = bool(ys)
+        if has_cwnd:
             cc_ax.step(xs, [y / scale for y in ys], where="post", color=DATA_COLOUR, label="cwnd")
-            xs, ys = _steps(pic.cwnd, 2)
-            if ys:
-                cc_ax.step(
-                    xs,
-                    [y / scale for y in ys],
-                    where="post",
-                    color=WINDOW_COLOUR,
-                    linestyle="--",
-                    label="ssthresh",
-                )
+        xs, ys = _steps(pic.cwnd, 2)
+        if ys:
+            cc_ax.step(
+                xs,
+                [y / scale for y in ys],
+                where="post",
+                color=WINDOW_COLOUR,
+                linestyle="--",
+                label="ssthresh",
+            )
         xs, ys = _steps(pic.cwnd, 3)
         cc_ax.step(
             xs,
             [y / scale for y in ys],
             where="post",
-            color="#555555" if pic.from_capture else "#999999",
-            linewidth=1.2 if pic.from_capture else 0.7,
-            label="in flight (capture)" if pic.from_capture else "in flight",
+            color="#999999" if has_cwnd else "#555555",
+            linewidth=0.7 if has_cwnd else 1.2,
+            label=pic.flight_label,
         )
     cc_ax.set_ylabel(f"window ({unit}{f', MSS {mss} B' if mss else ''})")
     cc_ax.set_ylim(bottom=0)
@@ -451,6 +461,8 @@ def draw(
             )
     rtt_ax.set_ylabel("ms")
     rtt_ax.set_ylim(bottom=0)
+    if not pic.rtt:
+        rtt_ax.set_axis_off()  # (a receiver's trace: no RTT of its own to show)
     h1, l1 = cc_ax.get_legend_handles_labels()
     h2, l2 = rtt_ax.get_legend_handles_labels()
     if h1 or h2:
