@@ -6,7 +6,9 @@ the library, beside it.
     (:mod:`trio_tcp6.cli.demo`);
 ``tun ...``
     the stack on a Linux TUN device: HTTP, echo and discard servers, netcat
-    (:mod:`trio_tcp6.cli.tun`).
+    (:mod:`trio_tcp6.cli.tun`);
+``plot INPUT``
+    pictures of a flow from a trace or a pcap (:mod:`trio_tcp6.cli.plot`).
 
 Both serve HTTP with the one h11-based implementation in :mod:`trio_tcp6.cli.http`.
 """
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 
 from .args import OneLineParser
 from .demo import add_demo_parser
+from .plot import add_plot_parser
 from .tun import add_tun_parser
 
 __all__ = ["build_parser", "main"]
@@ -31,6 +34,7 @@ def build_parser() -> OneLineParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(sub)
     add_tun_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 

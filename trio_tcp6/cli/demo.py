@@ -7,7 +7,9 @@ privileges needed):
 2. a bulk transfer over an impaired path (loss, delay, reordering, duplication,
    corruption) with the mirage-style API, checked end to end with SHA-256,
 3. a summary of what happened (negotiated options, RTT, retransmits, drops) and a
-   pcap of every packet, readable with ``tshark -r`` or Wireshark.
+   pcap of every packet, readable with ``tshark -r`` or Wireshark;
+4. with ``--plot PATH``, a picture of the transfer: the sender's flow trace drawn by
+   :mod:`trio_tcp6.cli.plot` (time-sequence graph, cwnd, RTT).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from ..errors import error_message
 from ..links import Impairments, VirtualNetwork
 from ..results import Eof, Error, Ok
 from ..runtime import Flow, Stack, open_stack
+from ..tcp.trace import FlowTrace
 from . import args as checks
 from .http import Request, Response, http_get, serve_http
 from .output import Progress, counter_table, format_table
+from .plot import MissingMatplotlib, draw, from_trace, require_matplotlib
 
 __all__ = [
     "DemoOptions",
@@ -62,7 +66,9 @@ class DemoOptions:
 
     The impairment knobs are those of :class:`~trio_tcp6.VirtualNetwork` (``rate`` in
     bytes per second, None: unlimited; ``queue`` in bytes, ``reorder_delay`` in
-    seconds, None: the network's default). ``pcap=None`` writes no capture.
+    seconds, None: the network's default). ``pcap=None`` writes no capture;
+    ``plot``, a path ending in ``.png`` or ``.svg``, records the transfer's flow trace
+    and draws it there (needs matplotlib).
     """
 
     pcap: str | None = "trio_tcp6-demo.pcap"
@@ -79,6 +85,7 @@ class DemoOptions:
     mtu: int = 1500
     seed: int = 6528
     congestion: str = "cubic"
+    plot: str | None = None
 
     def impairments(self) -> Impairments:
         """The path's impairments during the transfer (raises ValueError if invalid)."""
@@ -107,6 +114,9 @@ class DemoReport:
     digest_received: str = ""
     retransmits: int = 0
     pcap_packets: int = 0
+    #: The flow trace of the transfer's sender (with ``plot``), and the picture drawn.
+    trace: FlowTrace | None = None
+    plot_path: str | None = None
     client_stats: dict[str, int] = attrs.Factory(dict)
     server_stats: dict[str, int] = attrs.Factory(dict)
     network_stats: dict[str, int] = attrs.Factory(dict)
@@ -235,6 +245,7 @@ async def _exchange(
     if not isinstance(connected, Ok):
         raise RuntimeError(f"could not connect: {error_message(connected.error)}")
     flow = connected.value
+    report.trace = flow.trace() if options.plot is not None else None
     t0 = trio.current_time()
     wall0 = time.perf_counter()
     bar = progress(size) if progress is not None else None
@@ -277,6 +288,10 @@ async def _exchange(
     info = flow.info()
     report.retransmits = info.retransmits
     await flow.close()
+    if report.trace is not None and options.plot is not None:
+        report.trace.detach()
+        draw(from_trace(report.trace), options.plot)
+        report.plot_path = options.plot
     net.clear_impairments()
     rate = size * 8 / report.transfer_seconds / 1e6 if report.transfer_seconds else 0.0
     say(
@@ -312,6 +327,8 @@ def _summary(report: DemoReport, options: DemoOptions, say: Callable[[str], None
         say(f"   pcap: {path} ({report.pcap_packets} packets); try: tshark -r {options.pcap}")
     else:
         say("   pcap: none (--no-pcap)")
+    if report.plot_path is not None:
+        say(f"   plot: {os.path.abspath(report.plot_path)} (time-sequence graph, cwnd, RTT)")
     ok = report.http_status == 200 and report.intact
     say("   result: " + ("everything arrived intact" if ok else "SOMETHING WENT WRONG"))
 
@@ -460,7 +477,20 @@ def add_demo_parser(sub: Any) -> None:
     pcap.add_argument(
         "--no-pcap", dest="pcap", action="store_const", const=None, help="write no capture"
     )
+    out.add_argument(
+        "--plot",
+        type=_plot_path,
+        default=None,
+        metavar="PATH",
+        help="record the transfer and draw it to PATH (.png or .svg; needs matplotlib)",
+    )
     demo.set_defaults(func=_main, parser=demo)
+
+
+def _plot_path(text: str) -> str:
+    if os.path.splitext(text)[1].lower() not in (".png", ".svg", ".pdf"):
+        raise argparse.ArgumentTypeError(f"a picture ends in .png, .svg or .pdf, got {text}")
+    return checks.pcap_path(text)
 
 
 def _queue_bytes(text: str) -> int:
@@ -487,6 +517,7 @@ def options_from(ns: argparse.Namespace) -> DemoOptions:
         mtu=ns.mtu,
         seed=ns.seed,
         congestion=ns.congestion,
+        plot=ns.plot,
     )
 
 
@@ -498,6 +529,11 @@ def _main(ns: argparse.Namespace) -> int:
         options.impairments()
     except ValueError as exc:  # the argument types should have caught it
         ns.parser.error(str(exc))
+    if options.plot is not None:
+        try:
+            require_matplotlib()
+        except MissingMatplotlib as exc:
+            return checks.fail(ns.parser.prog, str(exc), 1)
     progress = (
         None
         if ns.quiet

@@ -35,6 +35,7 @@ from ..config import TCPConfig
 from ..errors import Refused, TCPError, Timeout, Unknown
 from ..results import EOF, Eof, Error, Ok
 from ..tcp.info import TCPInfo
+from ..tcp.trace import FlowTrace
 
 __all__ = [
     "FLOW_OPTIONS",
@@ -367,6 +368,13 @@ class Flow(trio.abc.HalfCloseableStream):
         """A socket-shaped object for libraries that look for ``stream.socket``
         (a :class:`FlowSocket`; a kernel flow's real trio socket)."""
         return FlowSocket(self)
+
+    def trace(self) -> FlowTrace:
+        """Record this connection's segments, sender state and loss-recovery events
+        from now on; returns the :class:`~trio_tcp6.tcp.trace.FlowTrace` (the same
+        one on later calls). Only the userspace stack's flows can be traced: a
+        kernel flow raises ``NotImplementedError``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be traced")
 
     # -- mirage calls ------------------------------------------------------------------
     async def read(self) -> Ok[bytes] | Error | Eof:

@@ -64,6 +64,7 @@ from ..tcp.connection import Connection, EngineError
 from ..tcp.events import EventKind, State
 from ..tcp.seq import seq_ge
 from ..tcp.states import RESET_ON_ABORT, StateTrace
+from ..tcp.trace import FlowTrace
 from ..wire.tcp import TCPSegment
 from ._util import ConflictDetector, check_max_bytes
 from .base import (
@@ -815,6 +816,18 @@ class DirectFlow(Flow):
         """Call ``hook(old, new, reason, now)`` on every state transition of this
         connection from now on (None: stop)."""
         self._conn.trace = hook
+
+    def trace(self) -> FlowTrace:
+        """Record this connection from now on and return the recorder (the same one
+        on later calls): a :class:`~trio_tcp6.tcp.trace.FlowTrace` of every segment
+        in and out with the sender's state, the loss-recovery events and the state
+        transitions; ``trace.save(path)`` writes it for ``python -m trio_tcp6 plot``.
+        ``trace.detach()`` stops it. Off (the default) it costs nothing."""
+        ft = self._conn.flow_trace
+        if ft is None:
+            ft = FlowTrace({"local": str(self._host.address), "remote": str(self._remote)})
+            ft.attach(self._conn)
+        return ft
 
     def __repr__(self) -> str:
         local = getattr(self._host, "address", "?")

@@ -71,6 +71,9 @@ class DirectListener(Listener):
         self._completing: set[DirectFlow] = set()
         self._closed = False
         self._accepting = False
+        #: Record a :class:`~trio_tcp6.tcp.trace.FlowTrace` of every connection this
+        #: listener accepts from its SYN on (``flow.trace()`` returns it).
+        self.trace_accepted = False
 
     @property
     def port(self) -> int:
@@ -112,6 +115,8 @@ class DirectListener(Listener):
     def add_half_open(self, flow: DirectFlow) -> None:
         """A passive flow in SYN-RECEIVED, made for a SYN to this port."""
         self._half_open.add(flow)
+        if self.trace_accepted:
+            flow.trace()
 
     def close_nowait(self) -> None:
         """Close now (synchronously): free the port, reset every connection nobody
@@ -134,6 +139,8 @@ class DirectListener(Listener):
     def handshake_done(self, flow: DirectFlow) -> None:
         """``flow`` reached ESTABLISHED: queue it for ``accept()`` (reset it if the
         listener is closed)."""
+        if self.trace_accepted:
+            flow.trace()  # (a SYN-cookie handshake had no half-open flow)
         self._half_open.discard(flow)
         self._completing.discard(flow)
         if self._closed:

@@ -71,7 +71,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import attrs
 
@@ -95,6 +95,9 @@ from .seq import MASK, seq_gt
 from .states import RESET_ON_ABORT, StateTrace
 from .tcb import ReceiveState, SendState
 from .timers import Timers, schedule
+
+if TYPE_CHECKING:
+    from .trace import FlowTrace
 
 __all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift"]
 
@@ -177,6 +180,7 @@ class Connection:
         "created",
         "ecn",
         "eventq",
+        "flow_trace",
         "invalid_ack_at",
         "irs",
         "iss",
@@ -231,6 +235,8 @@ class Connection:
         self.broken: BaseException | None = None
         #: Called for every state transition: ``trace(old, new, reason, now)``.
         self.trace: StateTrace | None = None
+        #: The flow trace recording this connection (:mod:`.trace`), None: off.
+        self.flow_trace: FlowTrace | None = None
         self.local_port = local_port
         self.remote_port = remote_port
         self.state = State.CLOSED
@@ -585,6 +591,9 @@ class Connection:
                 on_closed(self, seg, now)
             else:
                 on_synchronized(self, seg, now)
+            ft = self.flow_trace
+            if ft is not None:
+                ft.segment_in(self, seg, now)
             if self.state is not State.CLOSED:
                 transmit(self, now)
             self.flush_events()

@@ -137,12 +137,14 @@ def emit(
         ack = 0
     wnd = window_field(c)
     ts = (c.tsval(now), opt.ts_recent) if opt.ts_ok else None
-    c.outq.append(
-        _data_segment(
-            c.local_port, c.remote_port, seq, ack, flags, wnd, payload, urgent, sack, ts, ecn
-        )
+    seg = _data_segment(
+        c.local_port, c.remote_port, seq, ack, flags, wnd, payload, urgent, sack, ts, ecn
     )
+    c.outq.append(seg)
     c.snd.last_send = now
+    ft = c.flow_trace
+    if ft is not None:
+        ft.segment_out(c, seg, now)
 
 
 def send_ack(c: Connection, now: float) -> None:

@@ -250,6 +250,9 @@ def enter_recovery(c: Connection, now: float, delivered: int) -> None:
     rec.prr.start(snd.nxt - snd.una)
     rec.tlp_end = None
     prr_update(c, delivered, entering=True)
+    ft = c.flow_trace
+    if ft is not None:
+        ft.event(c, "recovery_enter", now)
 
 
 def prr_update(c: Connection, delivered: int, entering: bool = False) -> None:
@@ -420,6 +423,9 @@ def exit_recovery(c: Connection, now: float) -> None:
     rec.undo_ranges = []
     rec.rack.on_recovery_exit()
     c.stats["recovery_exits"] += 1
+    ft = c.flow_trace
+    if ft is not None:
+        ft.event(c, "recovery_exit", now)
 
 
 # -- timeouts ----------------------------------------------------------------------------
@@ -460,6 +466,9 @@ def on_rto(c: Connection, now: float) -> None:
     rec.dupacks = 0
     t.reo = None
     arm_rto(c, now)
+    ft = c.flow_trace
+    if ft is not None:
+        ft.event(c, "rto", now)
     i = sb.next_lost()
     if i >= 0:
         retransmit_record(c, sb, i, now)
@@ -475,6 +484,9 @@ def tlp_fire(c: Connection, now: float) -> None:
     if snd.nxt <= snd.una:
         return
     c.stats["tlp"] += 1
+    ft = c.flow_trace
+    if ft is not None:
+        ft.event(c, "tlp", now)
     buf = snd.buf
     nxt = snd.nxt
     wnd_room = snd.una + snd.wnd - nxt
