@@ -216,9 +216,9 @@ class CongestionControlBase:
 
     def may_grow(self, acked: int, in_flight: int, snd_una: int, snd_nxt: int) -> bool:
         """Whether this ACK may grow ``cwnd`` under the configured rule."""
-        flight = in_flight + acked
         if self.validation == "rfc7661":
-            return 2 * flight >= self.cwnd
+            return self.is_cwnd_limited(acked, in_flight)
+        flight = in_flight + acked
         filled = flight + self.mss > self.cwnd
         if self.round_end is None or seq_ge(snd_una, self.round_end):
             self.max_flight_prev = self.max_flight
