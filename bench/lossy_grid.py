@@ -312,9 +312,11 @@ class Tracer:
 
 
 # -- one run ---------------------------------------------------------------------------
-async def _run(buf: int, loss: float, seed: int, nbytes: int, linux: bool) -> RunResult:
+async def _run(
+    buf: int, loss: float, seed: int, nbytes: int, linux: bool, sets: dict[str, object]
+) -> RunResult:
     preset = tcp6.TCPConfig.linux if linux else tcp6.TCPConfig
-    config = preset(send_buffer=buf, receive_buffer=buf)
+    config = preset(send_buffer=buf, receive_buffer=buf, **sets)
     net = tcp6.VirtualNetwork(mtu=MTU, seed=seed, delay=DELAY, loss=loss)
     data = bytes(nbytes)
     chunks: list[float] = []
@@ -372,18 +374,20 @@ async def _run(buf: int, loss: float, seed: int, nbytes: int, linux: bool) -> Ru
     )
 
 
-def run_one(args: tuple[int, float, int, int, str | None, bool]) -> RunResult:
+def run_one(
+    args: tuple[int, float, int, int, str | None, bool, dict[str, object]],
+) -> RunResult:
     """One run in its own trio loop and virtual clock (a Pool worker entry point)."""
-    buf, loss, seed, nbytes, trace_dir, linux = args
+    buf, loss, seed, nbytes, trace_dir, linux, sets = args
     # trio shuffles the order of ready tasks with its own generator; seed it so that
     # a run (and its trace) is reproducible.
     trio._core._run._r.seed(seed)
     clock = trio.testing.MockClock(autojump_threshold=0)
     if trace_dir is None:
-        return trio.run(_run, buf, loss, seed, nbytes, linux, clock=clock)
+        return trio.run(_run, buf, loss, seed, nbytes, linux, sets, clock=clock)
     tracer = Tracer()
     with tracer.installed():
-        result = trio.run(_run, buf, loss, seed, nbytes, linux, clock=clock)
+        result = trio.run(_run, buf, loss, seed, nbytes, linux, sets, clock=clock)
     tracer.write(os.path.join(trace_dir, f"buf{buf}_p{loss:g}_s{seed}.csv"))
     return result
 
@@ -438,6 +442,26 @@ HEADER = (
 )
 
 
+def parse_setting(item: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` from ``--set``: VALUE as an int, float, bool or None if it
+    reads as one, else the string."""
+    field, sep, text = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set wants FIELD=VALUE, got {item!r}")
+    value: object = text
+    special = {"true": True, "false": False, "none": None}
+    if text.lower() in special:
+        value = special[text.lower()]
+    else:
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                pass
+    return field, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -454,20 +478,30 @@ def main() -> None:
     parser.add_argument(
         "--linux", action="store_true", help="both ends use TCPConfig.linux() (Linux's choices)"
     )
+    parser.add_argument(
+        "--set",
+        metavar="FIELD=VALUE",
+        action="append",
+        default=[],
+        help="override a TCPConfig field on both ends (repeatable): --set min_rto=0.3",
+    )
     args = parser.parse_args()
+    sets = dict(parse_setting(item) for item in args.set)
     seeds = 2 if args.quick else args.seeds
     cells = parse_cells(args.cells)
     if args.trace:
         os.makedirs(args.trace, exist_ok=True)
     work = [
-        (buf, loss, seed, bulk_size(loss), args.trace, args.linux)
+        (buf, loss, seed, bulk_size(loss), args.trace, args.linux, sets)
         for buf, loss in cells
         for seed in range(1, seeds + 1)
     ]
     print(
         f"lossy grid: one-way delay {DELAY * 1000:.0f} ms, MTU {MTU}, random loss p both "
         f"ways, {BULK >> 10} KiB bulk ({BULK_HEAVY_LOSS >> 10} KiB at p=0.20), "
-        f"{seeds} seeds, virtual time" + (", TCPConfig.linux()" if args.linux else "")
+        f"{seeds} seeds, virtual time"
+        + (", TCPConfig.linux()" if args.linux else "")
+        + "".join(f", {k}={v!r}" for k, v in sets.items())
     )
     print(f"ratios against: Linux = {LINUX_SOURCE}; smol = {SMOLTCP_SOURCE}")
     print(

@@ -90,9 +90,17 @@ class TCPConfig:
     #: receive-window or application limited with cwnd above what it sends; RFC 5681
     #: §3.1 calls the cwnd rule a mistake and RFC 9438 §4.6 allows it only with a
     #: rule that keeps cwnd from growing while it is not used (here: the
-    #: application-limited rule of the congestion controllers). Not fair to other
-    #: flows on a shared path in the first loss after a limited period.
+    #: application-limited rule of the congestion controllers, ``cwnd_validation``).
+    #: Not fair to other flows on a shared path in the first loss after a limited
+    #: period.
     loss_response: Literal["flight_size", "cwnd"] = "flight_size"
+    #: When an ACK may grow cwnd (cwnd validation, RFC 7661 / RFC 9438 §4.6).
+    #: ``"rfc7661"``: while the flight the ACK found is at least cwnd / 2, in slow
+    #: start and congestion avoidance (RFC 7661's validated condition).
+    #: ``"linux"``: in slow start while cwnd is below twice the largest flight of
+    #: the last two rounds, in congestion avoidance only after a round in which
+    #: the flight filled cwnd (``tcp_is_cwnd_limited``).
+    cwnd_validation: Literal["rfc7661", "linux"] = "rfc7661"
     #: Initial retransmission timeout (RFC 6298: 1 s).
     initial_rto: float = attrs.field(default=1.0, validator=_positive)
     #: Lower bound of the RTO (RFC 6298 says 1 s; Linux and most stacks use 0.2 s).
@@ -189,6 +197,9 @@ class TCPConfig:
         * ``loss_response="cwnd"``: ssthresh = 0.7 x cwnd (CUBIC) or cwnd / 2
           (NewReno) on a loss, not from FlightSize (``bictcp_recalc_ssthresh``,
           ``tcp_reno_ssthresh``);
+        * ``cwnd_validation="linux"``: cwnd grows in slow start while below twice
+          the largest flight of the last two rounds, in congestion avoidance only
+          after a round that filled it (``tcp_is_cwnd_limited``);
         * ``syn_retries=6`` (``net.ipv4.tcp_syn_retries``: an active open gives up
           after 127 s, short of RFC 9293's 3 minutes).
 
@@ -200,14 +211,16 @@ class TCPConfig:
         ``retries2=15``, a 60 s TIME-WAIT, keepalive off (with Linux's 7200/75/9
         when enabled), ``initial_window=10``, SYN cookies, ``invalid_ack_ratelimit``
         0.5 s. Linux choices the engine has no switch for (its slow start adds
-        every ACKed segment, its cwnd grows only while ``cwnd < 2 x packets out``
-        in slow start and only after a cwnd-limited round in congestion
-        avoidance, quick-ACKs at connection start, RTO = SRTT + max(4 RTTVAR,
+        every ACKed segment, quick-ACKs at connection start, RTO = SRTT + max(4 RTTVAR,
         min_rto), PRR's extra MSS only on ACKs that advance SND.UNA, HyStart
         rather than HyStart++) are listed in the documentation's page on where
         the engine and Linux differ.
         """
-        fields: dict[str, Any] = {"loss_response": "cwnd", "syn_retries": 6}
+        fields: dict[str, Any] = {
+            "loss_response": "cwnd",
+            "cwnd_validation": "linux",
+            "syn_retries": 6,
+        }
         fields.update(overrides)
         return cls(**fields)
 

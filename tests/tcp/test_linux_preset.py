@@ -18,13 +18,14 @@ def test_linux_preset_differs_from_the_defaults_exactly_here() -> None:
         for f in attrs.fields(TCPConfig)
         if getattr(linux, f.name) != getattr(default, f.name)
     }
-    assert changed == {"loss_response": "cwnd", "syn_retries": 6}
+    assert changed == {"loss_response": "cwnd", "cwnd_validation": "linux", "syn_retries": 6}
 
 
 def test_linux_preset_values_pinned() -> None:
     c = TCPConfig.linux()
     # bictcp_recalc_ssthresh / tcp_reno_ssthresh work from cwnd.
     assert c.loss_response == "cwnd"
+    assert c.cwnd_validation == "linux"  # tcp_is_cwnd_limited
     assert c.congestion == "cubic"
     assert (c.sack, c.timestamps, c.window_scale, c.rack, c.hystart) == (True,) * 5
     assert c.nagle is True
@@ -50,3 +51,4 @@ def test_linux_preset_takes_overrides() -> None:
 
 def test_default_loss_response_is_flight_size() -> None:
     assert TCPConfig().loss_response == "flight_size"
+    assert TCPConfig().cwnd_validation == "rfc7661"

@@ -143,6 +143,12 @@ def unacceptable(
         # Data we already have (a spurious retransmission): its ACK carries the
         # D-SACK and is never rate limited (it cannot loop: it has data).
         c.rcv.ack_now = True
+    elif not plen and not fin and start == nxt - 1:
+        # A window probe or keepalive (RFC 9293 §3.8.6.1, §3.8.4): its answer is
+        # the only way the prober learns a reopened window, and its probes may
+        # come less than the rate limit apart. Not rate limited: it needs
+        # SEQ = RCV.NXT - 1 exactly, and our answer is acceptable to the prober.
+        c.rcv.ack_now = True
     else:
         ack_invalid(c, now)
 

@@ -49,7 +49,11 @@ def new_cc(c: Connection) -> CongestionControl:
     """A fresh congestion controller for the current send MSS."""
     cfg = c.config
     return make_congestion_control(
-        cfg.congestion, mss=c.opt.mss, initial_window=cfg.initial_window, hystart=cfg.hystart
+        cfg.congestion,
+        mss=c.opt.mss,
+        initial_window=cfg.initial_window,
+        hystart=cfg.hystart,
+        validation=cfg.cwnd_validation,
     )
 
 

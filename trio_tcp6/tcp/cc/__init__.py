@@ -17,16 +17,26 @@ __all__ = [
 
 
 def make_congestion_control(
-    name: str, *, mss: int, initial_window: int = 10, hystart: bool = True
+    name: str,
+    *,
+    mss: int,
+    initial_window: int = 10,
+    hystart: bool = True,
+    validation: str = "rfc7661",
 ) -> CongestionControl:
     """Build the controller called ``name`` (``"newreno"`` or ``"cubic"``) with an
     initial window of ``initial_window`` segments (RFC 6928, see
-    :func:`initial_window_bytes`)."""
+    :func:`initial_window_bytes`) and the application-limited rule ``validation``
+    (``"rfc7661"`` or ``"linux"``, see :mod:`.base`)."""
     key = name.lower()
     if key == "newreno":
-        return NewReno(mss=mss, initial_window=initial_window, hystart=hystart)
+        return NewReno(
+            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+        )
     if key == "cubic":
         from .cubic import Cubic
 
-        return Cubic(mss=mss, initial_window=initial_window, hystart=hystart)
+        return Cubic(
+            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+        )
     raise ValueError(f"unknown congestion control {name!r} (expected 'newreno' or 'cubic')")

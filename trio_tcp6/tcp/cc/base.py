@@ -14,20 +14,32 @@ retransmit, PRR); a controller only answers these events:
   spurious timeout or recovery (F-RTO RFC 5682, Eifel RFC 4015, DSACK RFC 3708);
 * :meth:`~CongestionControl.on_idle_restart` — restart after idleness (RFC 5681 §4.1).
 
-Application-limited rule (RFC 7661 spirit): an ACK grows ``cwnd`` only when the
-flight it found, ``in_flight + acked`` (``in_flight`` being what is still outstanding
-after the ACK), is at least half of ``cwnd``: the sender was using its window. This
-is RFC 7661's "validated" condition (pipeACK >= cwnd/2) evaluated per ACK.
+Application-limited rule (cwnd validation), one of two, chosen with ``validation``
+(``TCPConfig.cwnd_validation``); both judge the flight an ACK found,
+``in_flight + acked`` (``in_flight`` being what is still outstanding after it):
+
+* ``"rfc7661"``: an ACK grows ``cwnd`` only when that flight is at least half of
+  ``cwnd``, RFC 7661's "validated" condition (pipeACK >= cwnd/2) evaluated per ACK,
+  in slow start and congestion avoidance alike;
+* ``"linux"``: per round (the data outstanding when it began gets acknowledged),
+  slow start grows ``cwnd`` while it is below twice the largest flight of this or
+  the previous round, and congestion avoidance only after the sender was
+  cwnd-limited (less than one SMSS of ``cwnd`` unused) in this or the previous
+  round (Linux ``tcp_is_cwnd_limited``). Congestion avoidance never grows a window
+  the flow does not fill, which is the measure RFC 9438 §4.6 asks of a sender that
+  computes ssthresh from ``cwnd``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from ..seq import seq_ge
 from .hystart import HyStartPhase, HyStartPlusPlus
 
 __all__ = [
     "ABC_L",
+    "CWND_VALIDATION",
     "INFINITE_SSTHRESH",
     "CongestionControl",
     "CongestionControlBase",
@@ -39,6 +51,9 @@ INFINITE_SSTHRESH = 1 << 62
 
 #: Appropriate Byte Counting limit in slow start, in SMSS (RFC 3465 §2.2: L = 2).
 ABC_L = 2
+
+#: The application-limited rules of the module docstring.
+CWND_VALIDATION = ("rfc7661", "linux")
 
 
 def initial_window_bytes(mss: int, segments: int = 10) -> int:
@@ -139,18 +154,43 @@ class CongestionControlBase:
         "cwnd",
         "hystart",
         "initial_window",
+        "limited_prev",
+        "limited_round",
+        "max_flight",
+        "max_flight_prev",
         "mss",
+        "round_end",
         "rto_events",
         "ssthresh",
+        "validation",
     )
 
     cwnd: int
     ssthresh: int
     mss: int
 
-    def __init__(self, *, mss: int, initial_window: int = 10, hystart: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        mss: int,
+        initial_window: int = 10,
+        hystart: bool = True,
+        validation: str = "rfc7661",
+    ) -> None:
         if mss <= 0:
             raise ValueError(f"mss must be positive, got {mss!r}")
+        if validation not in CWND_VALIDATION:
+            raise ValueError(f"unknown cwnd validation {validation!r}")
+        #: The application-limited rule (see the module docstring).
+        self.validation = validation
+        # Per-round usage for the "linux" rule: the round ends when SND.UNA passes
+        # round_end; the largest flight seen and whether cwnd was filled, for this
+        # round and the previous one.
+        self.round_end: int | None = None
+        self.max_flight = 0
+        self.max_flight_prev = 0
+        self.limited_round = False
+        self.limited_prev = False
         self.mss = mss
         self.initial_window = initial_window
         self.cwnd = initial_window_bytes(mss, initial_window)
@@ -171,8 +211,28 @@ class CongestionControlBase:
         return self.cwnd < self.ssthresh
 
     def is_cwnd_limited(self, acked: int, in_flight: int) -> bool:
-        """The application-limited rule of the module docstring."""
+        """The ``"rfc7661"`` application-limited rule of the module docstring."""
         return 2 * (in_flight + acked) >= self.cwnd
+
+    def may_grow(self, acked: int, in_flight: int, snd_una: int, snd_nxt: int) -> bool:
+        """Whether this ACK may grow ``cwnd`` under the configured rule."""
+        if self.validation == "rfc7661":
+            return self.is_cwnd_limited(acked, in_flight)
+        flight = in_flight + acked
+        filled = flight + self.mss > self.cwnd
+        if self.round_end is None or seq_ge(snd_una, self.round_end):
+            self.max_flight_prev = self.max_flight
+            self.limited_prev = self.limited_round
+            self.max_flight = flight
+            self.limited_round = filled
+            self.round_end = snd_nxt
+        else:
+            if flight > self.max_flight:
+                self.max_flight = flight
+            self.limited_round = self.limited_round or filled
+        if self.in_slow_start():
+            return self.cwnd < 2 * max(self.max_flight, self.max_flight_prev)
+        return self.limited_round or self.limited_prev
 
     def reno_ssthresh(self, in_flight: int) -> int:
         """RFC 5681 eq. (4): ``max(FlightSize / 2, 2*SMSS)``."""
@@ -185,7 +245,7 @@ class CongestionControlBase:
     ) -> None:
         if acked <= 0:
             return
-        limited = self.is_cwnd_limited(acked, in_flight)
+        limited = self.may_grow(acked, in_flight, snd_una, snd_nxt)
         if self.in_slow_start():
             self._slow_start(acked, now, rtt, snd_una, snd_nxt, limited)
         else:

@@ -67,8 +67,11 @@ class Cubic(CongestionControlBase):
         initial_window: int = 10,
         hystart: bool = True,
         fast_convergence: bool = True,
+        validation: str = "rfc7661",
     ) -> None:
-        super().__init__(mss=mss, initial_window=initial_window, hystart=hystart)
+        super().__init__(
+            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+        )
         self.fast_convergence = fast_convergence
         #: Window just before the last reduction (bytes); None before any.
         self.w_max: float | None = None

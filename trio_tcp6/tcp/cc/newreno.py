@@ -26,8 +26,17 @@ class NewReno(CongestionControlBase):
 
     __slots__ = ("bytes_acked",)
 
-    def __init__(self, *, mss: int, initial_window: int = 10, hystart: bool = True) -> None:
-        super().__init__(mss=mss, initial_window=initial_window, hystart=hystart)
+    def __init__(
+        self,
+        *,
+        mss: int,
+        initial_window: int = 10,
+        hystart: bool = True,
+        validation: str = "rfc7661",
+    ) -> None:
+        super().__init__(
+            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+        )
         #: Bytes acknowledged in congestion avoidance not yet turned into growth.
         self.bytes_acked = 0
 
