@@ -1,0 +1,309 @@
+"""Exact replay: the same seed and the same program give a byte-identical capture and
+the same counters, whatever order trio runs the ready tasks in."""
+
+from __future__ import annotations
+
+import io
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from trio._core import _run as trio_run
+
+import trio_tcp6 as tcp6
+from trio_tcp6.links.replay import InstantOrder, derive_seed, packet_key, path_random, seed_bytes
+from trio_tcp6.runtime.stack import DirectStack
+
+A, B, C = "fd00::a", "fd00::b", "fd00::c"
+PORT = 5000
+#: (client, server, bytes the client sends): four flows, three hosts, A on three of
+#: them, bulk in both directions between A and B.
+FLOWS = [(A, B, 200_000), (B, A, 150_000), (C, B, 100_000), (A, C, 100_000)]
+
+Run = tuple[bytes, dict[str, int], list[dict[str, int]], float]
+
+
+async def scenario() -> Run:
+    """A lossy, reordering, duplicating, jittery network carrying four bulk flows."""
+    net = tcp6.VirtualNetwork(
+        seed=2026,
+        deterministic=True,
+        delay=0.01,
+        jitter=0.004,
+        loss=0.03,
+        reorder=0.03,
+        duplicate=0.02,
+        rate=200_000,
+    )
+    pcap = io.BytesIO()
+    received: dict[tuple[str, str], int] = {}
+
+    async def serve(stream: Any, client: str, server: str) -> None:
+        got = 0
+        while data := await stream.receive_some():
+            got += len(data)
+        received[(client, server)] = got
+        await stream.aclose()
+
+    async def client(stack: DirectStack, server: str, size: int, delay: float) -> None:
+        await trio.sleep(delay)
+        stream = await stack.open_tcp_stream(server, PORT)
+        payload = random.Random(size).randbytes(size)
+        for i in range(0, size, 8192):
+            await stream.send_all(payload[i : i + 8192])
+        await stream.send_eof()
+        assert await stream.receive_some() == b""
+        await stream.aclose()
+
+    with net.capture(pcap):
+        async with (
+            tcp6.open_stack(net.attach(A), A) as sa,
+            tcp6.open_stack(net.attach(B), B) as sb,
+            tcp6.open_stack(net.attach(C), C) as sc,
+        ):
+            stacks = {A: sa, B: sb, C: sc}
+            async with trio.open_nursery() as servers:
+                for addr, stack in stacks.items():
+
+                    async def handler(stream: Any, addr: str = addr) -> None:
+                        await serve(stream, str(stream.get_dest()[0]), addr)
+
+                    await servers.start(stack.serve_tcp, handler, PORT)
+                async with trio.open_nursery() as clients:
+                    for i, (src, dst, size) in enumerate(FLOWS):
+                        clients.start_soon(client, stacks[src], dst, size, 0.001 * i)
+                while len(received) < len(FLOWS):
+                    await trio.sleep(0.01)
+                servers.cancel_scope.cancel()
+            end = trio.current_time()
+            stack_stats = [comparable(stacks[h].stats()) for h in (A, B, C)]
+    for src, dst, size in FLOWS:
+        assert received[(tcp6_addr(src), tcp6_addr(dst))] == size
+    return pcap.getvalue(), net.stats(), stack_stats, end
+
+
+def comparable(stats: dict[str, int]) -> dict[str, int]:
+    """A stack's counters but its memory high-water mark: the peak of the sum over
+    its connections is sampled between the steps of tasks of *different*
+    connections within one instant, whose order trio picks (each connection's own
+    buffers, and everything on the wire, are the same)."""
+    return {name: value for name, value in stats.items() if name != "memory_held_peak"}
+
+
+def tcp6_addr(addr: str) -> str:
+    import ipaddress
+
+    return str(ipaddress.IPv6Address(addr))
+
+
+def run_once() -> Run:
+    return trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@contextmanager
+def seeded_scheduler(seed: int) -> Iterator[None]:
+    """trio's scheduler made deterministic and seeded (test code may touch trio's
+    privates): every batch of ready tasks is shuffled by ``seed``'s generator."""
+    allowed = trio_run._ALLOW_DETERMINISTIC_SCHEDULING
+    state = trio_run._r.getstate()
+    trio_run._ALLOW_DETERMINISTIC_SCHEDULING = True  # type: ignore[misc]
+    trio_run._r.seed(seed)
+    try:
+        yield
+    finally:
+        trio_run._ALLOW_DETERMINISTIC_SCHEDULING = allowed  # type: ignore[misc]
+        trio_run._r.setstate(state)
+
+
+@pytest.fixture(scope="module")
+def reference() -> Run:
+    return run_once()
+
+
+def test_scenario_is_lossy_and_long(reference: Run) -> None:
+    pcap, stats, _stacks, end = reference
+    # The scenario exercises what replay must survive: every impairment fired.
+    for name in ("dropped_loss", "reordered", "duplicated"):
+        assert stats[name] > 5, (name, stats)
+    assert 1.0 < end < 30.0
+    assert len(pcap) > 550_000
+
+
+def test_two_runs_are_identical(reference: Run) -> None:
+    pcap, stats, stacks, end = run_once()
+    assert (stats, stacks, end) == reference[1:]
+    assert pcap == reference[0]
+
+
+@pytest.mark.parametrize("scheduler_seed", [1, 2, 3, 4, 5, 6])
+def test_scheduler_order_does_not_matter(reference: Run, scheduler_seed: int) -> None:
+    with seeded_scheduler(scheduler_seed):
+        pcap, stats, stacks, end = run_once()
+    assert (stats, stacks, end) == reference[1:]
+    assert pcap == reference[0]
+
+
+def test_seeded_scheduler_changes_the_order() -> None:
+    """The seeded scheduler does shuffle: two seeds order ready tasks differently
+    (so the test above compares genuinely different schedules)."""
+
+    async def order() -> list[int]:
+        seen: list[int] = []
+
+        async def task(i: int) -> None:
+            await trio.sleep(1)
+            seen.append(i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(task, i)
+        return seen
+
+    orders = set()
+    for seed in (1, 2, 3):
+        with seeded_scheduler(seed):
+            orders.add(tuple(trio.run(order, clock=trio.testing.MockClock(autojump_threshold=0))))
+    assert len(orders) > 1
+
+
+# -- the pieces ------------------------------------------------------------------------
+
+
+def test_derive_seed_separates_labels_and_parts() -> None:
+    assert derive_seed(1, "isn") == derive_seed(1, "isn")
+    assert derive_seed(1, "isn") == derive_seed(b"\x01", "isn")
+    values = {
+        derive_seed(1, "isn"),
+        derive_seed(2, "isn"),
+        derive_seed(1, "ports"),
+        derive_seed(1, "path", b"ab", b"c"),
+        derive_seed(1, "path", b"a", b"bc"),
+        derive_seed(-1, "isn"),
+    }
+    assert len(values) == 6
+    assert seed_bytes(255) == b"\x00\xff" and seed_bytes(-1) == b"\xff"
+    with pytest.raises(ValueError):
+        seed_bytes(b"")
+
+
+def test_path_random_depends_on_the_path_only() -> None:
+    a = path_random(7, b"x", b"y").random()
+    assert a == path_random(7, b"x", b"y").random()
+    assert a != path_random(7, b"y", b"x").random()
+    assert a != path_random(8, b"x", b"y").random()
+
+
+async def test_instant_order_sorts_by_key_and_keeps_each_flow_in_order() -> None:
+    order: InstantOrder[str] = InstantOrder()
+    for key, item in [(b"b", "b1"), (b"a", "a1"), (b"b", "b2"), (b"a", "a2"), (b"c", "c1")]:
+        order.hold(key, item)
+    assert len(order) == 5
+    assert await order.settle() == ["a1", "a2", "b1", "b2", "c1"]
+    assert len(order) == 0
+
+
+async def test_instant_order_waits_until_every_task_is_blocked() -> None:
+    order: InstantOrder[int] = InstantOrder()
+    released: list[int] = []
+
+    async def sender(i: int) -> None:
+        for _ in range(i):
+            await trio.lowlevel.checkpoint()  # ready again at once: not blocked
+        order.hold(bytes([9 - i]), i)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(5):
+            nursery.start_soon(sender, i)
+        released = await order.settle()
+    assert released == [4, 3, 2, 1, 0]
+
+
+def test_packet_key_orders_by_link_then_flow() -> None:
+    def packet(src: bytes, dst: bytes, ports: bytes) -> bytes:
+        return bytes([0x60, 0, 0, 0, 0, 4, 6, 64]) + src + dst + ports
+
+    s1, s2, d = bytes(15) + b"\x01", bytes(15) + b"\x02", bytes(15) + b"\x03"
+    assert packet_key(s1, packet(s1, d, b"\x00\x02\x00\x01")) < packet_key(
+        s2, packet(s2, d, b"\x00\x01\x00\x01")
+    )
+    assert packet_key(s1, packet(s1, d, b"\x00\x01\x00\x01")) < packet_key(
+        s1, packet(s1, d, b"\x00\x02\x00\x01")
+    )
+    # A flow's packets share a key whatever their payload.
+    assert packet_key(s1, packet(s1, d, b"\x00\x01\x00\x01") + b"x") == packet_key(
+        s1, packet(s1, d, b"\x00\x01\x00\x01") + b"y"
+    )
+
+
+# -- seeded stacks -------------------------------------------------------------------
+
+
+async def first_syn(net: tcp6.VirtualNetwork, seed: int | None) -> bytes:
+    """The SYN a stack at A sends first (its ISN, timestamp and port)."""
+    link = net.attach(B)
+    async with (
+        tcp6.open_stack(net.attach(A), A, seed=seed) as stack,
+        trio.open_nursery() as nursery,
+    ):
+
+        async def connect() -> None:
+            with trio.move_on_after(0.5):
+                await stack.open_tcp_stream(B, PORT)
+
+        nursery.start_soon(connect)
+        syn = await link.receive()
+        nursery.cancel_scope.cancel()
+    link.close()
+    return syn
+
+
+async def test_stack_secrets_come_from_the_seed(autojump_clock: trio.abc.Clock) -> None:
+    syns = [await first_syn(tcp6.VirtualNetwork(), 5) for _ in range(2)]
+    assert syns[0] == syns[1]
+    other = await first_syn(tcp6.VirtualNetwork(), 6)
+    assert other[40:48] != syns[0][40:48]  # another port and ISN
+
+
+async def test_network_seed_seeds_its_stacks(autojump_clock: trio.abc.Clock) -> None:
+    syns = [await first_syn(tcp6.VirtualNetwork(seed=3), None) for _ in range(2)]
+    assert syns[0] == syns[1]
+    assert tcp6.VirtualNetwork(seed=3).stack_seed(A) != tcp6.VirtualNetwork(seed=3).stack_seed(B)
+    assert tcp6.VirtualNetwork(seed=3).stack_seed(A) != tcp6.VirtualNetwork(seed=4).stack_seed(A)
+
+
+async def test_no_seed_no_repeat(autojump_clock: trio.abc.Clock) -> None:
+    # Unseeded (as on any real link): the secrets are random, the SYNs differ.
+    assert tcp6.VirtualNetwork().stack_seed(A) is None
+    syns = {(await first_syn(tcp6.VirtualNetwork(), None))[40:48] for _ in range(3)}
+    assert len(syns) == 3
+
+
+async def test_deterministic_network_delivers_after_the_instant(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Nothing arrives synchronously; everything sent in an instant arrives in one
+    release, in canonical order, at the same virtual time."""
+    net = tcp6.VirtualNetwork(deterministic=True)
+    a, b, c = net.attach(A), net.attach(B), net.attach(C)
+
+    def packet(src: str, n: int) -> bytes:
+        import ipaddress
+
+        s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(C).packed
+        return bytes([0x60, 0, 0, 0, 0, 5, 59, 64]) + s + d + bytes([0, 7, 0, 0, n])
+
+    b.send_nowait(packet(B, 1))
+    a.send_nowait(packet(A, 2))
+    b.send_nowait(packet(B, 0))
+    assert c.receive_nowait() is None
+    assert net.stats()["in_flight"] == 3
+    before = trio.current_time()
+    got = [(await c.receive())[44] for _ in range(3)]
+    assert trio.current_time() == before
+    assert got == [2, 1, 0]  # link A first, then B's two packets in their order
+    assert net.stats()["delivered"] == 3 and net.stats()["in_flight"] == 0
+    net.close()
