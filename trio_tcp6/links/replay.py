@@ -30,17 +30,28 @@ in one release, before it runs (its receiver then takes the whole batch), so wha
 does next depends on what it was sent, not on when its tasks ran. Timers that expire
 at an instant run before that instant's release (the release waits for them), so a
 timer and an arrival at the same virtual time are always handled in the same order.
-Within one host the network cannot order tasks: two tasks of the same host that are
-woken together and touch the same connection (one task reading and another writing
-one socket, say) may still interleave differently. Tasks of different connections,
-and any number of hosts, do not matter.
+Within one host the network cannot order tasks: a program whose tasks on one host
+race on state of their own (which of two tasks woken together goes first) is not
+made deterministic by it. Independent connections on one host do not matter, nor
+(in the replay test) one socket read by one task while another writes it. The order
+within an instant is the network's, not the program's: of two packets two hosts
+send at one virtual time, the one from the lower address is routed first, whichever
+the program sent first.
 
 The waiting has a cost, paid only where this order is used: a packet is delivered
 after a scheduling pass instead of synchronously, and an instant in which anything
 is sent costs one more pass of trio's run loop. Under ``MockClock`` the wait is
 instantaneous in virtual time (trio wakes tasks waiting for idleness before it jumps
 the clock); in real time it lasts until the run loop finds nothing to run. A task
-that never blocks (a busy loop of ``trio.sleep(0)``) holds every packet back.
+that never blocks (a busy loop of ``trio.sleep(0)``) holds every packet back. Another
+task waiting in ``wait_all_tasks_blocked()`` (with the same ``cushion``, 0) is woken
+together with the release, so it may look before the packets arrive.
+
+Checked in trio 0.35's run loop (``trio/_core/_run.py``): while a task waits for
+idleness, the ``MockClock`` autojump is not primed (tasks waiting for idleness are
+woken instead, without moving the clock); in real time they are woken when an I/O
+wait of ``cushion`` seconds finds nothing to do. So a network waits only when it
+holds something, else the clock could never jump.
 
 :class:`InstantOrder` knows nothing of a particular network: a network calls
 :meth:`InstantOrder.hold` for each outbound packet and, from its own delivery task,
@@ -53,9 +64,6 @@ import hashlib
 import random
 from operator import itemgetter
 from typing import Generic, TypeVar
-
-import trio
-import trio.testing
 
 __all__ = ["InstantOrder", "derive_seed", "packet_key", "path_random", "seed_bytes"]
 
@@ -130,7 +138,11 @@ class InstantOrder(Generic[T]):
 
     async def settle(self) -> list[T]:
         """Wait until every other task is blocked, then take the held items, sorted."""
-        await trio.testing.wait_all_tasks_blocked()
+        # (Imported here: trio.testing costs an import that a network without
+        # deterministic order never needs.)
+        from trio.testing import wait_all_tasks_blocked
+
+        await wait_all_tasks_blocked()
         held = self._held
         self._held = []
         held.sort(key=_by_key)
