@@ -346,15 +346,9 @@ async def test_deterministic_network_delivers_after_the_instant(
     net = tcp6.VirtualNetwork(deterministic=True)
     a, b, c = net.attach(A), net.attach(B), net.attach(C)
 
-    def packet(src: str, n: int) -> bytes:
-        import ipaddress
-
-        s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(C).packed
-        return bytes([0x60, 0, 0, 0, 0, 5, 59, 64]) + s + d + bytes([0, 7, 0, 0, n])
-
-    b.send_nowait(packet(B, 1))
-    a.send_nowait(packet(A, 2))
-    b.send_nowait(packet(B, 0))
+    b.send_nowait(raw_packet(B, C, 1))
+    a.send_nowait(raw_packet(A, C, 2))
+    b.send_nowait(raw_packet(B, C, 0))
     assert c.receive_nowait() is None
     assert net.stats()["in_flight"] == 3
     before = trio.current_time()
@@ -389,3 +383,48 @@ def test_deterministic_network_in_real_time() -> None:
         return got
 
     assert trio.run(main) == b"ping" * 10_000
+
+
+def raw_packet(src: str, dst: str, n: int = 0) -> bytes:
+    import ipaddress
+
+    s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
+    return bytes([0x60, 0, 0, 0, 0, 5, 59, 64]) + s + d + bytes([0, 7, 0, 0, n])
+
+
+def balance(stats: dict[str, int]) -> int:
+    dropped = sum(v for k, v in stats.items() if k.startswith("dropped_"))
+    return stats["sent"] + stats["duplicated"] - stats["delivered"] - dropped - stats["in_flight"]
+
+
+async def test_deterministic_no_route_is_answered_at_the_release(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    net = tcp6.VirtualNetwork(deterministic=True)
+    a = net.attach(A)
+    a.send_nowait(raw_packet(A, "fd00::99"))
+    stats = net.stats()
+    assert stats["in_flight"] == 1 and stats["dropped_no_route"] == 0 and balance(stats) == 0
+    reply = await a.receive()
+    assert reply[6] == 58 and reply[40] == 1  # ICMPv6 Destination Unreachable
+    stats = net.stats()
+    assert stats["in_flight"] == 0 and stats["dropped_no_route"] == 1 and balance(stats) == 0
+    assert stats["icmp_unreachable_sent"] == 1
+    net.close()
+
+
+async def test_deterministic_held_packets_count_against_the_inbound_queue(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Backpressure sees held packets as in flight towards their destination."""
+    net = tcp6.VirtualNetwork(deterministic=True, rx_queue=2)
+    a, b = net.attach(A), net.attach(B)
+    a.send_nowait(raw_packet(A, B, 1))
+    a.send_nowait(raw_packet(A, B, 2))
+    with pytest.raises(trio.WouldBlock):
+        a.send_nowait(raw_packet(A, B, 3))
+    assert [p[44] for p in await b.receive_batch()] == [1, 2]
+    a.send_nowait(raw_packet(A, B, 3))
+    assert [p[44] for p in await b.receive_batch()] == [3]
+    assert balance(net.stats()) == 0
+    net.close()

@@ -104,8 +104,8 @@ instant (in the order they were scheduled). Nothing arrives synchronously then: 
 packet sent is delivered after the next scheduling pass, even on an unimpaired
 path, which costs a task hop per instant (not per packet). The same seed and the
 same program then give a byte-identical capture and the same counters whatever
-order trio picks, as long as no two tasks of one host that are woken together race
-on the same connection (:mod:`~trio_tcp6.links.replay` explains why).
+order trio picks, as long as the program's own tasks on one host do not race on
+state of their own (:mod:`~trio_tcp6.links.replay` explains why).
 """
 
 from __future__ import annotations
@@ -808,13 +808,11 @@ class VirtualNetwork:
                 return None
             dst = data[IPV6_DST]
             if dst not in self._links:
-                c.dropped_no_route += 1  # nothing cached for a destination nobody has
-                self._no_route(link, data)
+                self._no_route(link, data)  # nothing cached for a destination nobody has
                 return None
             path = self._new_path(link, dst)
         dest = path.dest
         if dest is None:
-            c.dropped_no_route += 1
             self._no_route(link, data)
             return None
         admitted = self._backpressure
@@ -844,10 +842,12 @@ class VirtualNetwork:
         return None
 
     def _no_route(self, link: VirtualLink, data: bytes) -> None:
-        """``data`` has no destination: answer it now, or at the instant's release."""
+        """``data`` has no destination: drop and answer it now, or at the instant's
+        release (in flight until then)."""
         if self._order is not None:
             self._hold(link, None, None, data, False)
         else:
+            self._counters.dropped_no_route += 1
             self._unreachable(link, data)
 
     def _hold(
@@ -872,6 +872,7 @@ class VirtualNetwork:
         admitted = self._backpressure
         for link, path, dest, data, partial in held:
             if path is None or dest is None:
+                self._counters.dropped_no_route += 1
                 self._unreachable(link, data)
                 continue
             if admitted:
