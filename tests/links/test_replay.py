@@ -428,3 +428,33 @@ async def test_deterministic_held_packets_count_against_the_inbound_queue(
     assert [p[44] for p in await b.receive_batch()] == [3]
     assert balance(net.stats()) == 0
     net.close()
+
+
+async def syn_acks(seed: int) -> list[bytes]:
+    """The SYN-ACKs a listener at B (a one-entry SYN backlog) sends to two SYNs: the
+    second is a SYN cookie."""
+    import ipaddress
+
+    from trio_tcp6.wire.ipv6 import PROTO_TCP, build_ipv6_header
+    from trio_tcp6.wire.tcp import SYN, TCPSegment, build_tcp
+
+    net = tcp6.VirtualNetwork()
+    raw = net.attach(A)
+    pa, pb = ipaddress.IPv6Address(A).packed, ipaddress.IPv6Address(B).packed
+    config = tcp6.TCPConfig(syn_backlog=1, syn_cookies=True)
+    async with tcp6.open_stack(net.attach(B), B, config=config, seed=seed) as stack:
+        await stack.open_tcp_listener(PORT)
+        replies = []
+        for port in (40000, 40001):
+            body = build_tcp(TCPSegment(port, PORT, 1000, 0, SYN, 65535), pa, pb)
+            await raw.send(build_ipv6_header(pa, pb, PROTO_TCP, len(body)) + body)
+            replies.append(await raw.receive())
+        assert stack.stats()["syn_cookies_sent"] == 1
+    net.close()
+    return replies
+
+
+async def test_syn_cookie_secret_comes_from_the_seed(autojump_clock: trio.abc.Clock) -> None:
+    first, again, other = await syn_acks(5), await syn_acks(5), await syn_acks(6)
+    assert first == again
+    assert first[1][44:48] != other[1][44:48]  # the cookie (our ISN)
