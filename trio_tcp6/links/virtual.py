@@ -8,7 +8,8 @@ Cost model -- this is the project's simulator, so the common case is cheap:
 
 * A packet on an unimpaired path (no delay, no loss, no rate, ...) goes straight into
   the destination's inbound deque and wakes its parked receiver: no task hop, no
-  random draw, no timer.
+  random draw, no timer (with ``deterministic=True``, see the end of this
+  docstring, every packet waits for the end of its instant instead).
 * ``rate``/``queue`` model one outbound wire per *sending link*, shared by all its
   destinations; each packet occupies it for ``len / rate`` of its own path's rate.
 * Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
