@@ -458,3 +458,14 @@ async def test_syn_cookie_secret_comes_from_the_seed(autojump_clock: trio.abc.Cl
     first, again, other = await syn_acks(5), await syn_acks(5), await syn_acks(6)
     assert first == again
     assert first[1][44:48] != other[1][44:48]  # the cookie (our ISN)
+
+
+async def test_an_impaired_virtual_link_keeps_the_network_seed(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from trio_tcp6.links import ImpairedLink
+    from trio_tcp6.links.base import capabilities_of
+
+    net = tcp6.VirtualNetwork(seed=3)
+    assert capabilities_of(ImpairedLink(net.attach(A))).seed == net.stack_seed(A)
+    assert capabilities_of(ImpairedLink(tcp6.VirtualNetwork().attach(A))).seed is None

@@ -408,8 +408,13 @@ class ImpairedLink:
 
     @property
     def capabilities(self) -> LinkCapabilities:
-        """The batch forms (see :class:`~trio_tcp6.links.base.LinkCapabilities`)."""
-        return LinkCapabilities(receive_batch=self.receive_batch, send_batch=self.send_batch)
+        """The batch forms (see :class:`~trio_tcp6.links.base.LinkCapabilities`), and
+        the wrapped link's ``seed`` (a host on a simulated network stays seeded)."""
+        return LinkCapabilities(
+            receive_batch=self.receive_batch,
+            send_batch=self.send_batch,
+            seed=self._inner.seed,
+        )
 
     def impairments(self, direction: Direction) -> Impairments:
         return self._tx.imp if direction == "send" else self._rx.imp

@@ -572,6 +572,9 @@ class VirtualNetwork:
     and for at most :attr:`PATH_CACHE_SIZE` directions: beyond that, idle paths
     (nothing of theirs in flight) are forgotten, oldest first, and rebuilt on next
     use. A host answering spoofed sources therefore costs no memory per source.
+    A rebuilt path's generator starts again from the seed, and which paths are
+    evicted depends on the order they were first used: exact replay holds for runs
+    that use fewer directions than that.
     """
 
     #: Cached paths (src→dst directions) kept before idle ones are evicted.
