@@ -3,7 +3,7 @@
 Prints, for each workload, the figure for the kernel (trio SocketStream over the
 loopback interface) and for our stack, measured in the same run, and the ratio.
 
-    python bench/stack_bench.py [--quick] [--repeat N]
+    python bench/stack_bench.py [--quick] [--repeat N] [--deterministic]
 
 Workloads: bulk transfer (MTU 65535 and 1500), 1-byte request/response round trips,
 and connections per second (connect + 1-byte exchange + close). Real time throughout
@@ -156,12 +156,16 @@ A = ipaddress.IPv6Address("fd00::1")
 B = ipaddress.IPv6Address("fd00::2")
 
 
+#: ``--deterministic``: the networks release each instant's packets in canonical order.
+DETERMINISTIC = False
+
+
 async def _with_stacks(
     mtu: int,
     body: Callable[[tcp6.Stack, tcp6.Stack], Awaitable[float]],  # type: ignore[name-defined]
     offload: bool = True,
 ) -> float:
-    net = tcp6.VirtualNetwork(mtu=mtu, checksum_offload=offload)
+    net = tcp6.VirtualNetwork(mtu=mtu, checksum_offload=offload, deterministic=DETERMINISTIC)
     config = tcp6.TCPConfig(send_buffer=4 << 20, receive_buffer=4 << 20)
     async with (
         tcp6.open_stack(net.attach(A), A, config=config) as sa,
@@ -281,5 +285,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller workloads")
     parser.add_argument("--repeat", type=int, default=1, help="keep the best of N runs")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="VirtualNetwork(deterministic=True): the cost of exact replay",
+    )
     args = parser.parse_args()
+    DETERMINISTIC = args.deterministic
     trio.run(main, args.quick, max(1, args.repeat))

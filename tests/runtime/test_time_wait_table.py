@@ -364,7 +364,9 @@ async def test_a_client_never_connects_from_a_four_tuple_in_time_wait(
     the second connection to the same server takes the other one and a third finds
     none free (EADDRNOTAVAIL) while both wait; after 2*MSL a port is free again."""
     monkeypatch.setattr(
-        stack_module, "EphemeralPorts", lambda: EphemeralPorts(low=50000, high=50001)
+        stack_module,
+        "EphemeralPorts",
+        lambda secret=None: EphemeralPorts(secret, low=50000, high=50001),
     )
     async with two_stacks(tcp6.TCPConfig(time_wait=60.0)) as (_net, a, b):
         listener = await b.open_tcp_listener(80)

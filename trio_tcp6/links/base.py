@@ -153,6 +153,10 @@ class LinkCapabilities:
       is configured (the link's cut would not respect it).
     * ``resolve`` -- host names the link's network knows (a VirtualNetwork's
       ``attach(addr, name=...)``): ``resolve(name)`` is the address, or None.
+    * ``seed`` -- a simulated network's seed for the host on this link (see
+      :meth:`~trio_tcp6.links.VirtualNetwork.stack_seed`): a stack not given a seed
+      of its own derives its secrets from it, so that the run is reproducible.
+      None (real links): the stack's secrets come from the OS.
     """
 
     receive_batch: ReceiveBatch | None = None
@@ -161,6 +165,7 @@ class LinkCapabilities:
     checksum_offload: ChecksumOffload | None = None
     gso_max: int = 0
     resolve: Callable[[str], ipaddress.IPv6Address | None] | None = None
+    seed: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
         offload = self.checksum_offload

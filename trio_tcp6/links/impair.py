@@ -2,7 +2,8 @@
 
 One :class:`Impairments` value describes what happens to packets on a path; one
 :class:`Impairer` (one ``random.Random(seed)`` and one set of counters) decides the fate
-of each packet with :meth:`Impairer.fate`. The :class:`~trio_tcp6.links.VirtualNetwork`
+of each packet with :meth:`Impairer.fate` (from the path's own generator when it has
+one, :class:`PathState`). The :class:`~trio_tcp6.links.VirtualNetwork`
 and :class:`ImpairedLink` (which wraps any link) share this logic.
 
 The fate of a packet, decided in this fixed order (a random draw happens only when the
@@ -198,12 +199,14 @@ class Wire:
 
 
 class PathState:
-    """Per-path state: the latest scheduled in-order arrival (paths are FIFOs)."""
+    """Per-path state: the latest scheduled in-order arrival (paths are FIFOs), and
+    the path's own generator (``rng``; None: the :class:`Impairer`'s is used)."""
 
-    __slots__ = ("last_at",)
+    __slots__ = ("last_at", "rng")
 
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self.last_at = -math.inf
+        self.rng = rng
 
 
 def corrupt_packet(data: bytes, rng: random.Random) -> bytes:
@@ -221,11 +224,15 @@ def corrupt_packet(data: bytes, rng: random.Random) -> bytes:
 
 
 class Impairer:
-    """One random generator plus counters; decides each packet's fate."""
+    """One random generator plus counters; decides each packet's fate.
+
+    A path that has a generator of its own (:attr:`PathState.rng`) draws from it
+    instead, so that its fates do not depend on other paths' traffic.
+    """
 
     __slots__ = ("counters", "rng")
 
-    def __init__(self, seed: int | None = None, counters: Counters | None = None) -> None:
+    def __init__(self, seed: int | bytes | None = None, counters: Counters | None = None) -> None:
         self.rng = random.Random(seed)
         self.counters = counters if counters is not None else Counters()
 
@@ -239,7 +246,7 @@ class Impairer:
         Does not count ``sent`` or ``delivered``.
         """
         c = self.counters
-        rng = self.rng
+        rng = path.rng or self.rng
         at = now
         if imp.rate is not None:
             end = wire.admit(now, len(data), imp.rate, imp.queue)
@@ -401,8 +408,13 @@ class ImpairedLink:
 
     @property
     def capabilities(self) -> LinkCapabilities:
-        """The batch forms (see :class:`~trio_tcp6.links.base.LinkCapabilities`)."""
-        return LinkCapabilities(receive_batch=self.receive_batch, send_batch=self.send_batch)
+        """The batch forms (see :class:`~trio_tcp6.links.base.LinkCapabilities`), and
+        the wrapped link's ``seed`` (a host on a simulated network stays seeded)."""
+        return LinkCapabilities(
+            receive_batch=self.receive_batch,
+            send_batch=self.send_batch,
+            seed=self._inner.seed,
+        )
 
     def impairments(self, direction: Direction) -> Impairments:
         return self._tx.imp if direction == "send" else self._rx.imp

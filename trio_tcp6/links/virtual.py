@@ -8,7 +8,8 @@ Cost model -- this is the project's simulator, so the common case is cheap:
 
 * A packet on an unimpaired path (no delay, no loss, no rate, ...) goes straight into
   the destination's inbound deque and wakes its parked receiver: no task hop, no
-  random draw, no timer.
+  random draw, no timer (with ``deterministic=True``, see the end of this
+  docstring, every packet waits for the end of its instant instead).
 * ``rate``/``queue`` model one outbound wire per *sending link*, shared by all its
   destinations; each packet occupies it for ``len / rate`` of its own path's rate.
 * Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
@@ -88,9 +89,24 @@ destination (after corruption; both copies of a duplicate; with the trio-clock t
 of arrival), including packets the receiver then drops for a full inbound queue.
 Packets dropped inside the network (loss, queue, MTU, no route) are not written.
 
-Determinism: all randomness comes from one ``random.Random(seed)``, drawn in the order
-packets are sent, so the same seed and the same sequence of ``send`` calls give the
-same run (trio itself may order tasks that are ready at the same instant differently).
+Determinism (see :mod:`trio_tcp6.links.replay`): with a ``seed``, each path (source
+link, destination) draws its packets' fates from its own generator, derived from the
+seed and the two addresses, in that path's order; and each host's stack derives its
+secrets (ISNs, timestamp offsets, ephemeral ports, SYN cookies) from the seed and its
+address (:meth:`VirtualNetwork.stack_seed`, declared as the link's ``seed``
+capability) unless it is given a seed of its own. The same seed and the same
+sequence of ``send`` calls then give the same run. The sequence itself still depends
+on the order in which trio runs the tasks that are ready at one instant; with
+``deterministic=True`` it does not: every packet sent during an instant is held
+until every task is blocked, then routed (fates drawn, delivered or scheduled) in a
+canonical order -- by sending link, destination, protocol and ports, each flow's
+packets in their own order -- after the packets the delay heap releases at that
+instant (in the order they were scheduled). Nothing arrives synchronously then: a
+packet sent is delivered after the next scheduling pass, even on an unimpaired
+path, which costs a task hop per instant (not per packet). The same seed and the
+same program then give a byte-identical capture and the same counters whatever
+order trio picks, as long as the program's own tasks on one host do not race on
+state of their own (:mod:`~trio_tcp6.links.replay` explains why).
 """
 
 from __future__ import annotations
@@ -98,6 +114,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import random
 from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
@@ -126,6 +143,7 @@ from .impair import (
     Wire,
     check_names,
 )
+from .replay import InstantOrder, derive_seed, packet_key, path_random
 
 if TYPE_CHECKING:
     from ..wire.pcap import PcapWriter
@@ -151,11 +169,18 @@ class _Path:
 
     __slots__ = ("dest", "fast", "imp", "state")
 
-    def __init__(self, imp: Impairments, dest: VirtualLink | None) -> None:
+    def __init__(
+        self, imp: Impairments, dest: VirtualLink | None, rng: random.Random | None
+    ) -> None:
         self.imp = imp
         self.dest = dest
-        self.state = PathState()
+        self.state = PathState(rng)
         self.fast = imp.trivial
+
+
+#: A packet held for the instant's release: (sending link, path, destination, packet,
+#: partial); path and destination None for a packet to an address nobody has.
+_Held = tuple["VirtualLink", "_Path | None", "VirtualLink | None", bytes, bool]
 
 
 class VirtualLink:
@@ -254,6 +279,7 @@ class VirtualLink:
                 send_nowait=self.send_nowait,
             ),
             resolve=self._net.resolve,
+            seed=self._net.stack_seed(self._packed),
         )
 
     @property
@@ -530,7 +556,11 @@ class VirtualNetwork:
 
     ``VirtualNetwork(*, mtu=1500, seed=None, delay=0.0, jitter=0.0, loss=0.0,
     duplicate=0.0, reorder=0.0, corrupt=0.0, rate=None, queue=None, rx_queue=4096,
-    rx_queue_bytes=16 MiB, checksum_offload=True, unreachable=True, backpressure=True)``.
+    rx_queue_bytes=16 MiB, checksum_offload=True, unreachable=True, backpressure=True,
+    deterministic=False)``.
+    ``seed`` (int or bytes) seeds the fates and the stacks' secrets;
+    ``deterministic=True`` releases each instant's packets in a canonical order (see
+    the module docstring: with a seed, a run then replays exactly).
     ``backpressure=False`` drops packets at a full inbound queue instead of making
     their senders wait (see the module docstring).
     ``checksum_offload=False`` makes every stack compute and verify every checksum
@@ -542,6 +572,9 @@ class VirtualNetwork:
     and for at most :attr:`PATH_CACHE_SIZE` directions: beyond that, idle paths
     (nothing of theirs in flight) are forgotten, oldest first, and rebuilt on next
     use. A host answering spoofed sources therefore costs no memory per source.
+    A rebuilt path's generator starts again from the seed, and which paths are
+    evicted depends on the order they were first used: exact replay holds for runs
+    that use fewer directions than that.
     """
 
     #: Cached paths (src→dst directions) kept before idle ones are evicted.
@@ -557,7 +590,7 @@ class VirtualNetwork:
         self,
         *,
         mtu: int = 1500,
-        seed: int | None = None,
+        seed: int | bytes | None = None,
         delay: float = 0.0,
         jitter: float = 0.0,
         loss: float = 0.0,
@@ -571,6 +604,7 @@ class VirtualNetwork:
         checksum_offload: bool = True,
         unreachable: bool = True,
         backpressure: bool = True,
+        deterministic: bool = False,
     ) -> None:
         if mtu < IPV6_HEADER_LEN:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
@@ -581,7 +615,10 @@ class VirtualNetwork:
         self._rx_queue = rx_queue
         self._rx_queue_bytes = rx_queue_bytes
         self._counters = Counters()
-        self._impairer = Impairer(seed, self._counters)
+        # Only paths without a generator of their own (no seed) draw from its.
+        self._impairer = Impairer(counters=self._counters)
+        #: Packets held until the end of their instant (``deterministic=True``).
+        self._order: InstantOrder[_Held] | None = InstantOrder() if deterministic else None
         self._base = Impairments(
             delay=delay,
             jitter=jitter,
@@ -613,6 +650,18 @@ class VirtualNetwork:
         self._unreach_sent = 0
         self._unreach_limited = 0
         self._names: dict[str, bytes] = {}
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether each instant's packets are released in a canonical order."""
+        return self._order is not None
+
+    def stack_seed(self, address: AddressLike) -> bytes | None:
+        """The seed a stack at ``address`` derives its secrets from (None without a
+        network seed): a function of the network's seed and the address."""
+        if self.seed is None:
+            return None
+        return derive_seed(self.seed, "stack", _packed(address))
 
     @property
     def backpressure(self) -> bool:
@@ -763,14 +812,12 @@ class VirtualNetwork:
                 return None
             dst = data[IPV6_DST]
             if dst not in self._links:
-                c.dropped_no_route += 1  # nothing cached for a destination nobody has
-                self._unreachable(link, data)
+                self._no_route(link, data)  # nothing cached for a destination nobody has
                 return None
             path = self._new_path(link, dst)
         dest = path.dest
         if dest is None:
-            c.dropped_no_route += 1
-            self._unreachable(link, data)
+            self._no_route(link, data)
             return None
         admitted = self._backpressure
         if admitted and (dest._refuses(data) or (queue and dest._senders)):
@@ -778,6 +825,13 @@ class VirtualNetwork:
             c.sent -= 1
             link.sent -= 1
             return dest
+        if self._order is not None:
+            if admitted:
+                # Held towards dest: counted in its bound until released.
+                dest._rx_reserved += 1
+                dest._rx_reserved_bytes += len(data)
+            self._hold(link, path, dest, data, partial)
+            return None
         if path.fast:
             if self._captures:
                 self._capture(
@@ -790,6 +844,45 @@ class VirtualNetwork:
             return None
         self._send_impaired(link, path, dest, data, partial)
         return None
+
+    def _no_route(self, link: VirtualLink, data: bytes) -> None:
+        """``data`` has no destination: drop and answer it now, or at the instant's
+        release (in flight until then)."""
+        if self._order is not None:
+            self._hold(link, None, None, data, False)
+        else:
+            self._counters.dropped_no_route += 1
+            self._unreachable(link, data)
+
+    def _hold(
+        self,
+        link: VirtualLink,
+        path: _Path | None,
+        dest: VirtualLink | None,
+        data: bytes,
+        partial: bool,
+    ) -> None:
+        assert self._order is not None
+        self._order.hold(packet_key(link._packed, data), (link, path, dest, data, partial))
+        if self._delivery_task is None:
+            self._delivery_task = trio.lowlevel.spawn_system_task(
+                self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
+            )
+        else:
+            self._delivery_alarm.wake()
+
+    def _release(self, held: list[_Held]) -> None:
+        """Route the packets of an instant, in the order given."""
+        admitted = self._backpressure
+        for link, path, dest, data, partial in held:
+            if path is None or dest is None:
+                self._counters.dropped_no_route += 1
+                self._unreachable(link, data)
+                continue
+            if admitted:
+                dest._rx_reserved -= 1
+                dest._rx_reserved_bytes -= len(data)
+            self._send_impaired(link, path, dest, data, partial)
 
     def _unreachable(self, link: VirtualLink, data: bytes) -> None:
         """Answer ``data`` (to an address nobody has) with Destination Unreachable,
@@ -825,7 +918,8 @@ class VirtualNetwork:
         if path is None:
             if len(self._paths) >= self.PATH_CACHE_SIZE:
                 self._evict_idle_paths()
-            path = _Path(self._resolve(src, dst), self._links.get(dst))
+            rng = None if self.seed is None else path_random(self.seed, src, dst)
+            path = _Path(self._resolve(src, dst), self._links.get(dst), rng)
             self._paths[(src, dst)] = path
         link._paths[dst] = path
         return path
@@ -901,18 +995,32 @@ class VirtualNetwork:
         for cap in self._captures:
             cap.write(data, now)
 
+    def _deliver_due(self, now: float) -> None:
+        heap = self._heap
+        admitted = self._backpressure
+        while heap and heap[0][0] <= now:
+            _at, _seq, dest, data, partial = heappop(heap)
+            if admitted:
+                dest._rx_reserved -= 1
+                dest._rx_reserved_bytes -= len(data)
+            self._deliver(dest, data, now, partial, admitted)
+
     async def _delivery_loop(self) -> None:
         heap = self._heap
+        order = self._order
         try:
             while not self._closed:
                 now = trio.current_time()
-                while heap and heap[0][0] <= now:
-                    _at, _seq, dest, data, partial = heappop(heap)
-                    admitted = self._backpressure
-                    if admitted:
-                        dest._rx_reserved -= 1
-                        dest._rx_reserved_bytes -= len(data)
-                    self._deliver(dest, data, now, partial, admitted)
+                if order is not None and (order or (heap and heap[0][0] <= now)):
+                    # The end of an instant: once every task is blocked, what the heap
+                    # releases now, then what was sent now, in canonical order.
+                    held = await order.settle()
+                    if self._closed:
+                        break
+                    self._deliver_due(trio.current_time())
+                    self._release(held)
+                    continue
+                self._deliver_due(now)
                 if self._closed:
                     break
                 await self._delivery_alarm.sleep_until(heap[0][0] if heap else math.inf)
@@ -941,7 +1049,7 @@ class VirtualNetwork:
         ``sent + duplicated == delivered + dropped_* + in_flight``.
         """
         d = self._counters.as_dict()
-        d["in_flight"] = len(self._heap)
+        d["in_flight"] = len(self._heap) + (len(self._order) if self._order is not None else 0)
         d["icmp_unreachable_sent"] = self._unreach_sent
         d["icmp_unreachable_rate_limited"] = self._unreach_limited
         return d
@@ -954,6 +1062,8 @@ class VirtualNetwork:
         for link in list(self._links.values()):
             link.close()
         self._heap.clear()
+        if self._order is not None:
+            self._order.clear()
         self._delivery_alarm.wake()
         for cap in list(self._captures):
             cap.close()

@@ -35,6 +35,7 @@ import trio
 from ..config import TCPConfig
 from ..errors import Refused, TCPError, Unknown
 from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilities_of
+from ..links.replay import derive_seed
 from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift
 from ..tcp.events import State
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
@@ -129,6 +130,7 @@ class DirectStack(Stack):
         address: str | ipaddress.IPv6Address,
         config: TCPConfig,
         hosts: Mapping[str, str | ipaddress.IPv6Address] | None = None,
+        seed: int | bytes | None = None,
     ) -> None:
         super().__init__(nursery, hosts)
         self.link = link
@@ -156,11 +158,20 @@ class DirectStack(Stack):
         self.time_wait = TimeWaitTable(
             config.max_time_wait, self._counters, self._time_wait_released
         )
-        self._isn = ISNGenerator()
-        self._ts_offsets = ISNGenerator()  # an independent secret: TSval must not leak F
-        self._cookies = SynCookies()
+        # Every secret from the seed (ours, or the link's for a simulated network),
+        # else from the OS.
+        if seed is None:
+            seed = self.capabilities.seed
+
+        def secret(label: str) -> bytes | None:
+            return None if seed is None else derive_seed(seed, label)
+
+        self._isn = ISNGenerator(secret("isn"))
+        # An independent secret: TSval must not leak F.
+        self._ts_offsets = ISNGenerator(secret("ts-offset"))
+        self._cookies = SynCookies(secret("syncookie"))
         self._last_cookie: float | None = None
-        self._ports = EphemeralPorts()
+        self._ports = EphemeralPorts(secret("ports"))
         self._rst_second = -1
         #: RSTs sent this second, by destination address (see :meth:`_rst_allowed`).
         self._rst_counts: dict[bytes, int] = {}
@@ -1145,6 +1156,7 @@ async def open_stack(
     *,
     config: TCPConfig | None = None,
     hosts: Mapping[str, str | ipaddress.IPv6Address] | None = None,
+    seed: int | bytes | None = None,
 ) -> AsyncIterator[DirectStack]:
     """The direct, userspace TCP/IPv6 stack on ``link`` with ``address``.
 
@@ -1162,10 +1174,17 @@ async def open_stack(
     under pressure windows and send buffers stop growing and out-of-order data is
     pruned, never data accepted in order; ``stack.stats()`` shows it
     (``memory_held``, ``memory_pressure``, ...).
+
+    ``seed`` (int or bytes): every secret the stack draws -- the RFC 6528 ISN and
+    timestamp-offset secrets, the ephemeral-port secret (RFC 6056), the SYN-cookie
+    secret -- is derived from it (BLAKE2, one label per purpose), so a simulated run
+    repeats exactly. Without one, a link that declares a ``seed`` (a seeded
+    VirtualNetwork: from its seed and the address) provides it; on other links the
+    secrets are random (``os.urandom``), as they must be on a real network.
     """
     async with trio.open_nursery() as nursery:
         stack = DirectStack(
-            nursery, link, address, config if config is not None else TCPConfig(), hosts
+            nursery, link, address, config if config is not None else TCPConfig(), hosts, seed
         )
         nursery.start_soon(stack._reader)
         nursery.start_soon(stack.time_wait.run)
