@@ -136,10 +136,14 @@ def test_tcp_flows_replay_exactly() -> None:
             for i in range(2):
                 await nursery.start(stacks[2 + i].serve_tcp, sinks[i], 80)
             for i in range(2):
-                nursery.start_soon(bulk, stacks[i], d.receivers[i], 80, 2.0 + i * 1e-4)
-            await trio.sleep(3)
+                nursery.start_soon(bulk, stacks[i], d.receivers[i], 80, 2.0)
+                await trio.sleep(0.0123)  # (no two flows share an instant)
+            # Read the results before the stacks shut down (their RSTs would race
+            # the cancellation), at an instant nothing else happens.
+            await trio.sleep(3.00001234)
+            result = pcap.getvalue(), d.net.stats(), [s.received for s in sinks]
             nursery.cancel_scope.cancel()
-        return pcap.getvalue(), d.net.stats(), [s.received for s in sinks]
+        return result
 
     first = replay(program)
     assert first[1]["channels"]["r1->r2"]["drops"] > 0

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 import trio_tcp6 as tcp6
-from trio_tcp6.sim import DropTail, Network, dumbbell
+from trio_tcp6.sim import DropTail, Host, Network, dumbbell
 
 from .util import Sink, bulk
 
@@ -26,7 +26,7 @@ async def test_two_flows_share_one_bottleneck_queue(
 ) -> None:
     d = dumbbell(2, rate=RATE, rtt=RTT, queue=lambda: DropTail(packets=BDP_PACKETS))
     sinks = [Sink(), Sink()]
-    start, end = 2.0, 6.0
+    start, end = 2.0, 5.0
     async with trio.open_nursery() as nursery:
         stacks = []
         for host in [*d.senders, *d.receivers]:
@@ -57,8 +57,8 @@ async def test_two_flows_share_one_bottleneck_queue(
     assert d.net.stats()["channels"]["r1->r2"] == stats
 
 
-async def run_stack(host: object, *, task_status: trio.TaskStatus[tcp6.Stack]) -> None:
-    async with tcp6.open_stack(host.link, host.address) as stack:  # type: ignore[attr-defined]
+async def run_stack(host: Host, *, task_status: trio.TaskStatus[tcp6.Stack]) -> None:
+    async with tcp6.open_stack(host.link, host.address) as stack:
         task_status.started(stack)
         await trio.sleep_forever()
 
@@ -92,7 +92,8 @@ async def test_handshake_time_is_delays_plus_serialization(
 
 def first_two(data: bytes) -> list[bytes]:
     """The first two packets of a pcap in memory."""
-    out, offset = [], 24
+    out: list[bytes] = []
+    offset = 24
     while len(out) < 2:
         length = int.from_bytes(data[offset + 8 : offset + 12], "little")
         out.append(data[offset + 16 : offset + 16 + length])

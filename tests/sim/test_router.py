@@ -5,6 +5,7 @@ Destination Unreachable (a connect fails at once), Packet Too Big, echo, RFC 444
 from __future__ import annotations
 
 import errno
+import itertools
 
 import pytest
 import trio
@@ -32,7 +33,7 @@ def chain(hops: int, **cable: object) -> tuple[Network, Host, list[Router], Host
     b = net.host("b", "2001:db8:2::b")
     routers = [net.router(f"r{i + 1}") for i in range(hops)]
     nodes = [a, *routers, b]
-    for left, right in zip(nodes, nodes[1:], strict=False):
+    for left, right in itertools.pairwise(nodes):
         net.connect(left, right, delay=0.001, **cable)  # type: ignore[arg-type]
     return net, a, routers, b
 
@@ -69,7 +70,7 @@ async def test_hop_limit_one_is_answered_by_the_first_router(
 async def test_traceroute_finds_each_router_in_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    net, a, routers, b = chain(4)
+    net, a, _routers, b = chain(4)
     found = []
     for hop_limit in range(1, 6):
         await a.link.send(echo(a, b, hop_limit=hop_limit, seq=hop_limit))
@@ -118,7 +119,7 @@ async def test_no_route_is_destination_unreachable(
 async def test_connect_to_an_unroutable_address_fails_at_once(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    net, a, _routers, _b = chain(2)
+    _net, a, _routers, _b = chain(2)
     async with tcp6.open_stack(a.link, a.address) as stack:
         start = trio.current_time()
         with pytest.raises(tcp6.Unknown) as info:
@@ -155,7 +156,7 @@ async def test_packet_too_big_names_the_next_link_mtu(
 async def test_no_error_about_an_error_nor_for_bad_sources(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    net, a, routers, b = chain(2)
+    net, a, _routers, b = chain(2)
     # An ICMPv6 error with hop limit 1: dropped silently (RFC 4443 §2.4 (e)).
     await a.link.send(echo(a, b, hop_limit=1))
     await trio.sleep(1)
