@@ -10,7 +10,8 @@ One direction works like a NIC and its wire:
    for ``len * 8 / rate`` seconds (``rate`` in bits per second; ``None``: no
    serialization time at all);
 3. the packet then travels for ``delay`` seconds and is handed to the node at the
-   far end.
+   far end. (A cable with neither rate nor delay hands it over at once, within the
+   call that offered it.)
 
 So a packet's sojourn in the queue is the time it waited for the serializer, and
 the busy time of a channel (the sum of its serialization times) over an interval is
@@ -134,7 +135,11 @@ class Channel:
                 return
             if rate is None:
                 self._sent(packet)
-                net.schedule(now + self.delay, self._arrive, packet)
+                if self.delay:
+                    net.schedule(now + self.delay, self._arrive, packet)
+                else:
+                    # Nothing to wait for: hand it over in this call (no task hop).
+                    net.deliver(self, packet, now)
                 continue
             done = now + len(packet) * 8 / rate
             self._busy = True
