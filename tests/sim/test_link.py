@@ -133,3 +133,20 @@ def test_hostile_packets_never_crash_a_router(data: bytes, hop_limit: int) -> No
         await b.link.receive()
 
     trio.run(run, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def test_an_arrival_as_the_serializer_frees_up_waits_its_turn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Packets queued behind the wire, and one more offered at the exact instant
+    the wire frees up: still one packet at a time, in FIFO order."""
+    net, a, b = pair(rate=1e6, delay=0.0)
+    channel = net.channel("a->r")
+    third = no_next_header(a, b, 1250, hop_limit=8)
+    # Scheduled first, so it runs before the serializer's own wake-up at 10 ms.
+    net.schedule(0.010, lambda packet, now: channel.offer(packet, now), third)
+    a.link.send_nowait(no_next_header(a, b, 1250))  # 10 ms on the wire
+    a.link.send_nowait(no_next_header(a, b, 1250, hop_limit=9))
+    got = await arrivals(b, 3)
+    assert got == pytest.approx([0.010, 0.020, 0.030], abs=1e-12)
+    assert channel.stats()["busy_time"] == pytest.approx(0.030, abs=1e-12)
