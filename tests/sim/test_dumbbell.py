@@ -133,3 +133,20 @@ async def test_packet_too_big_shrinks_the_mss_and_the_transfer_completes(
     assert sa.stats()["icmp_packet_too_big"] >= 1
     assert net.stats()["routers"]["r1"]["packet_too_big"] >= 1
     assert net.stats()["channels"]["r1->r2"]["sent_packets"] > len(payload) // 1220
+
+
+async def test_each_pair_gets_its_round_trip_time(autojump_clock: trio.testing.MockClock) -> None:
+    d = dumbbell(2, rate=None, rtt=[0.020, 0.080])
+    assert d.bottleneck.delay == 0.010 and d.bottleneck.name == "r1->r2"
+    took = []
+    async with trio.open_nursery() as nursery:
+        stacks = [await nursery.start(run_stack, h) for h in [*d.senders, *d.receivers]]
+        for i in range(2):
+            await nursery.start(stacks[2 + i].serve_tcp, Sink(), 80)
+            start = trio.current_time()
+            await stacks[i].open_tcp_stream(f"receiver{i}", 80)  # hosts resolve by name
+            took.append(trio.current_time() - start)
+        nursery.cancel_scope.cancel()
+    assert took == pytest.approx([0.020, 0.080], abs=1e-12)
+    with pytest.raises(ValueError, match="round-trip"):
+        dumbbell(3, rtt=[0.01, 0.02])
