@@ -422,3 +422,10 @@ def test_fq_ecn_marks_instead_of_dropping() -> None:
         t += 0.001
     s = q.stats()
     assert s["drops"] == 0 and s["marks"] >= 5
+
+
+def test_both_are_queues_for_a_simulated_link() -> None:
+    from trio_tcp6.sim import Queue
+
+    assert isinstance(CoDel(), Queue)
+    assert isinstance(FQCoDel(), Queue)
