@@ -10,7 +10,8 @@ One direction works like a NIC and its wire:
    for ``len * 8 / rate`` seconds (``rate`` in bits per second; ``None``: no
    serialization time at all);
 3. the packet then travels for ``delay`` seconds and is handed to the node at the
-   far end.
+   far end. (A cable with neither rate nor delay hands it over at once, within the
+   call that offered it.)
 
 So a packet's sojourn in the queue is the time it waited for the serializer, and
 the busy time of a channel (the sum of its serialization times) over an interval is
@@ -25,6 +26,7 @@ network-wide generator, so traffic on one link never shifts the fates on another
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -53,9 +55,10 @@ class Channel:
     """
 
     __slots__ = (
-        "_busy",
+        "_free_at",
         "_net",
         "_random",
+        "_wakeup",
         "busy_time",
         "cable",
         "delay",
@@ -99,7 +102,10 @@ class Channel:
         # str seeds are hashed with SHA-512 by random.Random: the same on every run
         # (no PYTHONHASHSEED involved).
         self._random = random.Random(seed)
-        self._busy = False
+        # The serializer is busy until then; a wake-up is scheduled for that time
+        # while packets wait in the queue.
+        self._free_at = -math.inf
+        self._wakeup = False
         #: Packets offered to this direction (its packet counter; lost ones included).
         self.offered = 0
         self.dropped_loss = 0
@@ -119,44 +125,62 @@ class Channel:
             return
         if not self.queue.enqueue(packet, now):
             return
-        if not self._busy:
+        if now >= self._free_at:
             self._start(now)
+        elif not self._wakeup:
+            # Busy: take the next packet out when the serializer frees up.
+            self._wakeup = True
+            self._net.schedule(self._free_at, self._free, b"")
+
+    def _free(self, _: bytes, now: float) -> None:
+        self._wakeup = False
+        if now >= self._free_at:
+            self._start(now)
+        elif len(self.queue):
+            # An arrival at the very instant the serializer freed up started the
+            # next packet already: wait for that one to end.
+            self._wakeup = True
+            self._net.schedule(self._free_at, self._free, b"")
 
     def _start(self, now: float) -> None:
-        """The serializer is free at ``now``: put the next queued packets on the wire."""
+        """The serializer is free at ``now``: put the next queued packet on the wire
+        (every queued packet, without a rate). The serializer's end is an event only
+        while packets wait for it: a channel whose queue stays empty costs one event
+        per packet, its arrival."""
         net = self._net
         queue = self.queue
         rate = self.rate
+        delay = self.delay
         while True:
             packet = queue.dequeue(now)
             if packet is None:
-                self._busy = False
                 return
+            size = len(packet)
+            self.sent_packets += 1
+            self.sent_bytes += size
             if rate is None:
-                self._sent(packet)
-                net.schedule(now + self.delay, self._arrive, packet)
+                if delay:
+                    net.schedule(now + delay, self._arrive, packet)
+                else:
+                    # Nothing to wait for: hand it over in this call (no task hop).
+                    net.deliver(self, packet, now)
                 continue
-            done = now + len(packet) * 8 / rate
-            self._busy = True
-            net.schedule(done, self._serialized, packet)
+            busy = size * 8 / rate
+            self.busy_time += busy
+            done = now + busy
+            self._free_at = done
+            net.schedule(done + delay, self._arrive, packet)
+            if len(queue) and not self._wakeup:
+                self._wakeup = True
+                net.schedule(done, self._free, b"")
             return
-
-    def _serialized(self, packet: bytes, now: float) -> None:
-        self._sent(packet)
-        if self.rate is not None:
-            self.busy_time += len(packet) * 8 / self.rate
-        self._net.schedule(now + self.delay, self._arrive, packet)
-        self._start(now)
-
-    def _sent(self, packet: bytes) -> None:
-        self.sent_packets += 1
-        self.sent_bytes += len(packet)
 
     def _arrive(self, packet: bytes, now: float) -> None:
         self._net.deliver(self, packet, now)
 
     def stats(self) -> dict[str, float]:
-        """``sent_packets``/``sent_bytes`` (serialized), ``busy_time`` (seconds),
+        """``sent_packets``/``sent_bytes`` (put on the wire: counted when their
+        serialization starts), ``busy_time`` (seconds of serialization, counted then too),
         ``offered``, ``drops`` (= ``dropped_loss`` + ``dropped_queue``), and the
         queue's own counters prefixed ``queue_``."""
         q = self.queue.stats()

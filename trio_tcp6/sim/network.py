@@ -166,6 +166,11 @@ class Network:
         """The host or router called ``name`` (KeyError if none)."""
         return self._names[name]
 
+    def node_by_address(self, address: AddressLike | bytes) -> Node:
+        """The host or router with ``address`` (KeyError if none)."""
+        packed = address if isinstance(address, bytes) else ipaddress.IPv6Address(address).packed
+        return self._addresses[packed]
+
     def connect(
         self,
         a: Node | str,
