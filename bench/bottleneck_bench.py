@@ -73,6 +73,9 @@ class Run:
     duration: float
     samples: list[Sample]
     wall: float
+    #: CPU seconds of this process during the run (the wall clock includes other
+    #: programs' turns on a shared machine).
+    cpu: float
     bottleneck: dict[str, float]
     names: list[str]
 
@@ -232,14 +235,15 @@ def simulate(
             nursery.cancel_scope.cancel()
         d.net.close()
 
-    wall = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    wall = time.perf_counter() - wall
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return Run(
         rate=rate,
         duration=duration,
         samples=samples,
         wall=wall,
+        cpu=cpu,
         bottleneck=d.bottleneck.stats(),
         names=labels,
     )
@@ -406,22 +410,24 @@ def report(names: set[str] | None, duration: float) -> None:
             run = hystart(5.0, on, bdps)
             exit_ = run.slow_start_exit(0)
             loss = run.first_retransmit(0)
+            when = f"at {exit_.t:.2f} s" if exit_ else "never"
+            first = f"at {loss.t:.2f} s" if loss else "none"
             print(
-                f"  {bdps}-BDP HyStart++ {'on ' if on else 'off'}: ssthresh set at "
-                f"{exit_.t if exit_ else math.nan:.2f} s"
-                f" (cwnd {_info(exit_, 'ssthresh')}), first retransmission at "
-                f"{loss.t if loss else math.nan:.2f} s, queue drops {run.queue_drops():.0f}"
+                f"  {bdps}-BDP HyStart++ {'on ' if on else 'off'}: ssthresh set {when}"
+                f" (cwnd {_info(exit_, 'cwnd')}), first retransmission {first},"
+                f" queue drops {run.queue_drops():.0f}"
             )
     if want("speed"):
         run = fairness(duration)
         sent = run.bottleneck["sent_bytes"]
         print("speed: dumbbell with 4 CUBIC flows (8 stacks), 10 Mbit/s")
-        print(
-            f"  {duration:.0f} simulated s in {run.wall:.1f} wall s:"
-            f" {duration / run.wall:.2f} simulated s per wall s,"
-            f" {sent / run.wall / 1e6:.2f} simulated MB per wall s"
-            f" ({sent / 1500 / run.wall:.0f} full-size packets per wall s on the bottleneck)"
-        )
+        for clock, spent in (("wall", run.wall), ("CPU", run.cpu)):
+            print(
+                f"  {duration:.0f} simulated s in {spent:.1f} {clock} s:"
+                f" {duration / spent:.2f} simulated s per {clock} s,"
+                f" {sent / spent / 1e6:.2f} simulated MB per {clock} s"
+                f" ({sent / 1500 / spent:.0f} full-size packets per {clock} s on the bottleneck)"
+            )
 
 
 def _info(s: Sample | None, field: str) -> Any:
