@@ -141,9 +141,10 @@ class _FlowQueue:
 class _CoDelLaw:
     """The CoDel algorithm (RFC 8289 §5), applied to any :class:`_FlowQueue`.
 
-    ``backlog`` is the function that says how many bytes the whole queue holds
-    after a packet left (``bytes()`` in the RFC's pseudocode: below one MTU there is
-    no standing queue to shrink, whatever the sojourn time).
+    The ``backlog`` its methods take is the bytes the whole queue holds (for
+    FQ-CoDel all flows together, as Linux counts it): with no more than
+    ``maxpacket`` left once the head packet is out (``bytes()`` in the RFC's
+    pseudocode) there is no standing queue to shrink, whatever the sojourn time.
     """
 
     __slots__ = ("ecn", "interval", "maxpacket", "stats", "target")
