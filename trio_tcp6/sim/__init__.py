@@ -17,6 +17,8 @@ and a queue, ICMPv6 errors from routers, and exact replay from a seed.
 
 from __future__ import annotations
 
+from .aqm import CoDel as CoDel
+from .aqm import FQCoDel as FQCoDel
 from .host import Host, HostLink
 from .link import Cable, Channel, QueueFactory
 from .network import Capture, Network
