@@ -20,8 +20,9 @@ from ..tcp.test_backtoback import Path, Sim, cfg, run_transfer
 from .helpers import connect, receive_exactly, two_stacks
 
 MSS = 1440
-#: Full segments a merged super-segment holds at most (64 KiB of payload).
-PER_MERGE = coalesce.MAX_MERGED_BYTES // MSS  # 45
+#: Full segments a merged super-segment holds at most (a 64 KiB packet).
+PER_MERGE = coalesce.MAX_MERGED_BYTES // MSS
+assert PER_MERGE == 45
 
 
 def pair(**kw: object) -> tuple[Connection, Connection]:
@@ -132,20 +133,20 @@ def test_ack_count_without_coalescing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_exact_64k_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Segments summing to exactly 64 KiB merge into one; one more byte does not fit."""
+    """Segments filling a 64 KiB packet exactly (65464 bytes after the IPv6 and TCP
+    headers) merge into one; one more byte does not fit."""
+    assert coalesce.MAX_MERGED_BYTES == 65536 - 40 - 32 == 8 * 8183
     sizes = merged_sizes(monkeypatch)
     a, b = pair()
-    segs = burst(a, b, 64)
-    # 64 segments of 1024 bytes: exactly 65536 bytes, then a 1-byte segment.
     seq = b.rcv_nxt
     segs = [
-        attrs.evolve(s, seq=(seq + i * 1024) & 0xFFFFFFFF, payload=b"x" * 1024)
-        for i, s in enumerate(segs)
+        attrs.evolve(s, seq=(seq + i * 8183) & 0xFFFFFFFF, payload=b"x" * 8183)
+        for i, s in enumerate(burst(a, b, 8))
     ]
-    segs.append(attrs.evolve(segs[-1], seq=(seq + 64 * 1024) & 0xFFFFFFFF, payload=b"y"))
+    segs.append(attrs.evolve(segs[-1], seq=(seq + 8 * 8183) & 0xFFFFFFFF, payload=b"y"))
     b.on_segments(segs, 0.001)
-    assert sizes == [65536]
-    assert b.rcv_nxt == (seq + 65537) & 0xFFFFFFFF
+    assert sizes == [65464]
+    assert b.rcv_nxt == (seq + 65465) & 0xFFFFFFFF
 
 
 @pytest.mark.parametrize("where", [1, 5, 9])

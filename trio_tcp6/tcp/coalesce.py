@@ -6,7 +6,7 @@ The runtime hands a connection every segment that arrived in one wake-up
 stream exactly -- in-order plain data segments (ACK, maybe PSH; no SYN, FIN, RST,
 URG, no SACK blocks), each starting where the previous one ended, with the same
 options and every other header field equal -- is merged into one super-segment of
-at most :data:`MAX_MERGED_BYTES` payload and processed once, as Linux processes a
+at most :data:`MAX_MERGED_BYTES` payload (a 64 KiB packet) and processed once, as Linux processes a
 GRO packet. The merged segment carries:
 
 * SEQ of the first segment, the payload of all of them, the flags of the last (a
@@ -51,8 +51,10 @@ __all__ = ["ENABLED", "MAX_MERGED_BYTES", "merge", "run_length"]
 
 #: Coalescing on (the default) or off (segment by segment).
 ENABLED = True
-#: The largest payload a merged super-segment carries (64 KiB, as GRO's limit).
-MAX_MERGED_BYTES = 65536
+#: The largest payload a merged super-segment carries: what one 64 KiB packet
+#: (GRO's limit) holds after its IPv6 and TCP headers (with timestamps). At an MTU
+#: of 64 KiB full segments are that large already and are never merged.
+MAX_MERGED_BYTES = 65536 - 40 - 32
 
 # Header fields the merge rule names; any other field a segment has (one a later
 # layer adds, e.g. the IPv6 traffic class) must be equal for two segments to merge.
@@ -104,32 +106,53 @@ def run_length(c: Connection, segs: list[TCPSegment], i: int) -> int:
     total = len(first.payload)
     if total > limit:
         return 1
-    prev = first
+    # (The per-segment test below is _plain_data() and the continuation rules
+    # spelled out inline: this loop runs for every segment of a burst.)
+    nseq = (first.seq + total) & MASK
+    ack = first.ack
+    tsval = ts[0] if ts is not None else 0
+    other = _OTHER_FIELDS
     j = i + 1
     while j < n:
         seg = segs[j]
-        plen = len(seg.payload)
+        payload = seg.payload
+        plen = len(payload)
+        flags = seg.flags
         if (
-            total + plen > limit
-            or not _plain_data(seg)
-            or seg.seq != (prev.seq + len(prev.payload)) & MASK
-            or not seq_ge(seg.ack, prev.ack)
+            seg.seq != nseq
+            or not plen
+            or total + plen > limit
+            or (flags | PSH) != ACK | PSH
+            or seg.sack_blocks
+            or seg.urgent
+            or seg.mss is not None
+            or seg.wscale is not None
+            or seg.sack_permitted
         ):
             break
+        sack = seg.ack
+        if sack != ack:
+            if not seq_ge(sack, ack):
+                break
+            ack = sack
         sts = seg.timestamps
         if ts is None:
             if sts is not None:
                 break
-        elif sts is None or not seq_ge(sts[0], prev.timestamps[0]):  # type: ignore[index]
+        elif sts is None:
             break
-        if _OTHER_FIELDS and any(
-            getattr(seg, name) != getattr(first, name) for name in _OTHER_FIELDS
-        ):
+        else:
+            v = sts[0]
+            if v != tsval:
+                if not seq_ge(v, tsval):
+                    break
+                tsval = v
+        if other and any(getattr(seg, name) != getattr(first, name) for name in other):
             break
         total += plen
-        prev = seg
+        nseq = (nseq + plen) & MASK
         j += 1
-        if seg.flags & PSH:
+        if flags & PSH:
             break
     return j - i
 
