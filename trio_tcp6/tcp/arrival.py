@@ -9,13 +9,14 @@ FIN (seventh and eighth, :mod:`.delivery`).
 
 Header prediction (Van Jacobson's fast path, Linux's ``tcp_rcv_established``):
 :func:`predicted` takes the segments a steady transfer consists of -- the next
-in-order data segment acknowledging nothing new, or a pure ACK of new data -- on an
-ESTABLISHED (or closing, :data:`PREDICTED_STATES`) connection with no loss-recovery
-state, no SACK scoreboard, the send window unchanged and timestamps in order. Under
-those conditions every check of the full path passes and most of the ACK step is a
-no-op; the short path performs exactly the remaining effects, so the result is
-identical (a test runs the scripts and the back-to-back scenarios with
-:data:`FAST_PATH` off and on and compares every emitted segment and the final TCB).
+in-order data segment, or a pure ACK of new data -- on an ESTABLISHED (or closing,
+:data:`PREDICTED_STATES`) connection with no loss-recovery state, no SACK
+scoreboard, the send window unchanged and timestamps in order. Under those
+conditions every check before the ACK step passes, and for data acknowledging
+nothing new the ACK step reduces to recording SND.WL1/WL2 and the ACK's time; the
+short path performs exactly the remaining effects, so the result is identical (a
+test runs the scripts and the back-to-back scenarios with :data:`FAST_PATH` off and
+on and compares every emitted segment and the final TCB).
 """
 
 from __future__ import annotations
@@ -222,15 +223,15 @@ def predicted(c: Connection, seg: TCPSegment, ts: tuple[int, int] | None, now: f
     ack = una + seq_diff(seg.ack, (c.iss + una) & MASK)
     payload = seg.payload
     if payload:
-        # In-order data acknowledging nothing new, all inside the window.
-        if ack != una or len(payload) > rcv.adv - nxt:
+        # In-order data, all inside the window, acknowledging at most what we sent.
+        if len(payload) > rcv.adv - nxt or ack < una or ack > snd.nxt:
             return False
     elif ack <= una or ack > snd.nxt:
         return False  # a pure ACK must acknowledge new data
     c.stats["rcv_header_predicted"] += 1
     rcv.last_rcv = now
     t.ka_probes = 0
-    if payload:
+    if payload and ack == una:
         # What process_ack() leaves of an ACK of nothing new with the window
         # unchanged: the SND.WL1/WL2 record and the time of the ACK.
         wl1 = snd.wl1
