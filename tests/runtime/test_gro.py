@@ -386,3 +386,15 @@ async def test_two_stacks_bulk(
 @pytest.fixture
 def autojump_clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
+
+
+def test_unknown_segment_fields_must_be_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field the merge rule does not name (a later layer's, such as the IPv6
+    traffic class) ends a run where it changes."""
+    monkeypatch.setattr(coalesce, "OTHER_FIELDS", ("window",))
+    sizes = merged_sizes(monkeypatch)
+    a, b = pair()
+    segs = burst(a, b, 6)
+    segs[3:] = [attrs.evolve(s, window=1000) for s in segs[3:]]
+    b.on_segments(segs, 0.001)
+    assert sizes == [3 * MSS, 3 * MSS]

@@ -165,3 +165,14 @@ def test_backtoback_identical(monkeypatch: pytest.MonkeyPatch, name: str) -> Non
     # The fast path was exercised: most of a clean transfer is predicted.
     share = 10 if name in ("lossy_reorder", "no_sack_lossy", "no_timestamps") else 4
     assert predicted > len(off[0]) // share, (predicted, len(off[0]))
+
+
+def test_unknown_segment_fields_are_not_predicted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A field a later layer adds to TCPSegment (named in coalesce.EXTRA_FIELDS)
+    with a value other than its default sends the segment down the full path."""
+    sim = run_transfer(100_000, 0)
+    assert sim.stats_b[FAST_COUNTER] > 0
+    # Stand-in for such a field: one every segment has at a non-default value.
+    monkeypatch.setattr(arrival, "EXTRA_FIELDS", (("src_port", 0),))
+    sim = run_transfer(100_000, 0)
+    assert sim.stats_a[FAST_COUNTER] == sim.stats_b[FAST_COUNTER] == 0

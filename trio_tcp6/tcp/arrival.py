@@ -27,6 +27,7 @@ import attrs
 
 from ..wire.tcp import ACK, FIN, PSH, RST, SYN, URG, TCPSegment
 from .acks import process_ack
+from .coalesce import EXTRA_FIELDS
 from .delivery import text_and_fin
 from .events import EV_URGENT, State
 from .handshake import send_syn, syn_received_ack
@@ -192,6 +193,8 @@ def predicted(c: Connection, seg: TCPSegment, ts: tuple[int, int] | None, now: f
     would and returns True."""
     if seg.sack_blocks or seg.urgent:
         return False
+    if EXTRA_FIELDS and any(getattr(seg, name) != d for name, d in EXTRA_FIELDS):
+        return False  # a field added to TCPSegment later: the full path handles it
     opt = c.opt
     if ts is not None and not seq_ge(ts[0], opt.ts_recent):
         return False  # PAWS has a say
