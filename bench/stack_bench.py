@@ -3,7 +3,8 @@
 Prints, for each workload, the figure for the kernel (trio SocketStream over the
 loopback interface) and for our stack, measured in the same run, and the ratio.
 
-    python bench/stack_bench.py [--quick] [--repeat N] [--deterministic]
+    python bench/stack_bench.py [--quick] [--repeat N] [--deterministic] [--no-coalesce]
+        [--no-fast-path]
 
 Workloads: bulk transfer (MTU 65535 and 1500), 1-byte request/response round trips,
 and connections per second (connect + 1-byte exchange + close). Real time throughout
@@ -13,7 +14,17 @@ Our bulk figures come twice: with checksum offload (the VirtualNetwork default: 
 Linux's loopback, no TCP checksum is computed or verified on the way) and without
 (``VirtualNetwork(checksum_offload=False)``: every packet checksummed and verified,
 as over a real wire). ``--repeat N`` keeps the best of N runs of every figure (the
-machine's noise only ever makes a run slower). See docs/performance.md.
+machine's noise only ever makes a run slower). ``--no-coalesce`` and
+``--no-fast-path`` switch receive coalescing (``trio_tcp6.tcp.coalesce.ENABLED``) and
+header prediction (``trio_tcp6.tcp.arrival.FAST_PATH``) off, to see what each is worth.
+
+The ``cpu`` column is the ratio with every figure scaled to the process's CPU time
+(user + system) instead of wall-clock time: on a shared machine the time spent
+waiting for a CPU drops out (so does the kernel's softirq work done in other
+threads, which flatters the kernel). The last lines give the engine alone (two
+connections back to back, no runtime, no link): CPU time per MSS-sized data segment,
+both ends together, segment by segment and with each flight delivered as one burst
+(coalesced). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -28,6 +39,12 @@ from collections.abc import Awaitable, Callable
 import trio
 
 import trio_tcp6 as tcp6
+from trio_tcp6.tcp.connection import Connection
+
+try:  # (absent from older trees: this file also measures them, for comparison)
+    from trio_tcp6.tcp import arrival, coalesce
+except ImportError:  # pragma: no cover
+    arrival = coalesce = None  # type: ignore[assignment]
 
 CHUNK = 65536
 
@@ -93,16 +110,21 @@ class Row:
         self.name, self.unit, self.higher = name, unit, higher_is_better
         self.kernel: float | None = None
         self.ours: float | None = None
+        #: The same figures per CPU second instead of per wall-clock second.
+        self.kernel_cpu: float | None = None
+        self.ours_cpu: float | None = None
+
+    def ratio(self, kernel: float | None, ours: float | None) -> str:
+        if kernel and ours:
+            return f"{ours / kernel if self.higher else kernel / ours:7.2f}x"
+        return f"{'':>8}"
 
     def line(self) -> str:
         k = f"{self.kernel:12.1f}" if self.kernel is not None else f"{'n/a':>12}"
         o = f"{self.ours:12.1f}" if self.ours is not None else f"{'n/a':>12}"
-        if self.kernel and self.ours:
-            ratio = self.ours / self.kernel if self.higher else self.kernel / self.ours
-            r = f"{ratio:7.2f}x"
-        else:
-            r = f"{'':>8}"
-        return f"{self.name:<34}{k}{o} {r}  {self.unit}"
+        r = self.ratio(self.kernel, self.ours)
+        rc = self.ratio(self.kernel_cpu, self.ours_cpu)
+        return f"{self.name:<34}{k}{o} {r} {rc}  {self.unit}"
 
 
 async def kernel_bulk(nbytes: int) -> float:
@@ -232,9 +254,64 @@ async def stack_cps(count: int) -> float:
     return await _with_stacks(1500, body)
 
 
-async def _best(fn: Callable[[], Awaitable[float]], repeat: int, higher: bool) -> float:
-    results = [await fn() for _ in range(repeat)]
-    return max(results) if higher else min(results)
+def engine_cost(mss: int, total: int, bursts: bool) -> float:
+    """CPU seconds per data segment for the engine alone, both ends: ``a`` sends
+    ``total`` bytes to ``b``; each side's output is delivered to the other as one
+    burst (``on_segments``) or segment by segment (``on_segment``)."""
+    cfg = tcp6.TCPConfig(send_buffer=4 << 20, receive_buffer=4 << 20)
+    now = 0.0
+    a = Connection.connect(cfg, local_port=1, remote_port=2, iss=1, mss=mss, now=now)
+    b = Connection.accept(cfg, a.take_segments()[0], iss=99, mss=mss, now=now)
+    for seg in b.take_segments():
+        a.on_segment(seg, now)
+    for seg in a.take_segments():
+        b.on_segment(seg, now)
+    chunk = memoryview(bytes(1 << 20))
+    sent = received = segments = 0
+    t0 = time.process_time()
+    while received < total:
+        now += 0.0001
+        while sent < total and a.send_space:
+            sent += a.send(chunk[: min(a.send_space, total - sent)], now)
+        segs = a.take_segments()
+        a.take_events()
+        segments += len(segs)
+        if bursts and hasattr(b, "on_segments"):
+            b.on_segments(segs, now)
+        else:
+            for seg in segs:
+                b.on_segment(seg, now)
+        received += len(b.receive(1 << 30, now))
+        deadline = b.next_deadline
+        if deadline is not None and deadline <= now:
+            b.on_timer(now)
+        b.take_events()
+        acks = b.take_segments()
+        if bursts and hasattr(a, "on_segments"):
+            a.on_segments(acks, now)
+        else:
+            for seg in acks:
+                a.on_segment(seg, now)
+    return (time.process_time() - t0) / segments
+
+
+async def _best(
+    fn: Callable[[], Awaitable[float]], repeat: int, higher: bool
+) -> tuple[float, float]:
+    """The best of ``repeat`` runs of ``fn``, and the best of the same figure
+    scaled to CPU time (the process's user + system time instead of wall-clock
+    time: on a shared machine, time spent waiting for a CPU drops out)."""
+    results = []
+    cpu_results = []
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        figure = await fn()
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        results.append(figure)
+        scale = wall / cpu if cpu > 0 else 1.0
+        cpu_results.append(figure * scale if higher else figure / scale)
+    pick = max if higher else min
+    return pick(results), pick(cpu_results)
 
 
 async def main(quick: bool, repeat: int) -> None:
@@ -250,11 +327,16 @@ async def main(quick: bool, repeat: int) -> None:
         "rr": Row("1-byte request/response (µs)", "µs median RTT; ratio kernel/ours", False),
         "cps": Row("connections per second", "conn/s; ratio ours/kernel", True),
     }
-    kernel_bulk_rate = await _best(lambda: kernel_bulk(bulk_bytes), repeat, True)
+    kernel_bulk_rate, kernel_bulk_cpu = await _best(lambda: kernel_bulk(bulk_bytes), repeat, True)
     for key in ("bulk65535", "bulk65535_nocsum", "bulk1500", "bulk1500_nocsum"):
         rows[key].kernel = kernel_bulk_rate / mb
-    rows["rr"].kernel = await _best(lambda: kernel_rr(rounds), repeat, False)
-    rows["cps"].kernel = await _best(lambda: kernel_cps(conns), repeat, True)
+        rows[key].kernel_cpu = kernel_bulk_cpu / mb
+    rows["rr"].kernel, rows["rr"].kernel_cpu = await _best(
+        lambda: kernel_rr(rounds), repeat, False
+    )
+    rows["cps"].kernel, rows["cps"].kernel_cpu = await _best(
+        lambda: kernel_cps(conns), repeat, True
+    )
     for mtu, key, offload in (
         (65535, "bulk65535", True),
         (65535, "bulk65535_nocsum", False),
@@ -263,8 +345,13 @@ async def main(quick: bool, repeat: int) -> None:
     ):
         nbytes = bulk_bytes // (1 if mtu > 9000 else 4)
         try:
-            rate = await _best(lambda: stack_bulk(mtu, nbytes, offload), repeat, True)  # noqa: B023
+            rate, cpu_rate = await _best(
+                lambda: stack_bulk(mtu, nbytes, offload),  # noqa: B023
+                repeat,
+                True,
+            )
             rows[key].ours = rate / mb
+            rows[key].ours_cpu = cpu_rate / mb
         except Exception as exc:  # report and keep going: a benchmark, not a test
             print(f"{key}: failed: {exc!r}", file=sys.stderr)
     for key, fn, higher in (
@@ -272,13 +359,20 @@ async def main(quick: bool, repeat: int) -> None:
         ("cps", lambda: stack_cps(conns), True),
     ):
         try:
-            rows[key].ours = await _best(fn, repeat, higher)
+            rows[key].ours, rows[key].ours_cpu = await _best(fn, repeat, higher)
         except Exception as exc:
             print(f"{key}: failed: {exc!r}", file=sys.stderr)
     print(f"python {sys.version.split()[0]}, trio {trio.__version__}, best of {repeat}")
-    print(f"{'workload':<34}{'kernel ::1':>12}{'trio_tcp6':>12} {'ratio':>8}")
+    print(f"{'workload':<34}{'kernel ::1':>12}{'trio_tcp6':>12} {'ratio':>8} {'cpu':>8}")
     for row in rows.values():
         print(row.line())
+    total = (8 if quick else 32) * mb
+    for label, bursts in (("segment by segment", False), ("bursts, coalesced", True)):
+        cost = min(engine_cost(1440, total, bursts) for _ in range(repeat))
+        print(f"engine only, µs CPU per 1440-byte segment, {label:<20}{cost * 1e6:8.1f}")
+    if coalesce is not None:
+        print(f"(coalescing {'on' if coalesce.ENABLED else 'off'}, header prediction "
+              f"{'on' if arrival.FAST_PATH else 'off'})")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -290,6 +384,11 @@ if __name__ == "__main__":
         action="store_true",
         help="VirtualNetwork(deterministic=True): the cost of exact replay",
     )
+    parser.add_argument("--no-coalesce", action="store_true", help="receive coalescing off")
+    parser.add_argument("--no-fast-path", action="store_true", help="header prediction off")
     args = parser.parse_args()
     DETERMINISTIC = args.deterministic
+    if coalesce is not None:
+        coalesce.ENABLED = not args.no_coalesce
+        arrival.FAST_PATH = not args.no_fast_path
     trio.run(main, args.quick, max(1, args.repeat))

@@ -165,8 +165,9 @@ async def test_time_wait_hands_the_engine_to_the_host(
 async def test_a_burst_is_one_batch(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Segments queued while the receiver sleeps are processed in one wake-up: every
-    on_segment before the single look at the engine's output, all at one time."""
+    """Segments queued while the receiver sleeps are processed in one wake-up: the
+    whole burst goes to one on_segments call before the single look at the
+    engine's output, all at one time."""
     host = FakeHost()
     async with trio.open_nursery() as nursery:
         flow = active_flow(host)
@@ -174,25 +175,24 @@ async def test_a_burst_is_one_batch(
         await handshake(host, flow)
         conn = flow.engine
         log: list[object] = []
-        on_segment, take_segments = Connection.on_segment, Connection.take_segments
+        on_segments, take_segments = Connection.on_segments, Connection.take_segments
 
         # (Patched on the class: a Connection has slots. This test has one.)
-        def logged_on_segment(self: Connection, seg: TCPSegment, now: float) -> None:
-            log.append(now)
-            on_segment(self, seg, now)
+        def logged_on_segments(self: Connection, segs: list[TCPSegment], now: float) -> None:
+            log.append((len(segs), now))
+            on_segments(self, segs, now)
 
         def logged_take_segments(self: Connection) -> list[TCPSegment]:
             log.append("take")
             return take_segments(self)
 
-        monkeypatch.setattr(Connection, "on_segment", logged_on_segment)
+        monkeypatch.setattr(Connection, "on_segments", logged_on_segments)
         monkeypatch.setattr(Connection, "take_segments", logged_take_segments)
         seq = PEER_ISS + 1
         for i in range(5):
             flow.inbox.send_nowait(peer(ACK, seq + 100 * i, ISS + 1, bytes(100)))
         await trio.testing.wait_all_tasks_blocked()
-        assert log[:6] == [log[0]] * 5 + ["take"]
-        assert "take" not in log[:5]
+        assert log[:2] == [(5, trio.current_time()), "take"]
         assert conn.readable == 500
         nursery.cancel_scope.cancel()
 
@@ -220,10 +220,10 @@ async def test_engine_failure_is_contained_at_the_host(
         flow.start(nursery)
         await handshake(host, flow)
 
-        def broken(self: Connection, seg: TCPSegment, now: float) -> None:
+        def broken(self: Connection, segs: list[TCPSegment], now: float) -> None:
             raise ZeroDivisionError("bug")
 
-        monkeypatch.setattr(Connection, "on_segment", broken)  # (slots: on the class)
+        monkeypatch.setattr(Connection, "on_segments", broken)  # (slots: on the class)
         with caplog.at_level(logging.ERROR, logger="trio_tcp6"):
             flow.inbox.send_nowait(peer(ACK, PEER_ISS + 1, ISS + 1, b"x"))
             flow.inbox.send_nowait(peer(ACK, PEER_ISS + 2, ISS + 1, b"y"))  # discarded

@@ -6,8 +6,9 @@ and two tasks in its stack's nursery:
 * the **receiver** takes inbound segments from a trio memory channel (the stack's
   link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``),
   drains everything queued with ``receive_nowait`` after each ``receive`` (a burst
-  costs one wake-up and one batch of engine work), feeds it to
-  ``engine.on_segment``, and transmits what that produced (ACKs, data released by the
+  costs one wake-up and one batch of engine work), feeds the burst to
+  ``engine.on_segments`` (which merges runs of in-order data segments, GRO-like,
+  :mod:`trio_tcp6.tcp.coalesce`), and transmits what that produced (ACKs, data released by the
   ACKs) at once, without a hop to the sender;
 * the **sender** owns the timers: it sleeps on an :class:`~trio_tcp6.alarm.Alarm`
   until ``engine.next_deadline`` or until woken (the user queued data, read data that
@@ -523,13 +524,15 @@ class DirectFlow(Flow):
                 return  # CLOSED, and everything queued was taken
             now = clock()
             try:
-                # One wake-up per burst: take what else is queued without waiting.
+                # One wake-up per burst: take what else is queued without waiting,
+                # and hand the burst to the engine at once (it merges in-order runs).
+                burst = [seg]
                 while True:
-                    conn.on_segment(seg, now)
                     try:
-                        seg = receive_nowait()
+                        burst.append(receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                conn.on_segments(burst, now)
                 if self._closed and conn.readable and not self._dead:
                     # Data for a flow the user closed: nobody will ever read it (RST).
                     conn.abort(now)

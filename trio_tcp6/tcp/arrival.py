@@ -6,6 +6,17 @@ TIME-WAIT in the RFC's order: timestamps and PAWS (RFC 7323 §3.2, §5), the
 sequence-number check and trimming (first), RST (second, RFC 5961 §3), SYN (fourth,
 RFC 5961 §4), ACK (fifth, :mod:`.acks`), URG (sixth, RFC 6093 pointer), text and
 FIN (seventh and eighth, :mod:`.delivery`).
+
+Header prediction (Van Jacobson's fast path, Linux's ``tcp_rcv_established``):
+:func:`predicted` takes the segments a steady transfer consists of -- the next
+in-order data segment, or a pure ACK of new data -- on an ESTABLISHED (or closing,
+:data:`PREDICTED_STATES`) connection with no loss-recovery state, no SACK
+scoreboard, the send window unchanged and timestamps in order. Under those
+conditions every check before the ACK step passes, and for data acknowledging
+nothing new the ACK step reduces to recording SND.WL1/WL2 and the ACK's time; the
+short path performs exactly the remaining effects, so the result is identical (a
+test runs the scripts and the back-to-back scenarios with :data:`FAST_PATH` off and
+on and compares every emitted segment and the final TCB).
 """
 
 from __future__ import annotations
@@ -14,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ..wire.tcp import ACK, ECE, FIN, RST, SYN, URG, TCPSegment
+from ..wire.tcp import ACK, ECE, FIN, PSH, RST, SYN, URG, TCPSegment
 from .acks import process_ack
+from .coalesce import EXTRA_FIELDS
 from .delivery import text_and_fin
 from .ecn import on_input as on_ecn_input
 from .events import EV_URGENT, State
@@ -23,12 +35,28 @@ from .handshake import send_syn, syn_received_ack
 from .options import PAWS_IDLE
 from .output import ack_invalid, challenge_ack, send_rst
 from .seq import MASK, seq_diff, seq_ge, seq_lt
-from .states import RECEIVING
+from .states import CA_OPEN, RECEIVING
+from .timers import T_PERSIST
 
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["on_closed", "on_synchronized"]
+__all__ = ["FAST_PATH", "PREDICTED_STATES", "on_closed", "on_synchronized", "predicted"]
+
+#: Header prediction on (the default); tests switch it off to compare.
+FAST_PATH = True
+#: Where it applies: ESTABLISHED, and the closing states in which the same
+#: segments (the peer's data, ACKs of ours) arrive and take the same steps.
+PREDICTED_STATES = frozenset(
+    {
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.CLOSE_WAIT,
+        State.CLOSING,
+        State.LAST_ACK,
+    }
+)
 
 
 def on_closed(c: Connection, seg: TCPSegment, now: float) -> None:
@@ -165,6 +193,73 @@ def on_rst(c: Connection, now: float) -> None:
         c.close("reset", "rst", now)
 
 
+def predicted(c: Connection, seg: TCPSegment, ts: tuple[int, int] | None, now: float) -> bool:
+    """Header prediction for an ACK (maybe PSH) segment in one of
+    :data:`PREDICTED_STATES` with ``ts``
+    its timestamps (None: not negotiated). Returns False, having changed nothing,
+    unless the segment is predicted; then processes it as :func:`on_synchronized`
+    would and returns True."""
+    if seg.sack_blocks or seg.urgent:
+        return False
+    if EXTRA_FIELDS and any(getattr(seg, name) != d for name, d in EXTRA_FIELDS):
+        return False  # a field added to TCPSegment later: the full path handles it
+    opt = c.opt
+    if ts is not None and not seq_ge(ts[0], opt.ts_recent):
+        return False  # PAWS has a say
+    rcv = c.rcv
+    nxt = rcv.buf.nxt
+    sseq = seg.seq
+    if sseq != (c.irs + nxt) & MASK:
+        return False
+    snd = c.snd
+    if (seg.window << opt.snd_shift) != snd.wnd:
+        return False
+    rec = c.rec
+    sb = c.sb
+    t = c.timers
+    if (
+        rec.ca is not CA_OPEN
+        or rec.frto
+        or rec.tlp_end is not None
+        or sb.sacked
+        or sb.retrans
+        or sb.lost
+        or t.reo is not None
+        or t.rtx_mode is T_PERSIST
+    ):
+        return False
+    una = snd.una
+    if una == 0:
+        return False  # our SYN is unacknowledged (FIN-WAIT-1 from SYN-RECEIVED)
+    ack = una + seq_diff(seg.ack, (c.iss + una) & MASK)
+    payload = seg.payload
+    if payload:
+        # In-order data, all inside the window, acknowledging at most what we sent.
+        if len(payload) > rcv.adv - nxt or ack < una or ack > snd.nxt:
+            return False
+    elif ack <= una or ack > snd.nxt:
+        return False  # a pure ACK must acknowledge new data
+    c.stats["rcv_header_predicted"] += 1
+    rcv.last_rcv = now
+    t.ka_probes = 0
+    if payload and ack == una:
+        # What process_ack() leaves of an ACK of nothing new with the window
+        # unchanged: the SND.WL1/WL2 record and the time of the ACK.
+        wl1 = snd.wl1
+        if seq_lt(wl1, sseq) or (wl1 == sseq and seq_ge(seg.ack, snd.wl2)):
+            snd.wl1 = sseq
+            snd.wl2 = seg.ack
+        snd.ack_rcvd_at = now
+    elif not process_ack(c, seg, now):
+        return True
+    if ts is not None and nxt <= rcv.last_ack_sent:
+        opt.ts_recent = ts[0]
+        opt.ts_recent_age = now
+    if payload and c.state is not State.CLOSED:
+        text_and_fin(c, nxt, payload, False, now)
+    return True
+
+
 def on_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
     """RFC 9293 §3.10.7.4, states SYN-RECEIVED through TIME-WAIT."""
     flags = seg.flags
@@ -177,6 +272,13 @@ def on_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
     if ts is None and ts_ok and not flags & RST:
         # RFC 7323 §3.2: once negotiated, a segment without TSopt is dropped.
         stats["drop_no_timestamp"] += 1
+        return
+    if (
+        FAST_PATH
+        and (flags | PSH) == ACK | PSH
+        and c.state in PREDICTED_STATES
+        and predicted(c, seg, ts, now)
+    ):
         return
     # -- PAWS (RFC 7323 §5.3) ----------------------------------------------------------
     if (

@@ -77,7 +77,7 @@ import attrs
 
 from ..config import Keepalive, TCPConfig
 from ..wire.tcp import TCPSegment
-from . import handshake, timeouts, usercalls
+from . import coalesce, handshake, timeouts, usercalls
 from .arrival import on_closed, on_synchronized
 from .cc import INFINITE_SSTHRESH, CongestionControl
 from .ecn import ECNState
@@ -600,6 +600,64 @@ class Connection:
             m = self.memory
             if m is not None:
                 # settle(), inline on the per-segment path.
+                held = self.rcv.buf.held + len(self.snd.buf)
+                if held != self.memory_charged:
+                    m.charge(held - self.memory_charged)
+                    self.memory_charged = held
+        except BaseException as exc:
+            self.broken = exc
+            raise
+
+    def on_segments(self, segs: list[TCPSegment], now: float) -> None:
+        """The segments of one burst, in arrival order: as :meth:`on_segment` for
+        each, except that runs of in-order data segments are merged first and
+        processed as one (:mod:`.coalesce`, unless switched off there)."""
+        if not coalesce.ENABLED or len(segs) < 2:
+            for seg in segs:
+                self.on_segment(seg, now)
+            return
+        n = len(segs)
+        i = 0
+        merged = False
+        while i < n:
+            k = coalesce.run_length(self, segs, i) if self.broken is None else 1
+            if k == 1:
+                self.on_segment(segs[i], now)
+            else:
+                merged = True
+                self.on_merged(segs[i : i + k], now)
+            i += k
+        if merged and self.rcv.unacked and self.state is not State.CLOSED:
+            # No ACK is delayed past a burst that was merged (Linux after GRO).
+            self.rcv.ack_now = True
+            transmit(self, now)
+
+    def on_merged(self, run: list[TCPSegment], now: float) -> None:
+        """:meth:`on_segment` for a run that :func:`.coalesce.run_length` found
+        mergeable: one super-segment, acknowledged at once (it stands for
+        ``len(run)`` segments in the delayed-ACK rule)."""
+        if self.broken is not None:
+            raise self.broken_error()
+        try:
+            rcv = self.rcv
+            mss_before = rcv.mss
+            rcv.last_rcv = now
+            seg = coalesce.merge(run)
+            on_synchronized(self, seg, now)
+            ft = self.flow_trace
+            if ft is not None:
+                ft.segment_in(self, seg, now)
+            if rcv.mss != mss_before:
+                # The peer's MSS estimate is its largest segment, not the merged one.
+                biggest = max([len(s.payload) for s in run])
+                rcv.mss = max(mss_before, min(biggest, self.opt.our_mss))
+            if self.state is not State.CLOSED:
+                if rcv.unacked:
+                    rcv.ack_now = True
+                transmit(self, now)
+            self.flush_events()
+            m = self.memory
+            if m is not None:
                 held = self.rcv.buf.held + len(self.snd.buf)
                 if held != self.memory_charged:
                     m.charge(held - self.memory_charged)
