@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..wire.tcp import TCPSegment
 from .events import EV_FIN_ACKED, State
 from .output import ack_invalid, challenge_ack
-from .recovery import eifel_undo, on_ack
+from .recovery import eifel_undo, on_ack, rack_advance
 from .sack import EVER_RETRANS
 from .seq import MASK, seq_diff, seq_ge, seq_lt
 from .states import CA_LOSS, CA_RECOVERY
@@ -98,7 +98,7 @@ def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) ->
     if rtt is not None:
         rtte.sample(rtt, now)
     if newest is not None and c.opt.sack_ok and c.config.rack:
-        c.rec.rack.update(newest, now, rtte.min_rtt)
+        rack_advance(c, newest, seg, now)
     rec = c.rec
     if ts is not None and rec.ca is CA_LOSS:
         eifel_undo(c, ts[1])

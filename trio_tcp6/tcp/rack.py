@@ -48,11 +48,17 @@ class Rack:
         self.reo_wnd_persist = 0
         self.dsack_round: int | None = None
 
-    def update(self, r: SentSeg, now: float, min_rtt: float | None) -> None:
-        """RFC 8985 §6.2 step 2: a segment was delivered (ACKed or SACKed)."""
+    def update(
+        self, r: SentSeg, now: float, min_rtt: float | None, echoes_older: bool = False
+    ) -> None:
+        """RFC 8985 §6.2 step 2: a segment was delivered (ACKed or SACKed).
+        ``echoes_older``: the ACK's TSecr is older than the TSval of the record's
+        last transmission."""
         rtt = now - r.xmit
-        if r.flags & EVER_RETRANS and min_rtt is not None and rtt < min_rtt:
-            # Possibly the original was delivered: ambiguous, ignore (RFC 8985 §6.2).
+        if r.flags & EVER_RETRANS and (echoes_older or (min_rtt is not None and rtt < min_rtt)):
+            # The ACK may be for an earlier transmission: ambiguous, ignore. Taking
+            # the retransmission's time would declare lost everything sent just
+            # before it, still in flight (RFC 8985 §6.2 step 2).
             return
         self.rtt = rtt
         if r.order > self.order or (r.order == self.order and r.end > self.end_seq):

@@ -25,7 +25,7 @@ import attrs
 from ..wire.tcp import FIN, SYN, TCPSegment
 from .output import data_mss, flight_size, pipe, retransmit_record, send_new_segment, xmit
 from .rack import Rack
-from .sack import SACKED
+from .sack import EVER_RETRANS, SACKED, SentSeg
 from .seq import MASK, seq_diff, seq_lt
 from .states import CA_LOSS, CA_OPEN, CA_RECOVERY, CAState
 from .timers import arm_rto
@@ -170,7 +170,22 @@ def process_sack(c: Connection, seg: TCPSegment, ack: int, now: float) -> None:
         rec.rack.reord = True
         stats["reordering_seen"] += 1
     if newest is not None and rack_on:
-        rec.rack.update(newest, now, c.rtt.min_rtt)
+        rack_advance(c, newest, seg, now)
+
+
+def rack_advance(c: Connection, r: SentSeg, seg: TCPSegment, now: float) -> None:
+    """RFC 8985 §6.2 step 2 for ``r``, the most recently sent record ``seg`` newly
+    delivered. A SACK echoes TS.Recent, which an out-of-order segment does not
+    update (RFC 7323 §4.3), so one echoing less than a retransmission's TSval may
+    well be for the original: RACK then ignores it, as the RFC asks."""
+    ts = seg.timestamps
+    older = (
+        r.flags & EVER_RETRANS != 0
+        and ts is not None
+        and c.opt.ts_ok
+        and seq_lt(ts[1], c.tsval(r.xmit))
+    )
+    c.rec.rack.update(r, now, c.rtt.min_rtt, older)
 
 
 def dsack_undo(rec: LossRecovery, s: int, e: int) -> None:
