@@ -101,6 +101,12 @@ class TCPConfig:
     #: the last two rounds, in congestion avoidance only after a round in which
     #: the flight filled cwnd (``tcp_is_cwnd_limited``).
     cwnd_validation: Literal["rfc7661", "linux"] = "rfc7661"
+    #: Slow start's largest increase per ACK, in SMSS (Appropriate Byte Counting's
+    #: L, RFC 3465 §2.2: 2; RFC 9406 §4.3 suggests 8 for a sender that does not
+    #: pace). ``None``: every newly acknowledged byte counts, as Linux's
+    #: ``tcp_slow_start`` does, so a stretch ACK (one for many segments, as a
+    #: receiver that coalesces sends) grows cwnd as much as the ACKs it stands for.
+    slow_start_limit: int | None = attrs.field(default=2, validator=_positive_or_none)
     #: Initial retransmission timeout (RFC 6298: 1 s).
     initial_rto: float = attrs.field(default=1.0, validator=_positive)
     #: Lower bound of the RTO (RFC 6298 says 1 s; Linux and most stacks use 0.2 s).
@@ -200,6 +206,8 @@ class TCPConfig:
         * ``cwnd_validation="linux"``: cwnd grows in slow start while below twice
           the largest flight of the last two rounds, in congestion avoidance only
           after a round that filled it (``tcp_is_cwnd_limited``);
+        * ``slow_start_limit=None``: slow start adds every newly ACKed segment
+          (``tcp_slow_start``), not at most 2 SMSS per ACK;
         * ``syn_retries=6`` (``net.ipv4.tcp_syn_retries``: an active open gives up
           after 127 s, short of RFC 9293's 3 minutes).
 
@@ -210,15 +218,15 @@ class TCPConfig:
         opens only (``ecn=False``, ``ecn_accept=True``: ``tcp_ecn=2``), ``retries1=3``,
         ``retries2=15``, a 60 s TIME-WAIT, keepalive off (with Linux's 7200/75/9
         when enabled), ``initial_window=10``, SYN cookies, ``invalid_ack_ratelimit``
-        0.5 s. Linux choices the engine has no switch for (its slow start adds
-        every ACKed segment, quick-ACKs at connection start, RTO = SRTT + max(4 RTTVAR,
-        min_rto), PRR's extra MSS only on ACKs that advance SND.UNA, HyStart
-        rather than HyStart++) are listed in the documentation's page on where
-        the engine and Linux differ.
+        0.5 s. Linux choices the engine has no switch for (quick-ACKs at
+        connection start, RTO = SRTT + max(4 RTTVAR, min_rto), PRR's extra MSS
+        only on ACKs that advance SND.UNA, HyStart rather than HyStart++) are
+        listed in the documentation's page on where the engine and Linux differ.
         """
         fields: dict[str, Any] = {
             "loss_response": "cwnd",
             "cwnd_validation": "linux",
+            "slow_start_limit": None,
             "syn_retries": 6,
         }
         fields.update(overrides)

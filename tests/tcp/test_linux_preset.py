@@ -18,7 +18,12 @@ def test_linux_preset_differs_from_the_defaults_exactly_here() -> None:
         for f in attrs.fields(TCPConfig)
         if getattr(linux, f.name) != getattr(default, f.name)
     }
-    assert changed == {"loss_response": "cwnd", "cwnd_validation": "linux", "syn_retries": 6}
+    assert changed == {
+        "loss_response": "cwnd",
+        "cwnd_validation": "linux",
+        "slow_start_limit": None,
+        "syn_retries": 6,
+    }
 
 
 def test_linux_preset_values_pinned() -> None:
@@ -26,6 +31,7 @@ def test_linux_preset_values_pinned() -> None:
     # bictcp_recalc_ssthresh / tcp_reno_ssthresh work from cwnd.
     assert c.loss_response == "cwnd"
     assert c.cwnd_validation == "linux"  # tcp_is_cwnd_limited
+    assert c.slow_start_limit is None  # tcp_slow_start counts every ACKed segment
     assert c.congestion == "cubic"
     assert (c.sack, c.timestamps, c.window_scale, c.rack, c.hystart) == (True,) * 5
     assert c.nagle is True
@@ -52,3 +58,30 @@ def test_linux_preset_takes_overrides() -> None:
 def test_default_loss_response_is_flight_size() -> None:
     assert TCPConfig().loss_response == "flight_size"
     assert TCPConfig().cwnd_validation == "rfc7661"
+
+
+@pytest.mark.parametrize("congestion", ["cubic", "newreno"])
+@pytest.mark.parametrize(("limit", "segments"), [(2, 2), (8, 8), (None, 20)])
+def test_slow_start_limit_caps_a_stretch_ack(
+    congestion: str, limit: int | None, segments: int
+) -> None:
+    """One ACK for 20 full segments in slow start (a coalescing receiver's stretch
+    ACK) grows cwnd by min(20, L) SMSS: by 2 with RFC 3465's L, by all 20 with
+    Linux's rule; one byte less acknowledged is one byte less growth."""
+    from trio_tcp6.tcp.cc import make_congestion_control
+
+    mss = 1000
+    for acked, expect in ((20 * mss, segments * mss), (20 * mss - 1, None)):
+        cc = make_congestion_control(
+            congestion, mss=mss, initial_window=10, hystart=False, abc_limit=limit
+        )
+        before = cc.cwnd
+        flight = before  # cwnd-limited: the whole window was in flight
+        cc.on_ack(acked, 0.1, 0.05, acked, acked + flight, flight)
+        grown = cc.cwnd - before
+        if expect is not None:
+            assert grown == expect
+        elif limit is None:
+            assert grown == 20 * mss - 1
+        else:
+            assert grown == limit * mss

@@ -54,6 +54,7 @@ def new_cc(c: Connection) -> CongestionControl:
         initial_window=cfg.initial_window,
         hystart=cfg.hystart,
         validation=cfg.cwnd_validation,
+        abc_limit=cfg.slow_start_limit,
     )
 
 

@@ -3,7 +3,13 @@ optional HyStart++ (RFC 9406). Sizes in bytes, times in seconds, no I/O."""
 
 from __future__ import annotations
 
-from .base import INFINITE_SSTHRESH, CongestionControl, CongestionControlBase, initial_window_bytes
+from .base import (
+    ABC_L,
+    INFINITE_SSTHRESH,
+    CongestionControl,
+    CongestionControlBase,
+    initial_window_bytes,
+)
 from .newreno import NewReno
 
 __all__ = [
@@ -23,6 +29,7 @@ def make_congestion_control(
     initial_window: int = 10,
     hystart: bool = True,
     validation: str = "rfc7661",
+    abc_limit: int | None = ABC_L,
 ) -> CongestionControl:
     """Build the controller called ``name`` (``"newreno"`` or ``"cubic"``) with an
     initial window of ``initial_window`` segments (RFC 6928, see
@@ -31,12 +38,20 @@ def make_congestion_control(
     key = name.lower()
     if key == "newreno":
         return NewReno(
-            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+            mss=mss,
+            initial_window=initial_window,
+            hystart=hystart,
+            validation=validation,
+            abc_limit=abc_limit,
         )
     if key == "cubic":
         from .cubic import Cubic
 
         return Cubic(
-            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+            mss=mss,
+            initial_window=initial_window,
+            hystart=hystart,
+            validation=validation,
+            abc_limit=abc_limit,
         )
     raise ValueError(f"unknown congestion control {name!r} (expected 'newreno' or 'cubic')")

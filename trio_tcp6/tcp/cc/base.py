@@ -150,6 +150,7 @@ class CongestionControlBase:
     # Slots keep an idle connection small; a subclass without ``__slots__`` simply
     # gets a ``__dict__`` as well, which save()/restore() include.
     __slots__ = (
+        "abc_limit",
         "congestion_events",
         "cwnd",
         "hystart",
@@ -176,6 +177,7 @@ class CongestionControlBase:
         initial_window: int = 10,
         hystart: bool = True,
         validation: str = "rfc7661",
+        abc_limit: int | None = ABC_L,
     ) -> None:
         if mss <= 0:
             raise ValueError(f"mss must be positive, got {mss!r}")
@@ -183,6 +185,8 @@ class CongestionControlBase:
             raise ValueError(f"unknown cwnd validation {validation!r}")
         #: The application-limited rule (see the module docstring).
         self.validation = validation
+        #: Slow start's largest increase per ACK in SMSS (None: no limit).
+        self.abc_limit = abc_limit
         # Per-round usage for the "linux" rule: the round ends when SND.UNA passes
         # round_end; the largest flight seen and whether cwnd was filled, for this
         # round and the previous one.
@@ -254,7 +258,8 @@ class CongestionControlBase:
     def _slow_start(
         self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, limited: bool
     ) -> None:
-        """RFC 5681 §3.1 slow start with ABC (RFC 3465, L = 2 SMSS) and, during the
+        """RFC 5681 §3.1 slow start with ABC (RFC 3465, L = ``abc_limit`` SMSS, 2 by
+        default; no limit if None) and, during the
         initial slow start, HyStart++ (RFC 9406)."""
         divisor = 1
         hs = self.hystart
@@ -267,7 +272,8 @@ class CongestionControlBase:
             divisor = hs.growth_divisor
         if not limited:
             return
-        increment = min(acked, ABC_L * self.mss) // divisor
+        limit = self.abc_limit
+        increment = (acked if limit is None else min(acked, limit * self.mss)) // divisor
         self.cwnd = min(self.cwnd + increment, max(self.ssthresh, self.cwnd))
 
     def _on_slow_start_exit(self, now: float) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from .base import CongestionControlBase
+from .base import ABC_L, CongestionControlBase
 
 __all__ = ["ALPHA_CUBIC", "BETA_CUBIC", "C", "Cubic"]
 
@@ -68,9 +68,14 @@ class Cubic(CongestionControlBase):
         hystart: bool = True,
         fast_convergence: bool = True,
         validation: str = "rfc7661",
+        abc_limit: int | None = ABC_L,
     ) -> None:
         super().__init__(
-            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+            mss=mss,
+            initial_window=initial_window,
+            hystart=hystart,
+            validation=validation,
+            abc_limit=abc_limit,
         )
         self.fast_convergence = fast_convergence
         #: Window just before the last reduction (bytes); None before any.

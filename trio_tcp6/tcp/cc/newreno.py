@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from .base import CongestionControlBase
+from .base import ABC_L, CongestionControlBase
 
 __all__ = ["NewReno"]
 
@@ -33,9 +33,14 @@ class NewReno(CongestionControlBase):
         initial_window: int = 10,
         hystart: bool = True,
         validation: str = "rfc7661",
+        abc_limit: int | None = ABC_L,
     ) -> None:
         super().__init__(
-            mss=mss, initial_window=initial_window, hystart=hystart, validation=validation
+            mss=mss,
+            initial_window=initial_window,
+            hystart=hystart,
+            validation=validation,
+            abc_limit=abc_limit,
         )
         #: Bytes acknowledged in congestion avoidance not yet turned into growth.
         self.bytes_acked = 0
