@@ -102,11 +102,13 @@ class TCPConfig:
     #: the flight filled cwnd (``tcp_is_cwnd_limited``).
     cwnd_validation: Literal["rfc7661", "linux"] = "rfc7661"
     #: Slow start's largest increase per ACK, in SMSS (Appropriate Byte Counting's
-    #: L, RFC 3465 §2.2: 2; RFC 9406 §4.3 suggests 8 for a sender that does not
-    #: pace). ``None``: every newly acknowledged byte counts, as Linux's
-    #: ``tcp_slow_start`` does, so a stretch ACK (one for many segments, as a
-    #: receiver that coalesces sends) grows cwnd as much as the ACKs it stands for.
-    slow_start_limit: int | None = attrs.field(default=2, validator=_positive_or_none)
+    #: L). The default is RFC 9406 §4.3's RECOMMENDED L for a HyStart++ sender that
+    #: does not pace (this one does not): 8, where RFC 3465 §2.2 had 2. ``None``:
+    #: every newly acknowledged byte counts, as Linux's ``tcp_slow_start`` does (and
+    #: RFC 9406 for a paced sender). It matters for stretch ACKs (one ACK for many
+    #: segments, as a receiver that coalesces a burst -- Linux's GRO, or ours --
+    #: sends): with L = 2 they would hold slow start to 2 SMSS per burst.
+    slow_start_limit: int | None = attrs.field(default=8, validator=_positive_or_none)
     #: Initial retransmission timeout (RFC 6298: 1 s).
     initial_rto: float = attrs.field(default=1.0, validator=_positive)
     #: Lower bound of the RTO (RFC 6298 says 1 s; Linux and most stacks use 0.2 s).
@@ -207,7 +209,7 @@ class TCPConfig:
           the largest flight of the last two rounds, in congestion avoidance only
           after a round that filled it (``tcp_is_cwnd_limited``);
         * ``slow_start_limit=None``: slow start adds every newly ACKed segment
-          (``tcp_slow_start``), not at most 2 SMSS per ACK;
+          (``tcp_slow_start``), not at most 8 SMSS per ACK;
         * ``syn_retries=6`` (``net.ipv4.tcp_syn_retries``: an active open gives up
           after 127 s, short of RFC 9293's 3 minutes).
 

@@ -106,9 +106,15 @@ def test_newreno_slow_start_with_delayed_acks_still_doubles() -> None:
 
 
 def test_abc_limit_l2() -> None:
-    cc = NewReno(mss=MSS, hystart=False)
+    cc = NewReno(mss=MSS, hystart=False, abc_limit=2)
     cc.on_ack(8 * MSS, 0.0, None, 8 * MSS, 20 * MSS, 10 * MSS)  # stretch ACK
-    assert cc.cwnd == 12 * MSS  # + min(8, L=2) SMSS
+    assert cc.cwnd == 12 * MSS  # + min(8, L=2) SMSS (RFC 3465)
+
+
+def test_abc_limit_default_is_rfc9406_l8() -> None:
+    cc = NewReno(mss=MSS, hystart=False)
+    cc.on_ack(9 * MSS, 0.0, None, 9 * MSS, 20 * MSS, 10 * MSS)  # stretch ACK
+    assert cc.cwnd == 18 * MSS  # + min(9, L=8) SMSS (RFC 9406 §4.3, not paced)
 
 
 def test_slow_start_stops_at_ssthresh() -> None:

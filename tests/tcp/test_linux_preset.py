@@ -58,6 +58,7 @@ def test_linux_preset_takes_overrides() -> None:
 def test_default_loss_response_is_flight_size() -> None:
     assert TCPConfig().loss_response == "flight_size"
     assert TCPConfig().cwnd_validation == "rfc7661"
+    assert TCPConfig().slow_start_limit == 8  # RFC 9406 §4.3, not paced
 
 
 @pytest.mark.parametrize("congestion", ["cubic", "newreno"])
@@ -66,8 +67,8 @@ def test_slow_start_limit_caps_a_stretch_ack(
     congestion: str, limit: int | None, segments: int
 ) -> None:
     """One ACK for 20 full segments in slow start (a coalescing receiver's stretch
-    ACK) grows cwnd by min(20, L) SMSS: by 2 with RFC 3465's L, by all 20 with
-    Linux's rule; one byte less acknowledged is one byte less growth."""
+    ACK) grows cwnd by min(20, L) SMSS: by 2 with RFC 3465's L, 8 with RFC 9406's
+    (the default), all 20 with Linux's rule."""
     from trio_tcp6.tcp.cc import make_congestion_control
 
     mss = 1000

@@ -49,8 +49,9 @@ __all__ = [
 #: The initial, "arbitrarily high" ssthresh of RFC 5681 §3.1.
 INFINITE_SSTHRESH = 1 << 62
 
-#: Appropriate Byte Counting limit in slow start, in SMSS (RFC 3465 §2.2: L = 2).
-ABC_L = 2
+#: Slow start's largest increase per ACK in SMSS, by default: RFC 9406 §4.3's L
+#: for a HyStart++ sender that does not pace (RFC 3465 §2.2 had L = 2).
+ABC_L = 8
 
 #: The application-limited rules of the module docstring.
 CWND_VALIDATION = ("rfc7661", "linux")
@@ -258,8 +259,8 @@ class CongestionControlBase:
     def _slow_start(
         self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, limited: bool
     ) -> None:
-        """RFC 5681 §3.1 slow start with ABC (RFC 3465, L = ``abc_limit`` SMSS, 2 by
-        default; no limit if None) and, during the
+        """RFC 5681 §3.1 slow start with byte counting (at most ``abc_limit`` SMSS
+        per ACK, RFC 9406 §4.3's 8 by default; no limit if None) and, during the
         initial slow start, HyStart++ (RFC 9406)."""
         divisor = 1
         hs = self.hystart
