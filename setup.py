@@ -49,7 +49,7 @@ def _warn(message: str) -> None:
 
 
 def _compiler_missing() -> str | None:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"no C compiler ({cc!r} is not on PATH)"
     include = sysconfig.get_paths()["include"]
