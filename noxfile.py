@@ -47,7 +47,6 @@ def compiled(session: nox.Session) -> None:
     the checkout without ``trio_tcp6/``, so they import the compiled package.
     """
     session.install(".[test]", env={"TRIO_TCP6_COMPILE": "1"})
-    session.run("python", "-m", "trio_tcp6", "--version")
     copy = os.path.join(session.create_tmp(), "checkout")
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(
@@ -58,6 +57,7 @@ def compiled(session: nox.Session) -> None:
         ],
     )
     session.chdir(copy)
+    session.run("python", "-m", "trio_tcp6", "--version")
     session.run("python", "-m", "pytest", *session.posargs, env={"TRIO_TCP6_EXPECT_COMPILED": "1"})
 
 
