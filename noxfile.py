@@ -40,6 +40,28 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def compiled(session: nox.Session) -> None:
+    """The test suite on the compiled (mypyc) build: ``nox -s compiled``.
+
+    Installs non-editable with ``TRIO_TCP6_COMPILE=1`` and runs the tests from a copy of
+    the checkout without ``trio_tcp6/``, so they import the compiled package.
+    """
+    session.install(".[test]", env={"TRIO_TCP6_COMPILE": "1"})
+    copy = os.path.join(session.create_tmp(), "checkout")
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(
+        ".",
+        copy,
+        ignore=lambda d, names: [
+            n for n in names if d == "." and (n == "trio_tcp6" or n.startswith((".", "build")))
+        ],
+    )
+    session.chdir(copy)
+    session.run("python", "-m", "trio_tcp6", "--version")
+    session.run("python", "-m", "pytest", *session.posargs, env={"TRIO_TCP6_EXPECT_COMPILED": "1"})
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install("ruff")

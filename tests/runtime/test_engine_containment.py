@@ -4,7 +4,9 @@ The engine does what h11 does: the exception marks the connection broken and
 propagates; the runtime aborts the connection (RST, since it is synchronized), logs
 the traceback, counts ``engine_errors``, and the user sees ``BrokenResourceError``
 (``Error(Unknown(...))`` from the mirage API). The fault is injected into an inner
-procedure (the ACK processing), not into the public call that wraps it.
+procedure (the ACK processing), not into the public call that wraps it: through the
+congestion controller, which stays interpreted in the compiled build, where patching
+a compiled module's function would not change its compiled callers.
 """
 
 from __future__ import annotations
@@ -33,18 +35,17 @@ def break_ack_processing_once(
 ) -> list[int]:
     """Make the victim's ACK processing raise once, when more than ``after`` bytes
     are acknowledged; returns a list that records the failure."""
-    import trio_tcp6.tcp.arrival as arrival
-
-    original = arrival.process_ack
+    cc_class = type(victim.cc)
+    original = cc_class.on_ack
     fired: list[int] = []
 
-    def process_ack(c: Connection, *args: Any) -> bool:
-        if c is victim and not fired and c.info().bytes_acked > after:
-            fired.append(c.info().bytes_acked)
+    def on_ack(cc: Any, *args: Any) -> None:
+        if cc is victim.cc and not fired and victim.info().bytes_acked > after:
+            fired.append(victim.info().bytes_acked)
             raise RuntimeError("boom in ACK processing")
-        return original(c, *args)
+        original(cc, *args)
 
-    monkeypatch.setattr(arrival, "process_ack", process_ack)
+    monkeypatch.setattr(cc_class, "on_ack", on_ack)
     return fired
 
 
@@ -116,17 +117,15 @@ async def test_bug_during_a_user_call_is_contained_the_same_way(
     async with two_stacks(delay=0.001) as (_net, a, b):
         c1, s1 = await connect(a, b, 80)
         c2, s2 = await connect(a, b, 81)
-        import trio_tcp6.tcp.output as output
-
         victim = c1._conn
-        original = output.send_new
 
-        def send_new(c: Connection, *args: Any) -> None:
-            if c is victim:
+        class BrokenCongestionControl:
+            """Fails as soon as the output path consults the window."""
+
+            def __getattr__(self, name: str) -> Any:
                 raise RuntimeError("boom in output")
-            original(c, *args)
 
-        monkeypatch.setattr(output, "send_new", send_new)
+        monkeypatch.setattr(victim, "cc", BrokenCongestionControl())
         with caplog.at_level(logging.ERROR, logger="trio_tcp6"):
             with pytest.raises(trio.BrokenResourceError, match="internal error"):
                 await c1.send_all(b"never sent")

@@ -119,6 +119,8 @@ class Attack:
 
 def traced_lines(fn: Any) -> int:
     """Lines executed in trio_tcp6/tcp/ while ``fn()`` runs (a measure of work)."""
+    if not str(sys.modules[Connection.__module__].__file__).endswith(".py"):
+        pytest.skip("counts lines the interpreter runs; this build compiled the engine")
     count = 0
 
     def local(frame: FrameType, event: str, arg: object) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .args import OneLineParser
+from .build import build_description, package_version
 from .demo import add_demo_parser
 from .plot import add_plot_parser
 from .tun import add_tun_parser
@@ -30,6 +31,12 @@ def build_parser() -> OneLineParser:
     a bad one is a one-line error and exit status 2."""
     parser = OneLineParser(
         prog="python -m trio_tcp6", description="trio_tcp6: a userspace TCP/IPv6 stack on trio"
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"trio_tcp6 {package_version()}, {build_description()}",
+        help="print the version and which build (pure Python or compiled) runs, and exit",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     add_demo_parser(sub)

@@ -36,6 +36,7 @@ from ..results import Eof, Error, Ok
 from ..runtime import Flow, Stack, open_stack
 from ..tcp.trace import FlowTrace
 from . import args as checks
+from .build import build_description
 from .http import Request, Response, http_get, serve_http
 from .output import Progress, counter_table, format_table
 from .plot import MissingMatplotlib, draw, from_trace, require_matplotlib
@@ -540,6 +541,7 @@ def _main(ns: argparse.Namespace) -> int:
         else functools.partial(Progress, stream=sys.stdout, tty=sys.stdout.isatty())
     )
     print("trio_tcp6 demo: a userspace TCP/IPv6 stack on trio, over an in-memory network")
+    print(f"(engine build: {build_description()})")
     if ns.virtual:
         print("(virtual time: trio.testing.MockClock; times below are simulated)")
     try:

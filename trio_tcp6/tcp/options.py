@@ -7,7 +7,7 @@ and the MSS (path MTU discovery) change after the handshake.
 
 from __future__ import annotations
 
-import attrs
+import attr
 
 from ..wire.tcp import TS_OPTION_LEN
 
@@ -32,7 +32,8 @@ def choose_shift(buffer: int) -> int:
     return shift
 
 
-@attrs.define(slots=True)
+# attr.s rather than attrs.define: mypyc compiles this form to a native class.
+@attr.s(auto_attribs=True, slots=True)
 class Options:
     """The options in force on one connection, and the MSS they leave."""
 

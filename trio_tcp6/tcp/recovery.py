@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attr
 import attrs
 
 from ..wire.tcp import FIN, SYN, TCPSegment
@@ -102,7 +103,8 @@ class PRR:
         self.budget -= n
 
 
-@attrs.define(slots=True)
+# attr.s rather than attrs.define: mypyc compiles this form to a native class.
+@attr.s(auto_attribs=True, slots=True)
 class LossRecovery:
     """The sender's loss-recovery state (offsets absolute, as in :mod:`.tcb`)."""
 

@@ -9,7 +9,7 @@ write these records through ``Connection.snd`` and ``Connection.rcv``.
 
 from __future__ import annotations
 
-import attrs
+import attr
 
 from .recvbuf import ReceiveBuffer
 from .sendbuf import SendBuffer
@@ -17,7 +17,8 @@ from .sendbuf import SendBuffer
 __all__ = ["ReceiveState", "SendState"]
 
 
-@attrs.define(slots=True)
+# attr.s rather than attrs.define: mypyc compiles this form to a native class.
+@attr.s(auto_attribs=True, slots=True)
 class SendState:
     """SND.* and what the sender remembers about its own transmissions."""
 
@@ -57,7 +58,8 @@ class SendState:
     ack_rcvd_at: float = 0.0
 
 
-@attrs.define(slots=True)
+# attr.s rather than attrs.define: mypyc compiles this form to a native class.
+@attr.s(auto_attribs=True, slots=True)
 class ReceiveState:
     """RCV.* and the receiver's acknowledgement bookkeeping."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-import attrs
+import attr
 
 from .events import State
 from .states import CA_OPEN, SENDING
@@ -42,7 +42,8 @@ T_PTO = RtxMode.PTO
 T_PERSIST = RtxMode.PERSIST
 
 
-@attrs.define(slots=True)
+# attr.s rather than attrs.define: mypyc compiles this form to a native class.
+@attr.s(auto_attribs=True, slots=True)
 class Timers:
     """Timer slots (absolute times, None when not armed) and their counters."""
 

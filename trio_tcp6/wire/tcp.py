@@ -132,7 +132,8 @@ class TCPSegment:
     """One TCP segment, header fields plus the options we understand.
 
     ``window`` is the raw 16-bit field as on the wire (not scaled). Options that are
-    absent are ``None`` (or ``False``/``()``). ``payload`` is the segment's data.
+    absent are ``None`` (or ``False``/``()``). ``payload`` is the segment's data, as
+    ``bytes`` (not a bytearray or memoryview: the compiled build checks the type).
     """
 
     src_port: int

@@ -1,0 +1,67 @@
+"""Which build runs: ``--version`` and the demo banner tell the truth, and CI's
+compiled run really imports the compiled modules (not the checkout's ``.py``)."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import pkgutil
+
+import pytest
+
+import trio_tcp6.tcp
+import trio_tcp6.tcp.connection
+import trio_tcp6.wire
+import trio_tcp6.wire.tcp
+from trio_tcp6.cli import main
+from trio_tcp6.cli.build import build_description, compiled_modules
+
+EXTENSION = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+# Interpreted in the compiled build too (setup.py says why).
+INTERPRETED = ("trio_tcp6.wire.icmpv6", "trio_tcp6.tcp.cc")
+
+
+def _engine_modules() -> list[str]:
+    names = []
+    for package in (trio_tcp6.wire, trio_tcp6.tcp):
+        names.append(package.__name__)
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            if not info.ispkg:
+                names.append(info.name)
+    return names
+
+
+def test_version_names_the_build(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("trio_tcp6 ")
+    n = len(compiled_modules())
+    expected = f"compiled (mypyc): {n} modules" if n else "pure Python"
+    assert out.endswith(", " + expected), out
+    assert build_description() == expected
+
+
+def test_compiled_modules_are_those_loaded_from_extensions() -> None:
+    compiled = set(compiled_modules())
+    for module in (trio_tcp6.tcp.connection, trio_tcp6.wire.tcp):
+        assert (module.__name__ in compiled) == str(module.__file__).endswith(EXTENSION)
+
+
+def test_the_build_ci_asked_for_is_the_one_loaded() -> None:
+    """.ci/run sets TRIO_TCP6_EXPECT_COMPILED: 0 for the pure run, 1 for the compiled."""
+    expect = os.environ.get("TRIO_TCP6_EXPECT_COMPILED")
+    if expect is None:
+        pytest.skip("TRIO_TCP6_EXPECT_COMPILED is set by .ci/run only")
+    if expect == "0":
+        assert compiled_modules() == []
+        assert trio_tcp6.tcp.connection.__file__.endswith(".py")
+        return
+    assert expect == "1"
+    assert trio_tcp6.tcp.connection.__file__.endswith(EXTENSION)
+    # Every engine module compiles except the ones setup.py leaves interpreted.
+    for name in _engine_modules():
+        module = __import__(name, fromlist=["_"])
+        compiled = str(module.__file__).endswith(EXTENSION)
+        assert compiled != name.startswith(INTERPRETED), name
