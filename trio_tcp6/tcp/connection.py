@@ -656,12 +656,7 @@ class Connection:
                     rcv.ack_now = True
                 transmit(self, now)
             self.flush_events()
-            m = self.memory
-            if m is not None:
-                held = self.rcv.buf.held + len(self.snd.buf)
-                if held != self.memory_charged:
-                    m.charge(held - self.memory_charged)
-                    self.memory_charged = held
+            settle(self)  # (once per merged run: the call is not worth inlining here)
         except BaseException as exc:
             self.broken = exc
             raise
