@@ -69,11 +69,17 @@ def receive(c: Connection, max_bytes: int, now: float) -> bytes:
     if not rb.readable:
         c.readable_ev = False
     if data and c.state in RECEIVING:
-        # Window update when the right edge would move substantially.
+        # Window update when the right edge would move substantially: when what
+        # is left of the advertised window is under half the buffer (Linux's
+        # tcp_cleanup_rbuf rule), or when this read frees a quarter of the buffer
+        # (and 2 MSS) at once -- a burst ACKed before the application read it
+        # left the peer a window short by the whole burst, with no ACK to come.
         cap = rcv.cap
+        mss2 = 2 * c.opt.our_mss
         adv_wnd = rcv.adv - rb.nxt
         right = rb.nxt + min(receive_space(c), 0xFFFF << c.opt.rcv_shift)
-        if adv_wnd < (cap >> 1) and right - rcv.adv >= min(cap >> 1, 2 * c.opt.our_mss):
+        move = right - rcv.adv
+        if move >= min(cap >> 1, mss2) and (adv_wnd < (cap >> 1) or move >= max(cap >> 2, mss2)):
             rcv.ack_now = True
             c.stats["window_updates"] += 1
             transmit(c, now)
