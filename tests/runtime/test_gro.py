@@ -71,14 +71,7 @@ def burst(
 def merged_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Records the payload size of every merged super-segment the engine builds."""
     sizes: list[int] = []
-    merge = coalesce.merge
-
-    def recording(run: list[TCPSegment]) -> TCPSegment:
-        seg = merge(run)
-        sizes.append(len(seg.payload))
-        return seg
-
-    monkeypatch.setattr(coalesce, "merge", recording)
+    monkeypatch.setattr(coalesce, "OBSERVER", lambda seg: sizes.append(len(seg.payload)))
     return sizes
 
 
@@ -199,8 +192,7 @@ def test_timestamps_of_a_merged_burst(monkeypatch: pytest.MonkeyPatch) -> None:
     """TS.Recent comes from the segment at Last.ACK.sent (the first, RFC 7323
     §4.3) and the one ACK echoes it; the merged TSecr is the last segment's."""
     seen: list[TCPSegment] = []
-    merge = coalesce.merge
-    monkeypatch.setattr(coalesce, "merge", lambda run: seen.append(merge(run)) or seen[-1])
+    monkeypatch.setattr(coalesce, "OBSERVER", seen.append)
     a, b = pair()
     segs = burst(a, b, 8, tsvals=[500, 501, 502, 503, 504, 505, 506, 507])
     segs[-1] = attrs.evolve(segs[-1], timestamps=(507, 42))
@@ -221,8 +213,7 @@ def test_ack_advance_and_window_from_the_last(monkeypatch: pytest.MonkeyPatch) -
     """Data from a peer that is also acknowledging our data: the merged ACK is the
     highest, the window the last; an older ACK ends the run."""
     seen: list[TCPSegment] = []
-    merge = coalesce.merge
-    monkeypatch.setattr(coalesce, "merge", lambda run: seen.append(merge(run)) or seen[-1])
+    monkeypatch.setattr(coalesce, "OBSERVER", seen.append)
     a, b = pair()
     b.send(b"z" * 3000, 0.0)
     sent = b.take_segments()

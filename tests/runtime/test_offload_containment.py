@@ -141,13 +141,21 @@ async def test_engine_error_aborts_only_its_connection(
         c2, s2 = await connect(a, b, 81)
         broken = s1._conn
         original = Connection.on_segment
+        original_burst = Connection.on_segments
 
         def on_segment(self: Connection, seg: TCPSegment, now: float) -> None:
             if self is broken:
                 raise RuntimeError("boom")
             original(self, seg, now)
 
+        def on_segments(self: Connection, segs: list[TCPSegment], now: float) -> None:
+            # (The receiver's entry point; compiled, it calls on_segment directly.)
+            if self is broken:
+                raise RuntimeError("boom")
+            original_burst(self, segs, now)
+
         monkeypatch.setattr(Connection, "on_segment", on_segment)
+        monkeypatch.setattr(Connection, "on_segments", on_segments)
         with caplog.at_level(logging.ERROR, logger="trio_tcp6"):
             await c1.send_all(b"trigger")
             with trio.fail_after(5):

@@ -36,6 +36,7 @@ anything ends with nothing left unacknowledged (no ACK delayed past the burst).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -47,10 +48,22 @@ from .states import RECEIVING
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["ENABLED", "EXTRA_FIELDS", "MAX_MERGED_BYTES", "OTHER_FIELDS", "merge", "run_length"]
+__all__ = [
+    "ENABLED",
+    "EXTRA_FIELDS",
+    "MAX_MERGED_BYTES",
+    "OBSERVER",
+    "OTHER_FIELDS",
+    "merge",
+    "run_length",
+]
 
 #: Coalescing on (the default) or off (segment by segment).
 ENABLED = True
+#: Called with every super-segment the engine builds, before it is processed (for
+#: tests and tools that watch the merging: a module attribute, so it works the same
+#: when the engine is compiled and its calls to :func:`merge` cannot be patched).
+OBSERVER: Callable[[TCPSegment], None] | None = None
 #: The largest payload a merged super-segment carries: what one 64 KiB packet
 #: (GRO's limit) holds after its IPv6 and TCP headers (with timestamps). At an MTU
 #: of 64 KiB full segments are that large already and are never merged.

@@ -643,6 +643,9 @@ class Connection:
             mss_before = rcv.mss
             rcv.last_rcv = now
             seg = coalesce.merge(run)
+            observer = coalesce.OBSERVER
+            if observer is not None:
+                observer(seg)
             on_synchronized(self, seg, now)
             ft = self.flow_trace
             if ft is not None:
