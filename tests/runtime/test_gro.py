@@ -14,6 +14,7 @@ import trio.testing
 from trio_tcp6.config import TCPConfig
 from trio_tcp6.tcp import coalesce
 from trio_tcp6.tcp.connection import Connection
+from trio_tcp6.wire.ipv6 import ECN_CE, ECN_ECT0
 from trio_tcp6.wire.tcp import ACK, FIN, PSH, TCPSegment
 
 from ..tcp.test_backtoback import Path, Sim, cfg, run_transfer
@@ -389,3 +390,30 @@ def test_unknown_segment_fields_must_be_equal(monkeypatch: pytest.MonkeyPatch) -
     segs[3:] = [attrs.evolve(s, window=1000) for s in segs[3:]]
     b.on_segments(segs, 0.001)
     assert sizes == [3 * MSS, 3 * MSS]
+
+
+def test_ecn_bits_must_be_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The IPv6 ECN bits are part of the merge rule: a CE-marked segment in a run
+    of ECT(0) ones ends it and starts its own, so its mark is seen once, on the
+    segment that carried it, and the merged segments keep their ECT(0)."""
+    seen: list[TCPSegment] = []
+    monkeypatch.setattr(coalesce, "OBSERVER", seen.append)
+    a, b = pair()
+    segs = [attrs.evolve(s, ecn=ECN_ECT0) for s in burst(a, b, 6)]
+    segs[3:] = [attrs.evolve(s, ecn=ECN_CE) for s in segs[3:]]
+    b.on_segments(segs, 0.001)
+    assert [(len(s.payload), s.ecn) for s in seen] == [(3 * MSS, ECN_ECT0), (3 * MSS, ECN_CE)]
+
+
+def test_ecn_marked_segments_are_not_predicted() -> None:
+    """Header prediction takes an in-order Not-ECT segment and declines the next,
+    the same but carrying ECT(0) (ecn.on_input on the full path must see it)."""
+    a, b = pair()
+    first, second, third = burst(a, b, 3)
+    b.on_segment(first, 0.001)
+    before = b.stats["rcv_header_predicted"]
+    b.on_segment(second, 0.001)
+    assert b.stats["rcv_header_predicted"] == before + 1
+    b.on_segment(attrs.evolve(third, ecn=ECN_ECT0), 0.001)
+    assert b.stats["rcv_header_predicted"] == before + 1
+    assert b.rcv_nxt == (third.seq + MSS) & 0xFFFFFFFF  # (taken, by the full path)

@@ -199,8 +199,8 @@ def predicted(c: Connection, seg: TCPSegment, ts: tuple[int, int] | None, now: f
     its timestamps (None: not negotiated). Returns False, having changed nothing,
     unless the segment is predicted; then processes it as :func:`on_synchronized`
     would and returns True."""
-    if seg.sack_blocks or seg.urgent:
-        return False
+    if seg.sack_blocks or seg.urgent or seg.ecn:
+        return False  # (ECT or CE: ecn.on_input on the full path sees it)
     if EXTRA_FIELDS and any(getattr(seg, name) != d for name, d in EXTRA_FIELDS):
         return False  # a field added to TCPSegment later: the full path handles it
     opt = c.opt

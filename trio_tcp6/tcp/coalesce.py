@@ -69,13 +69,13 @@ OBSERVER: Callable[[TCPSegment], None] | None = None
 #: of 64 KiB full segments are that large already and are never merged.
 MAX_MERGED_BYTES = 65536 - 40 - 32
 
-# Header fields the merge rule names.
+# Header fields the merge rule names (``ecn``, the IPv6 ECN bits: equal in a run).
 _NAMED = {
     "src_port", "dst_port", "seq", "ack", "flags", "window", "payload", "urgent",
-    "mss", "wscale", "sack_permitted", "sack_blocks", "timestamps",
+    "mss", "wscale", "sack_permitted", "sack_blocks", "timestamps", "ecn",
 }  # fmt: skip
-#: Any other field a segment has (one a later layer adds to TCPSegment, e.g. the
-#: IPv6 traffic class) must be equal for two segments to merge. Empty today.
+#: Any other field a segment has (one a later layer adds to TCPSegment) must be
+#: equal for two segments to merge. Empty today.
 OTHER_FIELDS = tuple(f.name for f in attrs.fields(TCPSegment) if f.name not in _NAMED)
 #: Those fields with their defaults: a segment where one differs from its
 #: default carries something the header-prediction path does not know how to
@@ -148,6 +148,7 @@ def run_length(c: Connection, segs: list[TCPSegment], i: int) -> int:
             or seg.mss is not None
             or seg.wscale is not None
             or seg.sack_permitted
+            or seg.ecn != first.ecn
         ):
             break
         sack = seg.ack
