@@ -33,8 +33,9 @@ def make_congestion_control(
 ) -> CongestionControl:
     """Build the controller called ``name`` (``"newreno"`` or ``"cubic"``) with an
     initial window of ``initial_window`` segments (RFC 6928, see
-    :func:`initial_window_bytes`) and the application-limited rule ``validation``
-    (``"rfc7661"`` or ``"linux"``, see :mod:`.base`)."""
+    :func:`initial_window_bytes`), the application-limited rule ``validation``
+    (``"rfc7661"`` or ``"linux"``, see :mod:`.base`) and slow start's largest
+    increase per ACK ``abc_limit`` in SMSS (None: no limit)."""
     key = name.lower()
     if key == "newreno":
         return NewReno(
