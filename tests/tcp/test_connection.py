@@ -521,6 +521,29 @@ def test_active_close_time_wait_and_rfc6191() -> None:
     assert kinds(c) == [EventKind.CLOSED]
 
 
+def test_time_wait_syn_with_the_same_timestamp_falls_back_to_sequence_numbers() -> None:
+    """A peer whose timestamp clock ticks in milliseconds reconnects within the
+    millisecond of its FIN: the SYN's TSval equals TS.Recent, so it is neither newer
+    nor a PAWS duplicate. RFC 6191 then falls back to RFC 1122's sequence-number
+    test, as Linux's TIME-WAIT does (``tcp_timewait_state_process``)."""
+    c, _ = active()
+    c.shutdown(1.0)
+    c.take_segments()
+    c.on_segment(pseg(PEER_ISS + 1, 1002, ACK | FIN, timestamps=(710, 0)), 1.1)
+    assert c.state is State.TIME_WAIT
+    rcv_nxt = PEER_ISS + 2
+
+    def syn(seq: int, tsval: int) -> TCPSegment:
+        return TCPSegment(80, 1111, seq, 0, SYN, 65535, timestamps=(tsval, 0))
+
+    assert c.time_wait_accepts_syn(syn(rcv_nxt + 1, 710))
+    assert not c.time_wait_accepts_syn(syn(rcv_nxt, 710))
+    assert not c.time_wait_accepts_syn(syn(rcv_nxt - 1, 710))
+    # An older TSval is an old duplicate (PAWS) whatever its sequence number.
+    assert not c.time_wait_accepts_syn(syn(rcv_nxt + 100000, 709))
+    assert c.time_wait_accepts_syn(syn(rcv_nxt - 100, 711))
+
+
 def test_time_wait_syn_without_timestamps() -> None:
     c, _ = active(ts=False)
     c.shutdown(1.0)

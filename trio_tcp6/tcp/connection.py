@@ -687,12 +687,17 @@ class Connection:
 
     def time_wait_accepts_syn(self, seg: TCPSegment) -> bool:
         """RFC 6191: may a new SYN reuse this TIME-WAIT connection's 4-tuple? True if
-        its timestamp (or, without timestamps, its sequence number) shows it is newer;
-        the runtime then closes this connection and accepts the SYN afresh."""
+        its timestamp shows it is newer, or, when its timestamp is missing or equal to
+        TS.Recent (a millisecond clock that has not ticked since the peer's FIN), if
+        its sequence number lies above RCV.NXT (RFC 1122 §4.2.2.13), as Linux's
+        TIME-WAIT decides; an older timestamp is a PAWS duplicate. The runtime then
+        closes this connection and accepts the SYN afresh."""
         if self.state is not State.TIME_WAIT or not seg.syn or seg.rst or seg.has_ack:
             return False
         if self.opt.ts_ok and seg.timestamps is not None:
-            return seq_gt(seg.timestamps[0], self.opt.ts_recent)
+            tsval = seg.timestamps[0]
+            if tsval != self.opt.ts_recent:
+                return seq_gt(tsval, self.opt.ts_recent)
         return seq_gt(seg.seq, self.rcv_nxt)
 
     # -- user calls (RFC 9293 §3.10.1-5) -------------------------------------------------
