@@ -118,7 +118,6 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
@@ -135,6 +134,7 @@ from ..wire.icmpv6 import (
 from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN, IPV6_SRC, PROTO_ICMPV6, build_ipv6_header
 from ..wire.tcp import complete_tcp_checksum
 from .base import ChecksumOffload, LinkCapabilities, Packet
+from .capture import Capture
 from .impair import (
     Counters,
     Impairer,
@@ -146,7 +146,7 @@ from .impair import (
 from .replay import InstantOrder, derive_seed, packet_key, path_random
 
 if TYPE_CHECKING:
-    from ..wire.pcap import PcapWriter
+    pass
 
 __all__ = ["Capture", "VirtualLink", "VirtualNetwork"]
 
@@ -500,55 +500,6 @@ class VirtualLink:
             flows[key] = flows.get(key, 0) + 1
         self._rx_alarm.wake()
         return True
-
-
-class Capture:
-    """A running capture (from ``net.capture(path)``); stop it with :meth:`close`, or
-    use it as a (sync or async) context manager. ``count`` = packets written."""
-
-    def __init__(self, net: VirtualNetwork, writer: PcapWriter) -> None:
-        self._net = net
-        self.writer = writer
-        self.count = 0
-        self.closed = False
-        self.error: Exception | None = None
-
-    def write(self, data: bytes, timestamp: float) -> None:
-        try:
-            self.writer.write(data, timestamp if timestamp > 0.0 else 0.0)
-        except (OSError, ValueError) as exc:
-            # Never let a capture problem break the network: stop this capture.
-            self.error = exc
-            self.close()
-            return
-        self.count += 1
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._net._captures = [c for c in self._net._captures if c is not self]
-        try:
-            self.writer.close()
-        except OSError as exc:
-            self.error = exc
-
-    def __enter__(self) -> Capture:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Capture:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 
 
 class VirtualNetwork:
@@ -1037,9 +988,12 @@ class VirtualNetwork:
         """
         from ..wire.pcap import PcapWriter
 
-        cap = Capture(self, PcapWriter(target))
+        cap = Capture(PcapWriter(target), self._stop_capture)
         self._captures = [*self._captures, cap]
         return cap
+
+    def _stop_capture(self, cap: Capture) -> None:
+        self._captures = [c for c in self._captures if c is not cap]
 
     def stats(self) -> dict[str, int]:
         """Counters: sent, delivered, dropped_* by reason, duplicated, corrupted,
