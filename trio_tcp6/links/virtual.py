@@ -115,7 +115,6 @@ import ipaddress
 import math
 import os
 import random
-from collections import deque
 from collections.abc import Iterable
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
@@ -123,7 +122,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 import attrs
 import trio
 
-from ..alarm import Alarm, Waiters
+from ..alarm import Alarm
 from ..wire.icmpv6 import (
     MAX_QUOTE,
     UNREACH_ADDRESS,
@@ -143,6 +142,7 @@ from .impair import (
     Wire,
     check_names,
 )
+from .inbound import InboundQueue
 from .replay import InstantOrder, derive_seed, packet_key, path_random
 
 if TYPE_CHECKING:
@@ -195,26 +195,7 @@ class VirtualLink:
     all of them. Extras: ``receive_nowait``, ``pending()``, ``stats()``.
     """
 
-    __slots__ = (
-        "_closed",
-        "_flows",
-        "_net",
-        "_packed",
-        "_paths",
-        "_rx",
-        "_rx_alarm",
-        "_rx_bytes",
-        "_rx_bytes_limit",
-        "_rx_limit",
-        "_rx_reserved",
-        "_rx_reserved_bytes",
-        "_senders",
-        "_share",
-        "address",
-        "received",
-        "rx_dropped",
-        "sent",
-    )
+    __slots__ = ("_closed", "_net", "_packed", "_paths", "address", "inbound", "sent")
 
     def __init__(
         self, net: VirtualNetwork, address: bytes, rx_queue: int, rx_queue_bytes: int
@@ -222,28 +203,12 @@ class VirtualLink:
         self._net = net
         self._packed = address
         self.address = ipaddress.IPv6Address(address)
-        # (packet, partial): partial packets hold only the pseudo-header sum.
-        self._rx: deque[tuple[bytes, bool]] = deque()
-        self._rx_bytes = 0
-        self._rx_limit = rx_queue
-        self._rx_bytes_limit = rx_queue_bytes
-        # Packets (and bytes) in flight towards this host: counted in its bound.
-        self._rx_reserved = 0
-        self._rx_reserved_bytes = 0
-        # Senders waiting for room in the inbound queue (backpressure), FIFO.
-        self._senders = Waiters()
-        # Packets each sender woken by the last drain may send before it queues again.
-        self._share = 1
-        # Backpressure: queued packets per flow (source address and ports), each
-        # flow's share of the queue.
-        self._flows: dict[bytes, int] = {}
-        self._rx_alarm = Alarm("another task is already receiving on this link")
+        #: This host's inbound queue and the backpressure on its senders.
+        self.inbound = InboundQueue(rx_queue, rx_queue_bytes)
         self._closed = False
         # destination address bytes -> _Path (a cache of net._paths for this source)
         self._paths: dict[bytes, _Path] = {}
         self.sent = 0
-        self.received = 0
-        self.rx_dropped = 0
 
     def __repr__(self) -> str:
         return f"<VirtualLink {self.address} mtu={self.mtu}{' closed' if self._closed else ''}>"
@@ -286,6 +251,16 @@ class VirtualLink:
     def network(self) -> VirtualNetwork:
         return self._net
 
+    @property
+    def received(self) -> int:
+        """Packets queued for this host."""
+        return self.inbound.received
+
+    @property
+    def rx_dropped(self) -> int:
+        """Packets dropped for a full inbound queue."""
+        return self.inbound.dropped
+
     def stats(self) -> dict[str, int]:
         """This host's view: packets sent, received, dropped for a full inbound queue."""
         return {"sent": self.sent, "received": self.received, "rx_dropped": self.rx_dropped}
@@ -309,7 +284,7 @@ class VirtualLink:
     async def _queue_for(self, dest: VirtualLink) -> None:
         """Backpressure: wait at the back of ``dest``'s line of senders until a drain
         lets us in."""
-        await dest._senders.park()
+        await dest.inbound.senders.park()
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
 
@@ -328,15 +303,15 @@ class VirtualLink:
         budget = 0
         for packet in packets:
             if turn is not None and budget <= 0:
-                if turn._backlogged():
+                if turn.inbound.backlogged():
                     await self._queue_for(turn)  # back of the line until the next drain
-                    budget = turn._share
+                    budget = turn.inbound.share
                 else:
                     turn = None  # (nothing queued there any more to be drained)
             full = send(self, packet, partial_checksum, turn is None)
             while full is not None:
                 await self._queue_for(full)
-                turn, budget = full, full._share
+                turn, budget = full, full.inbound.share
                 full = send(self, packet, partial_checksum, False)
             budget -= 1
         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -350,39 +325,15 @@ class VirtualLink:
         if self._net._send(self, packet, partial_checksum, True) is not None:
             raise trio.WouldBlock
 
-    async def _wait(self) -> None:
-        # Return with at least one packet queued, or raise.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._rx:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        while not self._rx:
-            if self._closed:
-                raise trio.ClosedResourceError("link is closed")
-            # Woken by an arrival, or by close().
-            await self._rx_alarm.sleep_until()
-
     async def receive(self) -> bytes:
         """The next packet (waits for one), its checksum complete."""
-        await self._wait()
-        data, partial = self._rx.popleft()
-        self._rx_bytes -= len(data)
-        if self._flows:
-            self._flow_left(data)
-        if self._senders:
-            self._wake_senders()
-        return complete_tcp_checksum(data) if partial else data
+        await self.inbound.wait()
+        return self.inbound.pop()
 
     async def receive_batch(self) -> list[bytes]:
         """Every queued packet, waiting for at least one; checksums complete."""
-        await self._wait()
-        batch = [complete_tcp_checksum(data) if partial else data for data, partial in self._rx]
-        self._rx.clear()
-        self._rx_bytes = 0
-        self._flows.clear()
-        if self._senders:
-            self._wake_senders()
-        return batch
+        await self.inbound.wait()
+        return self.inbound.take()
 
     async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
         """Every queued packet as ``(packet, partial)``, waiting for at least one.
@@ -393,48 +344,32 @@ class VirtualLink:
         complete it, :func:`~trio_tcp6.wire.tcp.complete_tcp_checksum`, before
         passing it anywhere else). Other packets are verified as usual.
         """
-        await self._wait()
-        batch = list(self._rx)
-        self._rx.clear()
-        self._rx_bytes = 0
-        self._flows.clear()
-        if self._senders:
-            self._wake_senders()
-        return batch
+        await self.inbound.wait()
+        return self.inbound.take_marked()
 
     def receive_nowait(self) -> bytes | None:
         """The next queued packet (checksum complete), or None (no checkpoint)."""
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
-        if not self._rx:
-            return None
-        data, partial = self._rx.popleft()
-        self._rx_bytes -= len(data)
-        if self._flows:
-            self._flow_left(data)
-        if self._senders:
-            self._wake_senders()
-        return complete_tcp_checksum(data) if partial else data
+        return self.inbound.pop() if self.inbound.packets else None
 
     def pending(self) -> int:
         """How many packets wait in the inbound queue."""
-        return len(self._rx)
+        return len(self.inbound.packets)
 
     def close(self) -> None:
         """Detach from the network. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._rx.clear()
-        self._rx_bytes = 0
-        self._flows.clear()
         self._net._detach(self)
-        self._rx_alarm.wake()
-        self._senders.unpark_all()  # they find no route now (or their own link closed)
+        # Our receiver wakes to ClosedResourceError; senders waiting for our queue
+        # find no route now (or their own link closed).
+        self.inbound.close()
         for path in self._paths.values():
             dest = path.dest
-            if dest is not None and dest._senders:
-                dest._senders.unpark_all()  # our waiting senders raise ClosedResourceError
+            if dest is not None and dest.inbound.senders:
+                dest.inbound.senders.unpark_all()  # ours raise ClosedResourceError
 
     async def aclose(self) -> None:
         self.close()
@@ -445,61 +380,6 @@ class VirtualLink:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    # -- called by the network ----------------------------------------------------
-
-    def _wake_senders(self) -> None:
-        """Room again: let every waiting sender in, each for an equal share of it."""
-        room = self._rx_limit - len(self._rx) - self._rx_reserved
-        self._share = max(1, room // max(1, len(self._senders)))
-        self._senders.unpark_all()
-
-    def _backlogged(self) -> bool:
-        """Something is queued or in flight here (a drain, and a wake-up, will come)."""
-        return bool(self._rx) or self._rx_reserved > 0
-
-    def _full(self, size: int) -> bool:
-        """No room for one more packet of ``size`` bytes (queued and in flight)."""
-        return (
-            len(self._rx) + self._rx_reserved >= self._rx_limit
-            or self._rx_bytes + self._rx_reserved_bytes + size > self._rx_bytes_limit
-        )
-
-    def _refuses(self, data: bytes) -> bool:
-        """Backpressure's admission: no room, or (the queue half full) ``data``'s flow
-        already holds its share of the queue (the limit divided among the flows
-        queued here), so that a flow with a larger window queues at its sender, not
-        in front of the others."""
-        if self._full(len(data)):
-            return True
-        if 2 * len(self._rx) < self._rx_limit:
-            return False  # (shares matter only once the queue is half full)
-        flows = self._flows
-        held = flows.get(data[8:24] + data[40:44], 0)
-        return held > 0 and held * (len(flows) or 1) >= self._rx_limit
-
-    def _flow_left(self, data: bytes) -> None:
-        key = data[8:24] + data[40:44]
-        held = self._flows.get(key, 0)
-        if held > 1:
-            self._flows[key] = held - 1
-        else:
-            self._flows.pop(key, None)
-
-    def _arrive(self, data: bytes, partial: bool = False, admitted: bool = False) -> bool:
-        # ``admitted``: the sender already found room (backpressure), queue it.
-        if not admitted and self._full(len(data)):
-            self.rx_dropped += 1
-            return False
-        self._rx.append((data, partial))
-        self._rx_bytes += len(data)
-        self.received += 1
-        if admitted:
-            key = data[8:24] + data[40:44]
-            flows = self._flows
-            flows[key] = flows.get(key, 0) + 1
-        self._rx_alarm.wake()
-        return True
 
 
 class VirtualNetwork:
@@ -771,7 +651,7 @@ class VirtualNetwork:
             self._no_route(link, data)
             return None
         admitted = self._backpressure
-        if admitted and (dest._refuses(data) or (queue and dest._senders)):
+        if admitted and (dest.inbound.refuses(data) or (queue and dest.inbound.senders)):
             # Not sent after all: the sender waits for room and sends it again.
             c.sent -= 1
             link.sent -= 1
@@ -779,8 +659,7 @@ class VirtualNetwork:
         if self._order is not None:
             if admitted:
                 # Held towards dest: counted in its bound until released.
-                dest._rx_reserved += 1
-                dest._rx_reserved_bytes += len(data)
+                dest.inbound.reserve(len(data))
             self._hold(link, path, dest, data, partial)
             return None
         if path.fast:
@@ -788,7 +667,7 @@ class VirtualNetwork:
                 self._capture(
                     complete_tcp_checksum(data) if partial else data, trio.current_time()
                 )
-            if dest._arrive(data, partial, admitted):
+            if dest.inbound.arrive(data, partial, admitted):
                 c.delivered += 1
             else:
                 c.dropped_rx_overflow += 1
@@ -831,8 +710,7 @@ class VirtualNetwork:
                 self._unreachable(link, data)
                 continue
             if admitted:
-                dest._rx_reserved -= 1
-                dest._rx_reserved_bytes -= len(data)
+                dest.inbound.unreserve(len(data))
             self._send_impaired(link, path, dest, data, partial)
 
     def _unreachable(self, link: VirtualLink, data: bytes) -> None:
@@ -860,7 +738,7 @@ class VirtualNetwork:
         reply = build_ipv6_header(router, src, PROTO_ICMPV6, len(body)) + body
         if self._captures:
             self._capture(reply, now)
-        if link._arrive(reply):
+        if link.inbound.arrive(reply):
             self._unreach_sent += 1
 
     def _new_path(self, link: VirtualLink, dst: bytes) -> _Path:
@@ -919,8 +797,7 @@ class VirtualNetwork:
             heappush(heap, (at, self._seq, dest, data, partial))
             if admitted:
                 # In flight towards dest: counted in its bound until it arrives.
-                dest._rx_reserved += 1
-                dest._rx_reserved_bytes += len(data)
+                dest.inbound.reserve(len(data))
         if self._delivery_task is None:
             self._delivery_task = trio.lowlevel.spawn_system_task(
                 self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
@@ -937,7 +814,7 @@ class VirtualNetwork:
             return
         if self._captures:
             self._capture(complete_tcp_checksum(data) if partial else data, now)
-        if dest._arrive(data, partial, admitted):
+        if dest.inbound.arrive(data, partial, admitted):
             c.delivered += 1
         else:
             c.dropped_rx_overflow += 1
@@ -952,8 +829,7 @@ class VirtualNetwork:
         while heap and heap[0][0] <= now:
             _at, _seq, dest, data, partial = heappop(heap)
             if admitted:
-                dest._rx_reserved -= 1
-                dest._rx_reserved_bytes -= len(data)
+                dest.inbound.unreserve(len(data))
             self._deliver(dest, data, now, partial, admitted)
 
     async def _delivery_loop(self) -> None:
