@@ -143,6 +143,7 @@ from .impair import (
     check_names,
 )
 from .inbound import InboundQueue
+from .ratelimit import TokenBucket
 from .replay import InstantOrder, derive_seed, packet_key, path_random
 
 if TYPE_CHECKING:
@@ -476,8 +477,7 @@ class VirtualNetwork:
         #: Answer packets to unattached addresses with Destination Unreachable.
         self.unreachable = unreachable
         self._backpressure = bool(backpressure)
-        self._unreach_tokens = float(self.UNREACHABLE_BURST)
-        self._unreach_time = -math.inf
+        self._unreach_limit = TokenBucket(self.UNREACHABLE_BURST, self.UNREACHABLE_RATE)
         self._unreach_sent = 0
         self._unreach_limited = 0
         self._names: dict[str, bytes] = {}
@@ -722,16 +722,9 @@ class VirtualNetwork:
         if data[IPV6_DST.start] == 0xFF or src == bytes(16) or carries_icmpv6_error(data):
             return  # RFC 4443 §2.4 (e)
         now = _now_or(0.0)
-        tokens = min(
-            float(self.UNREACHABLE_BURST),
-            self._unreach_tokens + (now - self._unreach_time) * self.UNREACHABLE_RATE,
-        )
-        self._unreach_time = now
-        if tokens < 1.0:
-            self._unreach_tokens = tokens
+        if not self._unreach_limit.take(now):
             self._unreach_limited += 1
             return
-        self._unreach_tokens = tokens - 1.0
         router = self.ROUTER.packed
         msg = DestinationUnreachable(UNREACH_ADDRESS, bytes(data[:MAX_QUOTE]))
         body = build_icmpv6(msg, router, src)

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from ..errors import Refused, TCPError, Unknown
+from ..links.ratelimit import TokenBucket
 from ..tcp.events import State
 from ..tcp.seq import seq_ge, seq_le
 from ..wire.errors import ParseError
@@ -116,8 +117,8 @@ class ICMPv6Handler:
         self._soft_errors: weakref.WeakKeyDictionary[DirectFlow, TCPError] = (
             weakref.WeakKeyDictionary()
         )
-        self._icmp_tokens = float(ICMP_ERROR_BURST)
-        self._icmp_time = 0.0
+        #: RFC 4443 §2.4 (f): :data:`ICMP_ERROR_BURST`, then :data:`ICMP_ERROR_RATE`/s.
+        self._rate_limit = TokenBucket(ICMP_ERROR_BURST, ICMP_ERROR_RATE)
 
     def input(self, src: bytes, payload: Buffer, now: float) -> None:
         """RFC 4443: answer echo requests; apply errors to the connection they quote
@@ -250,19 +251,6 @@ class ICMPv6Handler:
         ``sk_err_soft``), or None."""
         return self._soft_errors.get(flow)
 
-    def _icmp_error_allowed(self, now: float) -> bool:
-        """RFC 4443 §2.4 (f): a token bucket of :data:`ICMP_ERROR_BURST` messages
-        refilled at :data:`ICMP_ERROR_RATE` per second."""
-        tokens = min(
-            float(ICMP_ERROR_BURST), self._icmp_tokens + (now - self._icmp_time) * ICMP_ERROR_RATE
-        )
-        self._icmp_time = now
-        if tokens < 1.0:
-            self._icmp_tokens = tokens
-            return False
-        self._icmp_tokens = tokens - 1.0
-        return True
-
     def _send_icmp_error(
         self, data: Buffer, msg: ParameterProblem | DestinationUnreachable, now: float
     ) -> None:
@@ -278,7 +266,7 @@ class ICMPv6Handler:
         if carries_icmpv6_error(data):
             c["icmp_errors_suppressed"] += 1  # never an error about an error
             return
-        if not self._icmp_error_allowed(now):
+        if not self._rate_limit.take(now):
             c["icmp_errors_rate_limited"] += 1
             return
         msg.invoking = bytes(data[:MAX_QUOTE])
