@@ -14,12 +14,11 @@ Cost model -- this is the project's simulator, so the common case is cheap:
   destinations; each packet occupies it for ``len / rate`` of its own path's rate.
 * Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
   that module for the order: rate/queue, loss, corrupt, duplicate, delay/jitter,
-  reorder). If it is due later it goes into ONE heap per network, served by ONE
-  delivery task: a trio *system task* spawned lazily on the first delayed packet (so a
-  network needs no ``async with``; the task ends with :meth:`VirtualNetwork.close` or
-  with the trio run). It sleeps with ``trio`` deadlines only, so everything runs in
-  virtual time under ``trio.testing.MockClock(autojump_threshold=0)``. Both that task
-  and a receiver waiting for packets sleep on an :class:`~trio_tcp6.alarm.Alarm`.
+  reorder). If it is due later it waits in the network's delivery task
+  (:class:`~trio_tcp6.links.delivery.DeliveryTask`: one heap, one lazily spawned
+  trio system task that sleeps on trio deadlines only, so everything runs in virtual
+  time under ``trio.testing.MockClock(autojump_threshold=0)``; no ``async with``
+  needed, the task ends with :meth:`VirtualNetwork.close` or with the trio run).
 
 Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_mtu``, the network never fragments), shorter than an IPv6 header
@@ -28,24 +27,19 @@ Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_loss``); with ``backpressure=False`` also the receiver's bounded inbound
 queue full (``dropped_rx_overflow``).
 
-Inbound queues and backpressure: each host has a bounded inbound queue (default 4096
-packets and 16 MiB per link, ``rx_queue``/``rx_queue_bytes``). The bound counts the
-packets queued *and* those in flight towards the host (scheduled in the delay heap),
-so a host's share of the network's memory never exceeds it (a duplicated packet's
-second copy may pass it by one packet). A full queue is not a loss -- the receiving
-host is merely busy, as a NIC's ring that the host has not emptied yet pushes back
-on the local stack rather than dropping -- so by default (``backpressure=True``) a
-sender waits for room: ``send``/``send_batch`` block until the receiver takes
-packets, and ``send_nowait`` raises :class:`trio.WouldBlock` (taking nothing), which
-a stack answers by sending the rest with ``send_batch`` from a task. Each time the
-receiver takes packets, every waiting sender is let in for an equal share of the
-room; a sender that used its share (or found no room) waits again, and new senders
-queue behind the waiting ones, so the room goes round-robin among the senders and
-no flow starves another. A host that never reads therefore stops its senders
-instead of losing their packets (``backpressure=False``: it drops them, counted as
-``dropped_rx_overflow``, as before). Only the host's inbound queue pushes back:
-the impairments' ``rate``/``queue`` wire and their ``loss`` still drop as
-configured, and the network's own ICMPv6 errors are dropped when the queue is full.
+Inbound queues and backpressure (:class:`~trio_tcp6.links.inbound.InboundQueue`):
+each host has a bounded inbound queue (default 4096 packets and 16 MiB per link,
+``rx_queue``/``rx_queue_bytes``), counting the packets queued *and* those in flight
+towards the host. A full queue is not a loss -- the receiving host is merely busy --
+so by default (``backpressure=True``) a sender waits for room: ``send``/
+``send_batch`` block until the receiver takes packets, and ``send_nowait`` raises
+:class:`trio.WouldBlock` (taking nothing), which a stack answers by sending the rest
+with ``send_batch`` from a task. The room goes round-robin among the waiting senders
+and no flow starves another (the inbound module says how). With
+``backpressure=False`` a full queue drops, counted as ``dropped_rx_overflow``. Only
+the host's inbound queue pushes back: the impairments' ``rate``/``queue`` wire and
+their ``loss`` still drop as configured, and the network's own ICMPv6 errors are
+dropped when the queue is full.
 
 Impairments are layered: the network-wide values (constructor, or ``impair()`` with
 both ``src`` and ``dst`` None), then ``impair(dst=B)`` (all traffic *to* B), then
@@ -116,13 +110,11 @@ import math
 import os
 import random
 from collections.abc import Iterable
-from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 import trio
 
-from ..alarm import Alarm
 from ..wire.icmpv6 import (
     MAX_QUOTE,
     UNREACH_ADDRESS,
@@ -134,6 +126,7 @@ from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN, IPV6_SRC, PROTO_ICMPV6, build
 from ..wire.tcp import complete_tcp_checksum
 from .base import ChecksumOffload, LinkCapabilities, Packet
 from .capture import Capture
+from .delivery import DeliveryTask
 from .impair import (
     Counters,
     Impairer,
@@ -144,7 +137,7 @@ from .impair import (
 )
 from .inbound import InboundQueue
 from .ratelimit import TokenBucket
-from .replay import InstantOrder, derive_seed, packet_key, path_random
+from .replay import derive_seed, packet_key, path_random
 
 if TYPE_CHECKING:
     pass
@@ -182,6 +175,8 @@ class _Path:
 #: A packet held for the instant's release: (sending link, path, destination, packet,
 #: partial); path and destination None for a packet to an address nobody has.
 _Held = tuple["VirtualLink", "_Path | None", "VirtualLink | None", bytes, bool]
+#: A packet due later: (destination, packet, partial).
+_Due = tuple["VirtualLink", bytes, bool]
 
 
 class VirtualLink:
@@ -450,7 +445,9 @@ class VirtualNetwork:
         # Only paths without a generator of their own (no seed) draw from its.
         self._impairer = Impairer(counters=self._counters)
         #: Packets held until the end of their instant (``deterministic=True``).
-        self._order: InstantOrder[_Held] | None = InstantOrder() if deterministic else None
+        self._delivery: DeliveryTask[_Due, _Held] = DeliveryTask(
+            "trio_tcp6.VirtualNetwork.delivery", self._arrive_due, self._release, deterministic
+        )
         self._base = Impairments(
             delay=delay,
             jitter=jitter,
@@ -466,10 +463,6 @@ class VirtualNetwork:
         self._links: dict[bytes, VirtualLink] = {}
         self._paths: dict[tuple[bytes, bytes], _Path] = {}
         self._wires: dict[bytes, Wire] = {}
-        self._heap: list[tuple[float, int, VirtualLink, bytes, bool]] = []
-        self._seq = 0
-        self._delivery_task: trio.lowlevel.Task | None = None
-        self._delivery_alarm = Alarm("a network has one delivery task")
         self._captures: list[Capture] = []
         self._closed = False
         # Checksum offload: off for good once corruption is configured anywhere.
@@ -485,7 +478,7 @@ class VirtualNetwork:
     @property
     def deterministic(self) -> bool:
         """Whether each instant's packets are released in a canonical order."""
-        return self._order is not None
+        return self._delivery.order is not None
 
     def stack_seed(self, address: AddressLike) -> bytes | None:
         """The seed a stack at ``address`` derives its secrets from (None without a
@@ -656,7 +649,7 @@ class VirtualNetwork:
             c.sent -= 1
             link.sent -= 1
             return dest
-        if self._order is not None:
+        if self._delivery.order is not None:
             if admitted:
                 # Held towards dest: counted in its bound until released.
                 dest.inbound.reserve(len(data))
@@ -678,7 +671,7 @@ class VirtualNetwork:
     def _no_route(self, link: VirtualLink, data: bytes) -> None:
         """``data`` has no destination: drop and answer it now, or at the instant's
         release (in flight until then)."""
-        if self._order is not None:
+        if self._delivery.order is not None:
             self._hold(link, None, None, data, False)
         else:
             self._counters.dropped_no_route += 1
@@ -692,14 +685,7 @@ class VirtualNetwork:
         data: bytes,
         partial: bool,
     ) -> None:
-        assert self._order is not None
-        self._order.hold(packet_key(link._packed, data), (link, path, dest, data, partial))
-        if self._delivery_task is None:
-            self._delivery_task = trio.lowlevel.spawn_system_task(
-                self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
-            )
-        else:
-            self._delivery_alarm.wake()
+        self._delivery.hold(packet_key(link._packed, data), (link, path, dest, data, partial))
 
     def _release(self, held: list[_Held]) -> None:
         """Route the packets of an instant, in the order given."""
@@ -784,19 +770,12 @@ class VirtualNetwork:
             if imp.trivial:
                 path.fast = True  # nothing of this path is pending any more
             return
-        heap = self._heap
+        schedule = self._delivery.schedule
         for _ in range(copies):
-            self._seq += 1
-            heappush(heap, (at, self._seq, dest, data, partial))
+            schedule(at, (dest, data, partial))
             if admitted:
                 # In flight towards dest: counted in its bound until it arrives.
                 dest.inbound.reserve(len(data))
-        if self._delivery_task is None:
-            self._delivery_task = trio.lowlevel.spawn_system_task(
-                self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
-            )
-        else:
-            self._delivery_alarm.wake_by(at)
 
     def _deliver(
         self, dest: VirtualLink, data: bytes, now: float, partial: bool, admitted: bool
@@ -816,36 +795,13 @@ class VirtualNetwork:
         for cap in self._captures:
             cap.write(data, now)
 
-    def _deliver_due(self, now: float) -> None:
-        heap = self._heap
+    def _arrive_due(self, item: _Due, now: float) -> None:
+        """A scheduled packet is due (the delivery task calls this)."""
+        dest, data, partial = item
         admitted = self._backpressure
-        while heap and heap[0][0] <= now:
-            _at, _seq, dest, data, partial = heappop(heap)
-            if admitted:
-                dest.inbound.unreserve(len(data))
-            self._deliver(dest, data, now, partial, admitted)
-
-    async def _delivery_loop(self) -> None:
-        heap = self._heap
-        order = self._order
-        try:
-            while not self._closed:
-                now = trio.current_time()
-                if order is not None and (order or (heap and heap[0][0] <= now)):
-                    # The end of an instant: once every task is blocked, what the heap
-                    # releases now, then what was sent now, in canonical order.
-                    held = await order.settle()
-                    if self._closed:
-                        break
-                    self._deliver_due(trio.current_time())
-                    self._release(held)
-                    continue
-                self._deliver_due(now)
-                if self._closed:
-                    break
-                await self._delivery_alarm.sleep_until(heap[0][0] if heap else math.inf)
-        finally:
-            self._delivery_task = None
+        if admitted:
+            dest.inbound.unreserve(len(data))
+        self._deliver(dest, data, now, partial, admitted)
 
     # -- capture, stats, lifetime ---------------------------------------------------
 
@@ -872,7 +828,7 @@ class VirtualNetwork:
         ``sent + duplicated == delivered + dropped_* + in_flight``.
         """
         d = self._counters.as_dict()
-        d["in_flight"] = len(self._heap) + (len(self._order) if self._order is not None else 0)
+        d["in_flight"] = len(self._delivery)
         d["icmp_unreachable_sent"] = self._unreach_sent
         d["icmp_unreachable_rate_limited"] = self._unreach_limited
         return d
@@ -884,10 +840,7 @@ class VirtualNetwork:
         self._closed = True
         for link in list(self._links.values()):
             link.close()
-        self._heap.clear()
-        if self._order is not None:
-            self._order.clear()
-        self._delivery_alarm.wake()
+        self._delivery.close()
         for cap in list(self._captures):
             cap.close()
 
