@@ -445,6 +445,7 @@ class VirtualNetwork:
         # Only paths without a generator of their own (no seed) draw from its.
         self._impairer = Impairer(counters=self._counters)
         #: Packets held until the end of their instant (``deterministic=True``).
+        self._deterministic = bool(deterministic)
         self._delivery: DeliveryTask[_Due, _Held] = DeliveryTask(
             "trio_tcp6.VirtualNetwork.delivery", self._arrive_due, self._release, deterministic
         )
@@ -478,7 +479,7 @@ class VirtualNetwork:
     @property
     def deterministic(self) -> bool:
         """Whether each instant's packets are released in a canonical order."""
-        return self._delivery.order is not None
+        return self._deterministic
 
     def stack_seed(self, address: AddressLike) -> bytes | None:
         """The seed a stack at ``address`` derives its secrets from (None without a
@@ -643,16 +644,17 @@ class VirtualNetwork:
         if dest is None:
             self._no_route(link, data)
             return None
+        inbound = dest.inbound
         admitted = self._backpressure
-        if admitted and (dest.inbound.refuses(data) or (queue and dest.inbound.senders)):
+        if admitted and (inbound.refuses(data) or (queue and inbound.senders)):
             # Not sent after all: the sender waits for room and sends it again.
             c.sent -= 1
             link.sent -= 1
             return dest
-        if self._delivery.order is not None:
+        if self._deterministic:
             if admitted:
                 # Held towards dest: counted in its bound until released.
-                dest.inbound.reserve(len(data))
+                inbound.reserve(len(data))
             self._hold(link, path, dest, data, partial)
             return None
         if path.fast:
@@ -660,7 +662,7 @@ class VirtualNetwork:
                 self._capture(
                     complete_tcp_checksum(data) if partial else data, trio.current_time()
                 )
-            if dest.inbound.arrive(data, partial, admitted):
+            if inbound.arrive(data, partial, admitted):
                 c.delivered += 1
             else:
                 c.dropped_rx_overflow += 1
@@ -671,7 +673,7 @@ class VirtualNetwork:
     def _no_route(self, link: VirtualLink, data: bytes) -> None:
         """``data`` has no destination: drop and answer it now, or at the instant's
         release (in flight until then)."""
-        if self._delivery.order is not None:
+        if self._deterministic:
             self._hold(link, None, None, data, False)
         else:
             self._counters.dropped_no_route += 1
@@ -771,11 +773,14 @@ class VirtualNetwork:
                 path.fast = True  # nothing of this path is pending any more
             return
         schedule = self._delivery.schedule
+        inbound = dest.inbound
         for _ in range(copies):
             schedule(at, (dest, data, partial))
             if admitted:
-                # In flight towards dest: counted in its bound until it arrives.
-                dest.inbound.reserve(len(data))
+                # In flight towards dest: counted in its bound until it arrives
+                # (InboundQueue.reserve, inline: once per delayed packet).
+                inbound.reserved += 1
+                inbound.reserved_bytes += len(data)
 
     def _deliver(
         self, dest: VirtualLink, data: bytes, now: float, partial: bool, admitted: bool
@@ -800,7 +805,9 @@ class VirtualNetwork:
         dest, data, partial = item
         admitted = self._backpressure
         if admitted:
-            dest.inbound.unreserve(len(data))
+            inbound = dest.inbound  # (InboundQueue.unreserve, inline: once per packet)
+            inbound.reserved -= 1
+            inbound.reserved_bytes -= len(data)
         self._deliver(dest, data, now, partial, admitted)
 
     # -- capture, stats, lifetime ---------------------------------------------------
