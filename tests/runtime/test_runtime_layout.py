@@ -57,7 +57,8 @@ def test_the_dependency_graph_is_as_documented() -> None:
         "base": set(),
         "flow": {"_util", "base"},
         "listener": {"base", "flow"},
-        "stack": {"base", "flow", "listener", "timewait"},
+        "icmp": {"base", "flow", "timewait"},
+        "stack": {"base", "flow", "icmp", "listener", "timewait"},
         "timewait": set(),
         "kernel": {"_util", "base"},
     }

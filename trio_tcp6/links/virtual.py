@@ -14,12 +14,11 @@ Cost model -- this is the project's simulator, so the common case is cheap:
   destinations; each packet occupies it for ``len / rate`` of its own path's rate.
 * Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
   that module for the order: rate/queue, loss, corrupt, duplicate, delay/jitter,
-  reorder). If it is due later it goes into ONE heap per network, served by ONE
-  delivery task: a trio *system task* spawned lazily on the first delayed packet (so a
-  network needs no ``async with``; the task ends with :meth:`VirtualNetwork.close` or
-  with the trio run). It sleeps with ``trio`` deadlines only, so everything runs in
-  virtual time under ``trio.testing.MockClock(autojump_threshold=0)``. Both that task
-  and a receiver waiting for packets sleep on an :class:`~trio_tcp6.alarm.Alarm`.
+  reorder). If it is due later it waits in the network's delivery task
+  (:class:`~trio_tcp6.links.delivery.DeliveryTask`: one heap, one lazily spawned
+  trio system task that sleeps on trio deadlines only, so everything runs in virtual
+  time under ``trio.testing.MockClock(autojump_threshold=0)``; no ``async with``
+  needed, the task ends with :meth:`VirtualNetwork.close` or with the trio run).
 
 Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_mtu``, the network never fragments), shorter than an IPv6 header
@@ -28,24 +27,19 @@ Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_loss``); with ``backpressure=False`` also the receiver's bounded inbound
 queue full (``dropped_rx_overflow``).
 
-Inbound queues and backpressure: each host has a bounded inbound queue (default 4096
-packets and 16 MiB per link, ``rx_queue``/``rx_queue_bytes``). The bound counts the
-packets queued *and* those in flight towards the host (scheduled in the delay heap),
-so a host's share of the network's memory never exceeds it (a duplicated packet's
-second copy may pass it by one packet). A full queue is not a loss -- the receiving
-host is merely busy, as a NIC's ring that the host has not emptied yet pushes back
-on the local stack rather than dropping -- so by default (``backpressure=True``) a
-sender waits for room: ``send``/``send_batch`` block until the receiver takes
-packets, and ``send_nowait`` raises :class:`trio.WouldBlock` (taking nothing), which
-a stack answers by sending the rest with ``send_batch`` from a task. Each time the
-receiver takes packets, every waiting sender is let in for an equal share of the
-room; a sender that used its share (or found no room) waits again, and new senders
-queue behind the waiting ones, so the room goes round-robin among the senders and
-no flow starves another. A host that never reads therefore stops its senders
-instead of losing their packets (``backpressure=False``: it drops them, counted as
-``dropped_rx_overflow``, as before). Only the host's inbound queue pushes back:
-the impairments' ``rate``/``queue`` wire and their ``loss`` still drop as
-configured, and the network's own ICMPv6 errors are dropped when the queue is full.
+Inbound queues and backpressure (:class:`~trio_tcp6.links.inbound.InboundQueue`):
+each host has a bounded inbound queue (default 4096 packets and 16 MiB per link,
+``rx_queue``/``rx_queue_bytes``), counting the packets queued *and* those in flight
+towards the host. A full queue is not a loss -- the receiving host is merely busy --
+so by default (``backpressure=True``) a sender waits for room: ``send``/
+``send_batch`` block until the receiver takes packets, and ``send_nowait`` raises
+:class:`trio.WouldBlock` (taking nothing), which a stack answers by sending the rest
+with ``send_batch`` from a task. The room goes round-robin among the waiting senders
+and no flow starves another (the inbound module says how). With
+``backpressure=False`` a full queue drops, counted as ``dropped_rx_overflow``. Only
+the host's inbound queue pushes back: the impairments' ``rate``/``queue`` wire and
+their ``loss`` still drop as configured, and the network's own ICMPv6 errors are
+dropped when the queue is full.
 
 Impairments are layered: the network-wide values (constructor, or ``impair()`` with
 both ``src`` and ``dst`` None), then ``impair(dst=B)`` (all traffic *to* B), then
@@ -115,16 +109,12 @@ import ipaddress
 import math
 import os
 import random
-from collections import deque
 from collections.abc import Iterable
-from heapq import heappop, heappush
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 import attrs
 import trio
 
-from ..alarm import Alarm, Waiters
 from ..wire.icmpv6 import (
     MAX_QUOTE,
     UNREACH_ADDRESS,
@@ -135,6 +125,8 @@ from ..wire.icmpv6 import (
 from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN, IPV6_SRC, PROTO_ICMPV6, build_ipv6_header
 from ..wire.tcp import complete_tcp_checksum
 from .base import ChecksumOffload, LinkCapabilities, Packet
+from .capture import Capture
+from .delivery import DeliveryTask
 from .impair import (
     Counters,
     Impairer,
@@ -143,10 +135,12 @@ from .impair import (
     Wire,
     check_names,
 )
-from .replay import InstantOrder, derive_seed, packet_key, path_random
+from .inbound import InboundQueue
+from .ratelimit import TokenBucket
+from .replay import derive_seed, packet_key, path_random
 
 if TYPE_CHECKING:
-    from ..wire.pcap import PcapWriter
+    pass
 
 __all__ = ["Capture", "VirtualLink", "VirtualNetwork"]
 
@@ -181,6 +175,8 @@ class _Path:
 #: A packet held for the instant's release: (sending link, path, destination, packet,
 #: partial); path and destination None for a packet to an address nobody has.
 _Held = tuple["VirtualLink", "_Path | None", "VirtualLink | None", bytes, bool]
+#: A packet due later: (destination, packet, partial).
+_Due = tuple["VirtualLink", bytes, bool]
 
 
 class VirtualLink:
@@ -195,26 +191,7 @@ class VirtualLink:
     all of them. Extras: ``receive_nowait``, ``pending()``, ``stats()``.
     """
 
-    __slots__ = (
-        "_closed",
-        "_flows",
-        "_net",
-        "_packed",
-        "_paths",
-        "_rx",
-        "_rx_alarm",
-        "_rx_bytes",
-        "_rx_bytes_limit",
-        "_rx_limit",
-        "_rx_reserved",
-        "_rx_reserved_bytes",
-        "_senders",
-        "_share",
-        "address",
-        "received",
-        "rx_dropped",
-        "sent",
-    )
+    __slots__ = ("_closed", "_net", "_packed", "_paths", "address", "inbound", "sent")
 
     def __init__(
         self, net: VirtualNetwork, address: bytes, rx_queue: int, rx_queue_bytes: int
@@ -222,28 +199,12 @@ class VirtualLink:
         self._net = net
         self._packed = address
         self.address = ipaddress.IPv6Address(address)
-        # (packet, partial): partial packets hold only the pseudo-header sum.
-        self._rx: deque[tuple[bytes, bool]] = deque()
-        self._rx_bytes = 0
-        self._rx_limit = rx_queue
-        self._rx_bytes_limit = rx_queue_bytes
-        # Packets (and bytes) in flight towards this host: counted in its bound.
-        self._rx_reserved = 0
-        self._rx_reserved_bytes = 0
-        # Senders waiting for room in the inbound queue (backpressure), FIFO.
-        self._senders = Waiters()
-        # Packets each sender woken by the last drain may send before it queues again.
-        self._share = 1
-        # Backpressure: queued packets per flow (source address and ports), each
-        # flow's share of the queue.
-        self._flows: dict[bytes, int] = {}
-        self._rx_alarm = Alarm("another task is already receiving on this link")
+        #: This host's inbound queue and the backpressure on its senders.
+        self.inbound = InboundQueue(rx_queue, rx_queue_bytes)
         self._closed = False
         # destination address bytes -> _Path (a cache of net._paths for this source)
         self._paths: dict[bytes, _Path] = {}
         self.sent = 0
-        self.received = 0
-        self.rx_dropped = 0
 
     def __repr__(self) -> str:
         return f"<VirtualLink {self.address} mtu={self.mtu}{' closed' if self._closed else ''}>"
@@ -286,6 +247,16 @@ class VirtualLink:
     def network(self) -> VirtualNetwork:
         return self._net
 
+    @property
+    def received(self) -> int:
+        """Packets queued for this host."""
+        return self.inbound.received
+
+    @property
+    def rx_dropped(self) -> int:
+        """Packets dropped for a full inbound queue."""
+        return self.inbound.dropped
+
     def stats(self) -> dict[str, int]:
         """This host's view: packets sent, received, dropped for a full inbound queue."""
         return {"sent": self.sent, "received": self.received, "rx_dropped": self.rx_dropped}
@@ -309,7 +280,7 @@ class VirtualLink:
     async def _queue_for(self, dest: VirtualLink) -> None:
         """Backpressure: wait at the back of ``dest``'s line of senders until a drain
         lets us in."""
-        await dest._senders.park()
+        await dest.inbound.senders.park()
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
 
@@ -328,15 +299,15 @@ class VirtualLink:
         budget = 0
         for packet in packets:
             if turn is not None and budget <= 0:
-                if turn._backlogged():
+                if turn.inbound.backlogged():
                     await self._queue_for(turn)  # back of the line until the next drain
-                    budget = turn._share
+                    budget = turn.inbound.share
                 else:
                     turn = None  # (nothing queued there any more to be drained)
             full = send(self, packet, partial_checksum, turn is None)
             while full is not None:
                 await self._queue_for(full)
-                turn, budget = full, full._share
+                turn, budget = full, full.inbound.share
                 full = send(self, packet, partial_checksum, False)
             budget -= 1
         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -350,39 +321,15 @@ class VirtualLink:
         if self._net._send(self, packet, partial_checksum, True) is not None:
             raise trio.WouldBlock
 
-    async def _wait(self) -> None:
-        # Return with at least one packet queued, or raise.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._rx:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        while not self._rx:
-            if self._closed:
-                raise trio.ClosedResourceError("link is closed")
-            # Woken by an arrival, or by close().
-            await self._rx_alarm.sleep_until()
-
     async def receive(self) -> bytes:
         """The next packet (waits for one), its checksum complete."""
-        await self._wait()
-        data, partial = self._rx.popleft()
-        self._rx_bytes -= len(data)
-        if self._flows:
-            self._flow_left(data)
-        if self._senders:
-            self._wake_senders()
-        return complete_tcp_checksum(data) if partial else data
+        await self.inbound.wait()
+        return self.inbound.pop()
 
     async def receive_batch(self) -> list[bytes]:
         """Every queued packet, waiting for at least one; checksums complete."""
-        await self._wait()
-        batch = [complete_tcp_checksum(data) if partial else data for data, partial in self._rx]
-        self._rx.clear()
-        self._rx_bytes = 0
-        self._flows.clear()
-        if self._senders:
-            self._wake_senders()
-        return batch
+        await self.inbound.wait()
+        return self.inbound.take()
 
     async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
         """Every queued packet as ``(packet, partial)``, waiting for at least one.
@@ -393,48 +340,32 @@ class VirtualLink:
         complete it, :func:`~trio_tcp6.wire.tcp.complete_tcp_checksum`, before
         passing it anywhere else). Other packets are verified as usual.
         """
-        await self._wait()
-        batch = list(self._rx)
-        self._rx.clear()
-        self._rx_bytes = 0
-        self._flows.clear()
-        if self._senders:
-            self._wake_senders()
-        return batch
+        await self.inbound.wait()
+        return self.inbound.take_marked()
 
     def receive_nowait(self) -> bytes | None:
         """The next queued packet (checksum complete), or None (no checkpoint)."""
         if self._closed:
             raise trio.ClosedResourceError("link is closed")
-        if not self._rx:
-            return None
-        data, partial = self._rx.popleft()
-        self._rx_bytes -= len(data)
-        if self._flows:
-            self._flow_left(data)
-        if self._senders:
-            self._wake_senders()
-        return complete_tcp_checksum(data) if partial else data
+        return self.inbound.pop() if self.inbound.packets else None
 
     def pending(self) -> int:
         """How many packets wait in the inbound queue."""
-        return len(self._rx)
+        return len(self.inbound.packets)
 
     def close(self) -> None:
         """Detach from the network. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        self._rx.clear()
-        self._rx_bytes = 0
-        self._flows.clear()
         self._net._detach(self)
-        self._rx_alarm.wake()
-        self._senders.unpark_all()  # they find no route now (or their own link closed)
+        # Our receiver wakes to ClosedResourceError; senders waiting for our queue
+        # find no route now (or their own link closed).
+        self.inbound.close()
         for path in self._paths.values():
             dest = path.dest
-            if dest is not None and dest._senders:
-                dest._senders.unpark_all()  # our waiting senders raise ClosedResourceError
+            if dest is not None and dest.inbound.senders:
+                dest.inbound.senders.unpark_all()  # ours raise ClosedResourceError
 
     async def aclose(self) -> None:
         self.close()
@@ -445,110 +376,6 @@ class VirtualLink:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    # -- called by the network ----------------------------------------------------
-
-    def _wake_senders(self) -> None:
-        """Room again: let every waiting sender in, each for an equal share of it."""
-        room = self._rx_limit - len(self._rx) - self._rx_reserved
-        self._share = max(1, room // max(1, len(self._senders)))
-        self._senders.unpark_all()
-
-    def _backlogged(self) -> bool:
-        """Something is queued or in flight here (a drain, and a wake-up, will come)."""
-        return bool(self._rx) or self._rx_reserved > 0
-
-    def _full(self, size: int) -> bool:
-        """No room for one more packet of ``size`` bytes (queued and in flight)."""
-        return (
-            len(self._rx) + self._rx_reserved >= self._rx_limit
-            or self._rx_bytes + self._rx_reserved_bytes + size > self._rx_bytes_limit
-        )
-
-    def _refuses(self, data: bytes) -> bool:
-        """Backpressure's admission: no room, or (the queue half full) ``data``'s flow
-        already holds its share of the queue (the limit divided among the flows
-        queued here), so that a flow with a larger window queues at its sender, not
-        in front of the others."""
-        if self._full(len(data)):
-            return True
-        if 2 * len(self._rx) < self._rx_limit:
-            return False  # (shares matter only once the queue is half full)
-        flows = self._flows
-        held = flows.get(data[8:24] + data[40:44], 0)
-        return held > 0 and held * (len(flows) or 1) >= self._rx_limit
-
-    def _flow_left(self, data: bytes) -> None:
-        key = data[8:24] + data[40:44]
-        held = self._flows.get(key, 0)
-        if held > 1:
-            self._flows[key] = held - 1
-        else:
-            self._flows.pop(key, None)
-
-    def _arrive(self, data: bytes, partial: bool = False, admitted: bool = False) -> bool:
-        # ``admitted``: the sender already found room (backpressure), queue it.
-        if not admitted and self._full(len(data)):
-            self.rx_dropped += 1
-            return False
-        self._rx.append((data, partial))
-        self._rx_bytes += len(data)
-        self.received += 1
-        if admitted:
-            key = data[8:24] + data[40:44]
-            flows = self._flows
-            flows[key] = flows.get(key, 0) + 1
-        self._rx_alarm.wake()
-        return True
-
-
-class Capture:
-    """A running capture (from ``net.capture(path)``); stop it with :meth:`close`, or
-    use it as a (sync or async) context manager. ``count`` = packets written."""
-
-    def __init__(self, net: VirtualNetwork, writer: PcapWriter) -> None:
-        self._net = net
-        self.writer = writer
-        self.count = 0
-        self.closed = False
-        self.error: Exception | None = None
-
-    def write(self, data: bytes, timestamp: float) -> None:
-        try:
-            self.writer.write(data, timestamp if timestamp > 0.0 else 0.0)
-        except (OSError, ValueError) as exc:
-            # Never let a capture problem break the network: stop this capture.
-            self.error = exc
-            self.close()
-            return
-        self.count += 1
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._net._captures = [c for c in self._net._captures if c is not self]
-        try:
-            self.writer.close()
-        except OSError as exc:
-            self.error = exc
-
-    def __enter__(self) -> Capture:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Capture:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 
 
 class VirtualNetwork:
@@ -618,7 +445,10 @@ class VirtualNetwork:
         # Only paths without a generator of their own (no seed) draw from its.
         self._impairer = Impairer(counters=self._counters)
         #: Packets held until the end of their instant (``deterministic=True``).
-        self._order: InstantOrder[_Held] | None = InstantOrder() if deterministic else None
+        self._deterministic = bool(deterministic)
+        self._delivery: DeliveryTask[_Due, _Held] = DeliveryTask(
+            "trio_tcp6.VirtualNetwork.delivery", self._arrive_due, self._release, deterministic
+        )
         self._base = Impairments(
             delay=delay,
             jitter=jitter,
@@ -634,10 +464,6 @@ class VirtualNetwork:
         self._links: dict[bytes, VirtualLink] = {}
         self._paths: dict[tuple[bytes, bytes], _Path] = {}
         self._wires: dict[bytes, Wire] = {}
-        self._heap: list[tuple[float, int, VirtualLink, bytes, bool]] = []
-        self._seq = 0
-        self._delivery_task: trio.lowlevel.Task | None = None
-        self._delivery_alarm = Alarm("a network has one delivery task")
         self._captures: list[Capture] = []
         self._closed = False
         # Checksum offload: off for good once corruption is configured anywhere.
@@ -645,8 +471,7 @@ class VirtualNetwork:
         #: Answer packets to unattached addresses with Destination Unreachable.
         self.unreachable = unreachable
         self._backpressure = bool(backpressure)
-        self._unreach_tokens = float(self.UNREACHABLE_BURST)
-        self._unreach_time = -math.inf
+        self._unreach_limit = TokenBucket(self.UNREACHABLE_BURST, self.UNREACHABLE_RATE)
         self._unreach_sent = 0
         self._unreach_limited = 0
         self._names: dict[str, bytes] = {}
@@ -654,7 +479,7 @@ class VirtualNetwork:
     @property
     def deterministic(self) -> bool:
         """Whether each instant's packets are released in a canonical order."""
-        return self._order is not None
+        return self._deterministic
 
     def stack_seed(self, address: AddressLike) -> bytes | None:
         """The seed a stack at ``address`` derives its secrets from (None without a
@@ -819,17 +644,17 @@ class VirtualNetwork:
         if dest is None:
             self._no_route(link, data)
             return None
+        inbound = dest.inbound
         admitted = self._backpressure
-        if admitted and (dest._refuses(data) or (queue and dest._senders)):
+        if admitted and (inbound.refuses(data) or (queue and inbound.senders)):
             # Not sent after all: the sender waits for room and sends it again.
             c.sent -= 1
             link.sent -= 1
             return dest
-        if self._order is not None:
+        if self._deterministic:
             if admitted:
                 # Held towards dest: counted in its bound until released.
-                dest._rx_reserved += 1
-                dest._rx_reserved_bytes += len(data)
+                inbound.reserve(len(data))
             self._hold(link, path, dest, data, partial)
             return None
         if path.fast:
@@ -837,7 +662,7 @@ class VirtualNetwork:
                 self._capture(
                     complete_tcp_checksum(data) if partial else data, trio.current_time()
                 )
-            if dest._arrive(data, partial, admitted):
+            if inbound.arrive(data, partial, admitted):
                 c.delivered += 1
             else:
                 c.dropped_rx_overflow += 1
@@ -848,7 +673,7 @@ class VirtualNetwork:
     def _no_route(self, link: VirtualLink, data: bytes) -> None:
         """``data`` has no destination: drop and answer it now, or at the instant's
         release (in flight until then)."""
-        if self._order is not None:
+        if self._deterministic:
             self._hold(link, None, None, data, False)
         else:
             self._counters.dropped_no_route += 1
@@ -862,14 +687,7 @@ class VirtualNetwork:
         data: bytes,
         partial: bool,
     ) -> None:
-        assert self._order is not None
-        self._order.hold(packet_key(link._packed, data), (link, path, dest, data, partial))
-        if self._delivery_task is None:
-            self._delivery_task = trio.lowlevel.spawn_system_task(
-                self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
-            )
-        else:
-            self._delivery_alarm.wake()
+        self._delivery.hold(packet_key(link._packed, data), (link, path, dest, data, partial))
 
     def _release(self, held: list[_Held]) -> None:
         """Route the packets of an instant, in the order given."""
@@ -880,8 +698,7 @@ class VirtualNetwork:
                 self._unreachable(link, data)
                 continue
             if admitted:
-                dest._rx_reserved -= 1
-                dest._rx_reserved_bytes -= len(data)
+                dest.inbound.unreserve(len(data))
             self._send_impaired(link, path, dest, data, partial)
 
     def _unreachable(self, link: VirtualLink, data: bytes) -> None:
@@ -893,23 +710,16 @@ class VirtualNetwork:
         if data[IPV6_DST.start] == 0xFF or src == bytes(16) or carries_icmpv6_error(data):
             return  # RFC 4443 §2.4 (e)
         now = _now_or(0.0)
-        tokens = min(
-            float(self.UNREACHABLE_BURST),
-            self._unreach_tokens + (now - self._unreach_time) * self.UNREACHABLE_RATE,
-        )
-        self._unreach_time = now
-        if tokens < 1.0:
-            self._unreach_tokens = tokens
+        if not self._unreach_limit.take(now):
             self._unreach_limited += 1
             return
-        self._unreach_tokens = tokens - 1.0
         router = self.ROUTER.packed
         msg = DestinationUnreachable(UNREACH_ADDRESS, bytes(data[:MAX_QUOTE]))
         body = build_icmpv6(msg, router, src)
         reply = build_ipv6_header(router, src, PROTO_ICMPV6, len(body)) + body
         if self._captures:
             self._capture(reply, now)
-        if link._arrive(reply):
+        if link.inbound.arrive(reply):
             self._unreach_sent += 1
 
     def _new_path(self, link: VirtualLink, dst: bytes) -> _Path:
@@ -962,20 +772,15 @@ class VirtualNetwork:
             if imp.trivial:
                 path.fast = True  # nothing of this path is pending any more
             return
-        heap = self._heap
+        schedule = self._delivery.schedule
+        inbound = dest.inbound
         for _ in range(copies):
-            self._seq += 1
-            heappush(heap, (at, self._seq, dest, data, partial))
+            schedule(at, (dest, data, partial))
             if admitted:
-                # In flight towards dest: counted in its bound until it arrives.
-                dest._rx_reserved += 1
-                dest._rx_reserved_bytes += len(data)
-        if self._delivery_task is None:
-            self._delivery_task = trio.lowlevel.spawn_system_task(
-                self._delivery_loop, name="trio_tcp6.VirtualNetwork.delivery"
-            )
-        else:
-            self._delivery_alarm.wake_by(at)
+                # In flight towards dest: counted in its bound until it arrives
+                # (InboundQueue.reserve, inline: once per delayed packet).
+                inbound.reserved += 1
+                inbound.reserved_bytes += len(data)
 
     def _deliver(
         self, dest: VirtualLink, data: bytes, now: float, partial: bool, admitted: bool
@@ -986,7 +791,7 @@ class VirtualNetwork:
             return
         if self._captures:
             self._capture(complete_tcp_checksum(data) if partial else data, now)
-        if dest._arrive(data, partial, admitted):
+        if dest.inbound.arrive(data, partial, admitted):
             c.delivered += 1
         else:
             c.dropped_rx_overflow += 1
@@ -995,37 +800,15 @@ class VirtualNetwork:
         for cap in self._captures:
             cap.write(data, now)
 
-    def _deliver_due(self, now: float) -> None:
-        heap = self._heap
+    def _arrive_due(self, item: _Due, now: float) -> None:
+        """A scheduled packet is due (the delivery task calls this)."""
+        dest, data, partial = item
         admitted = self._backpressure
-        while heap and heap[0][0] <= now:
-            _at, _seq, dest, data, partial = heappop(heap)
-            if admitted:
-                dest._rx_reserved -= 1
-                dest._rx_reserved_bytes -= len(data)
-            self._deliver(dest, data, now, partial, admitted)
-
-    async def _delivery_loop(self) -> None:
-        heap = self._heap
-        order = self._order
-        try:
-            while not self._closed:
-                now = trio.current_time()
-                if order is not None and (order or (heap and heap[0][0] <= now)):
-                    # The end of an instant: once every task is blocked, what the heap
-                    # releases now, then what was sent now, in canonical order.
-                    held = await order.settle()
-                    if self._closed:
-                        break
-                    self._deliver_due(trio.current_time())
-                    self._release(held)
-                    continue
-                self._deliver_due(now)
-                if self._closed:
-                    break
-                await self._delivery_alarm.sleep_until(heap[0][0] if heap else math.inf)
-        finally:
-            self._delivery_task = None
+        if admitted:
+            inbound = dest.inbound  # (InboundQueue.unreserve, inline: once per packet)
+            inbound.reserved -= 1
+            inbound.reserved_bytes -= len(data)
+        self._deliver(dest, data, now, partial, admitted)
 
     # -- capture, stats, lifetime ---------------------------------------------------
 
@@ -1037,9 +820,12 @@ class VirtualNetwork:
         """
         from ..wire.pcap import PcapWriter
 
-        cap = Capture(self, PcapWriter(target))
+        cap = Capture(PcapWriter(target), self._stop_capture)
         self._captures = [*self._captures, cap]
         return cap
+
+    def _stop_capture(self, cap: Capture) -> None:
+        self._captures = [c for c in self._captures if c is not cap]
 
     def stats(self) -> dict[str, int]:
         """Counters: sent, delivered, dropped_* by reason, duplicated, corrupted,
@@ -1049,7 +835,7 @@ class VirtualNetwork:
         ``sent + duplicated == delivered + dropped_* + in_flight``.
         """
         d = self._counters.as_dict()
-        d["in_flight"] = len(self._heap) + (len(self._order) if self._order is not None else 0)
+        d["in_flight"] = len(self._delivery)
         d["icmp_unreachable_sent"] = self._unreach_sent
         d["icmp_unreachable_rate_limited"] = self._unreach_limited
         return d
@@ -1061,10 +847,7 @@ class VirtualNetwork:
         self._closed = True
         for link in list(self._links.values()):
             link.close()
-        self._heap.clear()
-        if self._order is not None:
-            self._order.clear()
-        self._delivery_alarm.wake()
+        self._delivery.close()
         for cap in list(self._captures):
             cap.close()
 

@@ -24,7 +24,6 @@ import errno
 import ipaddress
 import logging
 import socket
-import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -33,43 +32,18 @@ import attrs
 import trio
 
 from ..config import TCPConfig
-from ..errors import Refused, TCPError, Unknown
+from ..errors import TCPError, Unknown
 from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilities_of
 from ..links.replay import derive_seed
 from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift
-from ..tcp.events import State
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.memory import MemoryAccount, relieve
 from ..tcp.ports import EphemeralPorts
-from ..tcp.seq import MASK, seq_ge, seq_gt, seq_le
+from ..tcp.seq import MASK, seq_gt
 from ..wire.errors import ParseError
-from ..wire.icmpv6 import (
-    IPV6_MIN_MTU,
-    MAX_QUOTE,
-    UNREACH_ADDRESS,
-    UNREACH_ADMIN_PROHIBITED,
-    UNREACH_BEYOND_SCOPE,
-    UNREACH_NO_ROUTE,
-    UNREACH_POLICY,
-    UNREACH_PORT,
-    UNREACH_REJECT_ROUTE,
-    DestinationUnreachable,
-    EchoReply,
-    EchoRequest,
-    PacketTooBig,
-    ParameterProblem,
-    TimeExceeded,
-    build_icmpv6,
-    carries_icmpv6_error,
-    parse_icmpv6,
-    parse_invoking,
-)
 from ..wire.ipv6 import (
     ECN_MASK,
-    IPV6_DST,
     IPV6_HEADER_LEN,
-    IPV6_SRC,
-    PP_UNRECOGNIZED_NEXT_HEADER,
     PROTO_ICMPV6,
     PROTO_TCP,
     IPv6Packet,
@@ -89,25 +63,23 @@ from ..wire.tcp import (
     build_tcp_header,
     build_tcp_header_partial,
     parse_tcp,
-    quoted_tcp_fields,
     tcp_pseudo_base,
     verify_tcp_checksum,
 )
 from .base import Buffer, Stack, check_port, parse_host
 from .flow import DirectFlow, UnsentPackets
+
+# The ICMPv6 and PMTU constants stay importable from here, where they always were.
+from .icmp import ICMP_ERROR_BURST as ICMP_ERROR_BURST
+from .icmp import ICMP_ERROR_RATE as ICMP_ERROR_RATE
+from .icmp import PMTU_CACHE_SIZE as PMTU_CACHE_SIZE
+from .icmp import PMTU_TIMEOUT as PMTU_TIMEOUT
+from .icmp import ICMPv6Handler
 from .listener import DirectListener
 from .timewait import FlowKey, TimeWaitTable
 
 __all__ = ["DirectStack", "open_stack"]
 
-#: Seconds a path MTU learnt from Packet Too Big is kept (RFC 8201 §4: at least 5 min).
-PMTU_TIMEOUT = 600.0
-#: Destinations whose path MTU is remembered (the oldest entry goes first).
-PMTU_CACHE_SIZE = 1024
-#: ICMPv6 errors we send (RFC 4443 §2.4 (f)): a token bucket of this many messages ...
-ICMP_ERROR_BURST = 10
-#: ... refilled at this many per second.
-ICMP_ERROR_RATE = 10.0
 _UNSPECIFIED = bytes(16)
 #: Seconds after the last cookie we sent during which cookie ACKs are checked.
 COOKIE_CHECK_WINDOW = 128.0
@@ -186,14 +158,15 @@ class DirectStack(Stack):
         #: Pseudo-header sums without the length, by destination (fast packet path).
         self._pseudo: dict[bytes, int] = {}
         self._shut_down = False
-        # ICMPv6: path MTUs by destination (mtu, expiry), soft errors by flow, and the
-        # token bucket of the errors we send.
-        self._pmtu: dict[bytes, tuple[int, float]] = {}
-        self._soft_errors: weakref.WeakKeyDictionary[DirectFlow, TCPError] = (
-            weakref.WeakKeyDictionary()
+        # ICMPv6: echo, errors about our segments, path MTUs, the errors we send.
+        self._icmp = ICMPv6Handler(
+            self._addr,
+            self._mtu,
+            self._flows,
+            self._counters,
+            lambda packet: self._pending.append(packet),
+            self._malformed,
         )
-        self._icmp_tokens = float(ICMP_ERROR_BURST)
-        self._icmp_time = 0.0
         #: What all connections buffer, against ``config.memory_limit`` (tcp_mem).
         self.memory = MemoryAccount(config.memory_limit, self._counters)
         self._memory_relief_at = -1e18
@@ -738,188 +711,29 @@ class DirectStack(Stack):
         self._register(flow)
         return True
 
-    # -- ICMPv6 -------------------------------------------------------------------------------
+    # -- ICMPv6 (runtime/icmp.py) -------------------------------------------------------------
     def _icmp_input(self, src: bytes, payload: Buffer, now: float) -> None:
-        """RFC 4443: answer echo requests; apply errors to the connection they quote
-        (Packet Too Big, Destination Unreachable, Time Exceeded, Parameter Problem).
-        Nothing here ever answers an error with an error (§2.4 (e))."""
-        c = self._counters
-        try:
-            msg = parse_icmpv6(payload, src, self._addr)
-        except ParseError as exc:
-            if exc.reason == "icmpv6_bad_checksum":
-                c["drop_bad_checksum"] += 1
-            else:
-                self._malformed(exc)
-            return
-        c["icmp_in"] += 1
-        if isinstance(msg, EchoRequest):
-            if src[0] == 0xFF or src == _UNSPECIFIED:
-                c["drop_icmp_bad_source"] += 1
-                return
-            body = build_icmpv6(EchoReply(msg.identifier, msg.sequence, msg.data), self._addr, src)
-            header = build_ipv6_header(self._addr, src, PROTO_ICMPV6, len(body))
-            self._pending.append(header + body)
-            c["icmp_echo_replies"] += 1
-            c["icmp_out"] += 1
-        elif isinstance(msg, PacketTooBig):
-            self._packet_too_big(msg, now)
-        elif isinstance(msg, (DestinationUnreachable, TimeExceeded, ParameterProblem)):
-            self._icmp_error_input(msg)
-        else:
-            c["icmp_ignored"] += 1
+        self._icmp.input(src, payload, now)
 
-    def _quoted_flow(self, invoking: bytes) -> tuple[DirectFlow, int] | None:
-        """The connection (and quoted sequence number) an ICMPv6 error is about, if
-        the quote is one of our segments, of a live connection, with a sequence
-        number in SND.UNA..SND.NXT (RFC 5927 §4.1: anything else is ignored)."""
-        c = self._counters
-        try:
-            inner = parse_invoking(invoking)
-        except ParseError:
-            c["drop_icmp_bad_quote"] += 1
-            return None
-        if inner.src != self._addr or inner.next_header != PROTO_TCP or len(inner.payload) < 8:
-            c["drop_icmp_bad_quote"] += 1
-            return None
-        sport, dport, seq = quoted_tcp_fields(inner.payload)
-        flow = self._flows.get((inner.dst, dport, sport))
-        if flow is None:
-            c["drop_icmp_no_connection"] += 1
-            return None
-        conn = flow.engine
-        if not (seq_ge(seq, conn.snd_una) and seq_le(seq, conn.snd_nxt)):
-            c["drop_icmp_bad_seq"] += 1
-            return None
-        return flow, seq
+    def _parameter_problem(self, data: Buffer, exc: ParameterProblemError, now: float) -> None:
+        self._icmp.parameter_problem(data, exc, now)
 
-    def _packet_too_big(self, msg: PacketTooBig, now: float) -> None:
-        """RFC 8201 §4 with RFC 5927 §4.1's check that the quoted segment is ours.
+    def _unknown_protocol(self, data: Buffer, pkt: IPv6Packet, now: float) -> None:
+        self._icmp.unknown_protocol(data, pkt, now)
 
-        An MTU below 1280 is discarded (RFC 8201 §4), and a PTB never raises the path
-        MTU. The MTU is remembered per destination for :data:`PMTU_TIMEOUT` seconds:
-        every connection to that destination, open now or opened later, uses it."""
-        c = self._counters
-        if msg.mtu < IPV6_MIN_MTU:
-            c["drop_icmp_ptb_below_minimum"] += 1
-            return
-        found = self._quoted_flow(msg.invoking)
-        if found is None:
-            return
-        flow, _seq = found
-        c["icmp_packet_too_big"] += 1
-        dst = flow.remote_packed
-        mtu = min(msg.mtu, self._mtu)
-        cached = self.path_mtu(dst, now)
-        if mtu >= cached:
-            c["icmp_ptb_not_lower"] += 1
-            return
-        if len(self._pmtu) >= PMTU_CACHE_SIZE and dst not in self._pmtu:
-            del self._pmtu[next(iter(self._pmtu))]  # the oldest entry
-        self._pmtu[dst] = (mtu, now + PMTU_TIMEOUT)
-        for other in self.flows:
-            if other.remote_packed == dst:
-                other.engine.set_path_mtu(mtu, now)
-                other.flush()
+    def _apply_path_mtu(self, flow: DirectFlow, now: float) -> None:
+        self._icmp.apply_path_mtu(flow, now)
 
     def path_mtu(self, destination: bytes | str | ipaddress.IPv6Address, now: float) -> int:
         """The path MTU we use towards ``destination``: the link MTU unless a Packet
-        Too Big lowered it less than :data:`PMTU_TIMEOUT` seconds before ``now``."""
-        dst = destination if isinstance(destination, bytes) else parse_host(destination).packed
-        entry = self._pmtu.get(dst)
-        if entry is None:
-            return self._mtu
-        if now >= entry[1]:
-            del self._pmtu[dst]  # RFC 8201 §4: try the larger MTU again
-            return self._mtu
-        return entry[0]
-
-    def _apply_path_mtu(self, flow: DirectFlow, now: float) -> None:
-        """A new connection starts with the remembered path MTU of its destination."""
-        if self._pmtu:
-            mtu = self.path_mtu(flow.remote_packed, now)
-            if mtu < self._mtu:
-                flow.engine.set_path_mtu(mtu, now)
-
-    def _icmp_error_input(
-        self, msg: DestinationUnreachable | TimeExceeded | ParameterProblem
-    ) -> None:
-        """Hard error while connecting, soft error afterwards, as Linux does.
-
-        While our SYN is outstanding (SYN-SENT, the quote is the SYN) the attempt fails
-        at once: Port Unreachable as ``Refused``, the rest as ``Unknown`` with Linux's
-        errno (``ENETUNREACH``, ``EHOSTUNREACH``, ``EACCES``, ...). On a synchronized
-        connection the error is only recorded (RFC 5461, RFC 1122 §4.2.3.9: TCP
-        recovers by itself); :meth:`soft_error` tells the last one."""
-        c = self._counters
-        found = self._quoted_flow(msg.invoking)
-        if found is None:
-            return
-        flow, seq = found
-        error = _icmp_error(msg)
-        conn = flow.engine
-        if conn.state is State.SYN_SENT and seq == conn.iss:
-            c["icmp_unreachable_aborts"] += 1
-            flow.abort(error)
-            return
-        c["icmp_soft_errors"] += 1
-        self._soft_errors[flow] = error
+        Too Big lowered it less than :data:`~trio_tcp6.runtime.icmp.PMTU_TIMEOUT`
+        seconds before ``now``."""
+        return self._icmp.path_mtu(destination, now)
 
     def soft_error(self, flow: DirectFlow) -> TCPError | None:
         """The last ICMPv6 error reported for ``flow`` that did not abort it (Linux's
         ``sk_err_soft``), or None."""
-        return self._soft_errors.get(flow)
-
-    def _icmp_error_allowed(self, now: float) -> bool:
-        """RFC 4443 §2.4 (f): a token bucket of :data:`ICMP_ERROR_BURST` messages
-        refilled at :data:`ICMP_ERROR_RATE` per second."""
-        tokens = min(
-            float(ICMP_ERROR_BURST), self._icmp_tokens + (now - self._icmp_time) * ICMP_ERROR_RATE
-        )
-        self._icmp_time = now
-        if tokens < 1.0:
-            self._icmp_tokens = tokens
-            return False
-        self._icmp_tokens = tokens - 1.0
-        return True
-
-    def _send_icmp_error(
-        self, data: Buffer, msg: ParameterProblem | DestinationUnreachable, now: float
-    ) -> None:
-        """Answer the invoking packet ``data`` with the error ``msg`` (its quote is
-        filled in here), unless RFC 4443 §2.4 (e) forbids it or the rate limit says
-        no. Never for a packet not addressed to us, from an unspecified or multicast
-        source, or carrying an ICMPv6 error itself."""
-        c = self._counters
-        src, dst = bytes(data[IPV6_SRC]), bytes(data[IPV6_DST])
-        if dst != self._addr or src[0] == 0xFF or src == _UNSPECIFIED or src == self._addr:
-            c["icmp_errors_suppressed"] += 1
-            return
-        if carries_icmpv6_error(data):
-            c["icmp_errors_suppressed"] += 1  # never an error about an error
-            return
-        if not self._icmp_error_allowed(now):
-            c["icmp_errors_rate_limited"] += 1
-            return
-        msg.invoking = bytes(data[:MAX_QUOTE])
-        body = build_icmpv6(msg, self._addr, src)
-        self._pending.append(build_ipv6_header(self._addr, src, PROTO_ICMPV6, len(body)) + body)
-        c["icmp_errors_sent"] += 1
-        c["icmp_out"] += 1
-
-    def _parameter_problem(self, data: Buffer, exc: ParameterProblemError, now: float) -> None:
-        """RFC 8200 §4: a header we cannot process; RFC 4443 §3.4 Parameter Problem."""
-        self._malformed(exc)
-        if exc.send_icmp:
-            self._send_icmp_error(data, ParameterProblem(exc.code, exc.pointer), now)
-
-    def _unknown_protocol(self, data: Buffer, pkt: IPv6Packet, now: float) -> None:
-        """RFC 8200 §4: an upper layer we do not implement (anything but TCP and
-        ICMPv6): Parameter Problem code 1 pointing at the Next Header field."""
-        self._drop("unknown_protocol")
-        self._send_icmp_error(
-            data, ParameterProblem(PP_UNRECOGNIZED_NEXT_HEADER, pkt.next_header_pointer), now
-        )
+        return self._icmp.soft_error(flow)
 
     # -- Stack API ----------------------------------------------------------------------------
     @property
@@ -1102,34 +916,6 @@ class DirectStack(Stack):
 
     def __repr__(self) -> str:
         return f"<DirectStack [{self.address}] flows={len(self._flows)}>"
-
-
-#: Destination Unreachable codes (RFC 4443 §3.1) as Linux's icmpv6_err_convert maps them.
-_UNREACHABLE: dict[int, tuple[str, int]] = {
-    UNREACH_NO_ROUTE: ("network is unreachable", errno.ENETUNREACH),
-    UNREACH_ADMIN_PROHIBITED: ("communication administratively prohibited", errno.EACCES),
-    UNREACH_BEYOND_SCOPE: (
-        "host is unreachable (beyond the scope of the source address)",
-        errno.EHOSTUNREACH,
-    ),
-    UNREACH_ADDRESS: ("host is unreachable", errno.EHOSTUNREACH),
-    UNREACH_POLICY: ("source address failed ingress/egress policy", errno.EACCES),
-    UNREACH_REJECT_ROUTE: ("reject route to destination", errno.EACCES),
-}
-
-
-def _icmp_error(msg: DestinationUnreachable | TimeExceeded | ParameterProblem) -> TCPError:
-    """The public error for an ICMPv6 error message about one of our segments."""
-    if isinstance(msg, DestinationUnreachable):
-        if msg.code == UNREACH_PORT:
-            return Refused("connection refused (ICMPv6 port unreachable)")
-        text, err = _UNREACHABLE.get(msg.code, _UNREACHABLE[UNREACH_NO_ROUTE])
-        return Unknown(f"{text} (ICMPv6 destination unreachable, code {msg.code})", err)
-    if isinstance(msg, TimeExceeded):
-        return Unknown("host is unreachable (ICMPv6 time exceeded)", errno.EHOSTUNREACH)
-    if msg.code == PP_UNRECOGNIZED_NEXT_HEADER:  # our TCP is unknown there: as Linux, a refusal
-        return Refused("connection refused (ICMPv6 parameter problem: next header)")
-    return Unknown(f"protocol error (ICMPv6 parameter problem, code {msg.code})", errno.EPROTO)
 
 
 _ALWAYS = (

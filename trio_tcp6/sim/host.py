@@ -11,21 +11,21 @@ Outbound, every packet goes through the network (one entry point, so that a late
 stage can order packets sent at the same virtual instant); a packet larger than the
 cable's MTU is dropped and counted (hosts never fragment), as is anything sent
 before the host is connected. Inbound, packets wait in a bounded queue
-(:attr:`HostLink.RX_QUEUE` packets, like a NIC's ring); beyond it they are dropped
-and counted (``rx_dropped``).
+(:attr:`HostLink.RX_QUEUE` packets, like a NIC's ring; the
+:class:`~trio_tcp6.links.inbound.InboundQueue` a VirtualLink has, without
+backpressure); beyond it they are dropped and counted (``rx_dropped``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
-from ..alarm import Alarm
 from ..links.base import LinkCapabilities, Packet
+from ..links.inbound import InboundQueue
 from .node import Node
 
 if TYPE_CHECKING:
@@ -80,10 +80,8 @@ class HostLink:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        self._rx: deque[bytes] = deque()
-        self._alarm = Alarm("another task is already receiving on this link")
-        self._closed = False
-        self.rx_dropped = 0
+        #: The inbound queue (drop-tail at :attr:`RX_QUEUE` packets, no backpressure).
+        self.inbound = InboundQueue(self.RX_QUEUE)
 
     def __repr__(self) -> str:
         return f"<HostLink {self.host.name} {self.host.address}>"
@@ -99,7 +97,12 @@ class HostLink:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self.inbound.closed
+
+    @property
+    def rx_dropped(self) -> int:
+        """Packets dropped for a full inbound queue."""
+        return self.inbound.dropped
 
     @property
     def capabilities(self) -> LinkCapabilities:
@@ -116,7 +119,7 @@ class HostLink:
 
     def send_nowait(self, packet: Packet) -> None:
         """Send one packet now (no checkpoint; never :class:`trio.WouldBlock`)."""
-        if self._closed:
+        if self.inbound.closed:
             raise trio.ClosedResourceError("link is closed")
         self.host.network.host_send(self.host, packet)
 
@@ -129,7 +132,7 @@ class HostLink:
     async def send_batch(self, packets: Iterable[Packet]) -> None:
         """Send several packets with one checkpoint."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._closed:
+        if self.inbound.closed:
             raise trio.ClosedResourceError("link is closed")
         send = self.host.network.host_send
         host = self.host
@@ -141,51 +144,29 @@ class HostLink:
 
     def arrive(self, packet: bytes) -> None:
         """The network delivers ``packet`` to this host."""
-        if self._closed:
-            return
-        if len(self._rx) >= self.RX_QUEUE:
-            self.rx_dropped += 1
-            return
-        self._rx.append(packet)
-        self.host.received += 1
-        self._alarm.wake()
-
-    async def _wait(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._rx:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return
-        while not self._rx:
-            if self._closed:
-                raise trio.ClosedResourceError("link is closed")
-            await self._alarm.sleep_until()
+        if not self.inbound.closed and self.inbound.arrive(packet):
+            self.host.received += 1
 
     async def receive(self) -> bytes:
         """The next packet (waits for one)."""
-        await self._wait()
-        return self._rx.popleft()
+        await self.inbound.wait()
+        return self.inbound.pop()
 
     async def receive_batch(self) -> list[bytes]:
         """Every queued packet, waiting for at least one."""
-        await self._wait()
-        batch = list(self._rx)
-        self._rx.clear()
-        return batch
+        await self.inbound.wait()
+        return self.inbound.take()
 
     def receive_nowait(self) -> bytes | None:
         """The next queued packet, or None (no checkpoint)."""
-        if self._closed:
+        if self.inbound.closed:
             raise trio.ClosedResourceError("link is closed")
-        return self._rx.popleft() if self._rx else None
+        return self.inbound.pop() if self.inbound.packets else None
 
     def close(self) -> None:
         """Stop receiving (receive then raises ``trio.ClosedResourceError``); the
         host stays in the network. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._rx.clear()
-        self._alarm.wake()
+        self.inbound.close()
 
     async def aclose(self) -> None:
         self.close()

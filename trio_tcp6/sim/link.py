@@ -235,30 +235,22 @@ class Cable:
         def make() -> Queue:
             return queue() if queue is not None else DropTail(packets=DEFAULT_QUEUE_PACKETS)
 
-        self.forward = Channel(
-            net,
-            self,
-            a,
-            b,
-            rate=rate,
-            delay=delay,
-            mtu=mtu,
-            loss=loss,
-            queue=make(),
-            seed=f"{net.seed}/{name}/forward",
-        )
-        self.reverse = Channel(
-            net,
-            self,
-            b,
-            a,
-            rate=rate,
-            delay=delay,
-            mtu=mtu,
-            loss=loss,
-            queue=make(),
-            seed=f"{net.seed}/{name}/reverse",
-        )
+        def channel(src: Node, dst: Node, direction: str) -> Channel:
+            return Channel(
+                net,
+                self,
+                src,
+                dst,
+                rate=rate,
+                delay=delay,
+                mtu=mtu,
+                loss=loss,
+                queue=make(),
+                seed=f"{net.seed}/{name}/{direction}",
+            )
+
+        self.forward = channel(a, b, "forward")
+        self.reverse = channel(b, a, "reverse")
 
     def __repr__(self) -> str:
         return f"<Cable {self.name}>"

@@ -61,13 +61,13 @@ import math
 import os
 from collections.abc import Callable
 from heapq import heappop, heappush
-from types import TracebackType
 from typing import Any, BinaryIO
 
 import trio
 
 from ..alarm import Alarm
 from ..links.base import Packet
+from ..links.capture import Capture as LinkCapture
 from ..links.replay import InstantOrder, derive_seed, packet_key
 from ..wire.pcap import PcapWriter
 from .host import Host
@@ -85,38 +85,15 @@ ROUTER_PREFIX = ipaddress.IPv6Network("2001:db8:ffff::/64")
 Event = tuple[float, int, Callable[[bytes, float], None], bytes]
 
 
-class Capture:
+class Capture(LinkCapture):
     """A running capture (from :meth:`Network.capture`); stop it with :meth:`close`
-    or use it as a context manager. ``count``: packets written."""
+    or use it as a context manager. ``count``: packets written; ``cable``: the cable
+    it writes (None: every cable). A write or close error stops it and is kept in
+    ``error`` (see :class:`trio_tcp6.links.capture.Capture`, which it extends)."""
 
     def __init__(self, net: Network, writer: PcapWriter, cable: Cable | None) -> None:
-        self._net = net
-        self.writer = writer
+        super().__init__(writer, net.stop_capture)
         self.cable = cable
-        self.count = 0
-        self.closed = False
-
-    def write(self, packet: bytes, now: float) -> None:
-        self.writer.write(packet, max(now, 0.0))
-        self.count += 1
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._net.stop_capture(self)
-        self.writer.close()
-
-    def __enter__(self) -> Capture:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Network:
@@ -390,7 +367,7 @@ class Network:
         self._captures = [*self._captures, cap]
         return cap
 
-    def stop_capture(self, cap: Capture) -> None:
+    def stop_capture(self, cap: LinkCapture) -> None:
         """Forget ``cap`` (its :meth:`Capture.close` calls this)."""
         self._captures = [c for c in self._captures if c is not cap]
 

@@ -35,9 +35,9 @@ routes change.
 from __future__ import annotations
 
 import ipaddress
-import math
 from typing import TYPE_CHECKING, ClassVar
 
+from ..links.ratelimit import TokenBucket
 from ..wire.errors import ParseError
 from ..wire.icmpv6 import (
     ICMPV6_ECHO_REQUEST,
@@ -78,8 +78,8 @@ class Router(Node):
         # prefix length -> {masked address (16 bytes) -> outgoing channel}, longest first
         self._table: dict[int, dict[bytes, Channel]] = {}
         self._cache: dict[bytes, Channel | None] = {}
-        self._tokens = float(self.ICMP_BURST)
-        self._token_time = -math.inf
+        #: RFC 4443 §2.4 (f): :attr:`ICMP_BURST`, then :attr:`ICMP_RATE` per second.
+        self._rate_limit = TokenBucket(self.ICMP_BURST, self.ICMP_RATE)
         self.forwarded = 0
         self.hop_limit_exceeded = 0
         self.no_route = 0
@@ -194,15 +194,9 @@ class Router(Node):
         ):
             self.icmp_suppressed += 1
             return
-        tokens = min(
-            float(self.ICMP_BURST), self._tokens + (now - self._token_time) * self.ICMP_RATE
-        )
-        self._token_time = now
-        if tokens < 1.0:
-            self._tokens = tokens
+        if not self._rate_limit.take(now):
             self.icmp_rate_limited += 1
             return
-        self._tokens = tokens - 1.0
         body = build_icmpv6(msg, self.packed, src)
         self.icmp_sent += 1
         self._originate(build_ipv6_header(self.packed, src, PROTO_ICMPV6, len(body)) + body, now)
