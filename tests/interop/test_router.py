@@ -29,7 +29,15 @@ import trio
 import trio_tcp6 as tcp6
 from tests.netns import NetNS, NetNSFactory, ula_prefix
 
-from .conftest import kernel_peer, needs_kernel, receive_digest, send_pattern, tun_stack, wait_line
+from .conftest import (
+    kernel_peer,
+    needs_kernel,
+    needs_tool,
+    receive_digest,
+    send_pattern,
+    tun_stack,
+    wait_line,
+)
 
 
 @attrs.define
@@ -60,6 +68,7 @@ def routed(a: NetNS, b: NetNS, tun_prefix: ipaddress.IPv6Network) -> Iterator[Ro
 
 
 @needs_kernel
+@needs_tool("ping")  # routed() resolves the router's neighbour with ping
 async def test_packet_too_big_from_a_kernel_router(netns_factory: NetNSFactory) -> None:
     a, b = netns_factory(), netns_factory()
     async with tun_stack(a) as t:
@@ -96,6 +105,7 @@ async def test_packet_too_big_from_a_kernel_router(netns_factory: NetNSFactory) 
 
 
 @needs_kernel
+@needs_tool("ping")  # routed() resolves the router's neighbour with ping
 @pytest.mark.parametrize(
     ("route", "err"), [("unreachable", errno.ENETUNREACH), ("prohibit", errno.EACCES)]
 )
@@ -118,6 +128,7 @@ async def test_connect_fails_on_destination_unreachable(
 
 
 @needs_kernel
+@needs_tool("ping")  # routed() resolves the router's neighbour with ping
 async def test_unreachable_is_a_soft_error_on_an_established_connection(
     netns_factory: NetNSFactory,
 ) -> None:
