@@ -584,6 +584,9 @@ def main() -> None:
     parser.add_argument("--json", metavar="FILE", help="write medians and runs as JSON")
     parser.add_argument("--runs", action="store_true", help="also print every run")
     parser.add_argument(
+        "--progress", action="store_true", help="a line on stderr as each run ends"
+    )
+    parser.add_argument(
         "--rcvbuf-factor",
         type=float,
         help="SO_RCVBUF = buf x this instead of the measured table",
@@ -604,7 +607,11 @@ def main() -> None:
         )
         return
     settings = kernel_settings()
-    print("namespace defaults: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    print(
+        "namespace defaults: "
+        + ", ".join(f"{k}={v}" for k, v in settings.items())
+        + "; both sockets set TCP_CONGESTION=cubic (Linux's default)"
+    )
     cells = parse_cells(args.cells)
     work = [
         (buf, loss, seed, args.bulk or bulk_size(loss), rcvbuf_for(buf, args.rcvbuf_factor))
@@ -630,8 +637,19 @@ def main() -> None:
     )
     print(HEADER, flush=True)
     t0 = time.monotonic()
+    done: list[LinuxRun] = []
     with Pool(args.jobs) as pool:
-        done = pool.map(run_one, [work[i] for i in order], chunksize=1)
+        for r in pool.imap_unordered(run_one, [work[i] for i in order], chunksize=1):
+            done.append(r)
+            if args.progress:
+                print(
+                    f"  [{len(done)}/{len(work)} {time.monotonic() - t0:.0f} s] "
+                    f"{r.buf}x{r.loss:g} "
+                    f"seed {r.seed}: {r.throughput:,.0f} B/s"
+                    + (f" FAILED {r.failed}" if r.failed else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
     results: dict[tuple[int, float], list[LinuxRun]] = {}
     for r in sorted(done, key=lambda r: r.seed):
         results.setdefault((r.buf, r.loss), []).append(r)
