@@ -1,7 +1,7 @@
 """The lossy-path grid: bulk throughput under random loss, in virtual time.
 
     python bench/lossy_grid.py [--cells 4096x0.01,32768x0] [--seeds N] [--quick]
-                               [--trace DIR] [--jobs N] [--linux]
+                               [--trace DIR] [--jobs N] [--linux] [--anchors FILE]
 
 The scenario is smoltcp's ``tests/netsim.rs``: two hosts on a VirtualNetwork, one-way
 delay 50 ms, independent random loss ``p`` on every packet in both directions, no
@@ -18,7 +18,10 @@ Per cell (5 seeds unless ``--seeds``) it prints the median throughput, the range
 the longest stall (the largest gap between two reads that returned data at the
 receiver, counting from the connect call: a lost SYN is a stall too), the
 retransmission timeouts (data RTOs of both ends, plus SYN/SYN-ACK retransmissions),
-and the ratio of the median to the Linux and smoltcp medians below.
+and the ratio of the median to the Linux and smoltcp medians below. ``--anchors FILE``
+takes the Linux medians (and longest stalls) from a results file written by
+``bench/linux_grid.py --json FILE`` (this machine's kernel through the userspace
+bridge) instead of the constants.
 
 ``--trace DIR`` writes one CSV per run (``DIR/buf<b>_p<p>_s<seed>.csv``): a row
 after every call into either engine (segment in, timer, user send) and one per
@@ -37,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import os
 import statistics
 import sys
@@ -409,12 +413,35 @@ def _fmt_rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def summarise(cell: tuple[int, float], runs: list[RunResult]) -> str:
+def load_anchors(
+    path: str,
+) -> tuple[str, dict[tuple[int, float], float], dict[float, tuple[float, float]]]:
+    """(source, medians, longest stalls by p) from a ``bench/linux_grid.py --json`` file;
+    the stalls are the range over the cells' longest stalls at each p."""
+    with open(path) as f:
+        data = json.load(f)
+    medians: dict[tuple[int, float], float] = {}
+    stalls: dict[float, list[float]] = {}
+    for cell in data["cells"]:
+        if cell.get("failed"):
+            continue
+        key = (int(cell["buf"]), float(cell["loss"]))
+        medians[key] = float(cell["median"])
+        stalls.setdefault(key[1], []).append(float(cell["stall_max"]))
+    source = f"{data.get('source', 'bench/linux_grid.py')} ({path})"
+    return source, medians, {p: (min(v), max(v)) for p, v in sorted(stalls.items())}
+
+
+def summarise(
+    cell: tuple[int, float],
+    runs: list[RunResult],
+    anchors: dict[tuple[int, float], float] = LINUX,
+) -> str:
     buf, loss = cell
     ok = [r for r in runs if not r.failed]
     rates = sorted(r.throughput for r in runs)
     med = statistics.median(rates)
-    linux = LINUX.get(cell)
+    linux = anchors.get(cell)
     smol = SMOLTCP.get(cell)
     stall_med = statistics.median(r.stall for r in runs)
     stall_max = max(r.stall for r in runs)
@@ -479,6 +506,11 @@ def main() -> None:
         "--linux", action="store_true", help="both ends use TCPConfig.linux() (Linux's choices)"
     )
     parser.add_argument(
+        "--anchors",
+        metavar="FILE",
+        help="Linux medians from a bench/linux_grid.py --json FILE instead of the constants",
+    )
+    parser.add_argument(
         "--set",
         metavar="FIELD=VALUE",
         action="append",
@@ -487,6 +519,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     sets = dict(parse_setting(item) for item in args.set)
+    linux_source, linux, linux_stall = LINUX_SOURCE, LINUX, LINUX_STALL
+    if args.anchors:
+        linux_source, linux, linux_stall = load_anchors(args.anchors)
     seeds = 2 if args.quick else args.seeds
     cells = parse_cells(args.cells)
     if args.trace:
@@ -503,7 +538,7 @@ def main() -> None:
         + (", TCPConfig.linux()" if args.linux else "")
         + "".join(f", {k}={v!r}" for k, v in sets.items())
     )
-    print(f"ratios against: Linux = {LINUX_SOURCE}; smol = {SMOLTCP_SOURCE}")
+    print(f"ratios against: Linux = {linux_source}; smol = {SMOLTCP_SOURCE}")
     print(
         "stall = longest gap between reads returning data (median of runs, max); "
         "rto = data RTOs both ends (median, max); syn = SYN/SYN-ACK retransmissions "
@@ -524,7 +559,7 @@ def main() -> None:
         results.setdefault((r.buf, r.loss), []).append(r)
     for cell in cells:
         runs = results[cell]
-        print(summarise(cell, runs))
+        print(summarise(cell, runs, linux))
         if args.runs:
             for r in runs:
                 print(
@@ -535,8 +570,8 @@ def main() -> None:
                 )
         sys.stdout.flush()
     elapsed = time.perf_counter() - t0
-    stalls = ", ".join(f"p={p:g} {lo:g}-{hi:g} s" for p, (lo, hi) in LINUX_STALL.items())
-    print(f"Linux longest stalls ({LINUX_SOURCE}): {stalls}")
+    stalls = ", ".join(f"p={p:g} {lo:.3g}-{hi:.3g} s" for p, (lo, hi) in linux_stall.items())
+    print(f"Linux longest stalls ({linux_source}): {stalls}")
     print(f"{len(work)} runs in {elapsed:.1f} s (wall clock, {args.jobs} job(s)); trio_tcp6 from")
     print(f"  {os.path.dirname(tcp6.__file__)}")
 
