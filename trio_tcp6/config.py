@@ -71,6 +71,12 @@ class TCPConfig:
     window_scale: bool = True
     #: RACK-TLP loss detection (RFC 8985) when SACK is negotiated.
     rack: bool = True
+    #: Which D-SACKs grow RACK's reordering window. ``"rfc8985"``: every one (RFC
+    #: 8985 §6.2 step 4). ``"linux"``: only once reordering was seen, and not the
+    #: D-SACK of a tail loss probe (``tcp_dsack_seen``): on a lossy path without
+    #: reordering the duplicates come from lost ACKs, and the grown window delays
+    #: every later loss detection.
+    rack_dsack: Literal["rfc8985", "linux"] = "linux"
     #: Explicit Congestion Notification (RFC 3168): ask for it on active opens (an
     #: ECN-setup SYN) and agree to it on passive opens (Linux ``tcp_ecn=1``). An
     #: ECN connection sends new data ECT(0), echoes CE marks with ECE and reduces
@@ -214,7 +220,8 @@ class TCPConfig:
           after 127 s, short of RFC 9293's 3 minutes).
 
         Already as Linux in the defaults: CUBIC with slow-start exit detection,
-        SACK, timestamps, window scaling, RACK-TLP, Nagle, ``initial_rto=1.0``,
+        SACK, timestamps, window scaling, RACK-TLP (``rack_dsack="linux"``), Nagle,
+        ``initial_rto=1.0``,
         ``min_rto=0.2``, ``max_rto=120.0``, ``delayed_ack=0.04`` (Linux's minimum
         delayed-ACK timeout), ``synack_retries=5``, ECN agreed to on passive
         opens only (``ecn=False``, ``ecn_accept=True``: ``tcp_ecn=2``), ``retries1=3``,

@@ -779,7 +779,7 @@ def test_spurious_rto_undone_with_timestamps() -> None:
 
 
 def test_rack_reordering_window_grows_on_dsack() -> None:
-    c, stats = active(ts=False)
+    c, stats = active(cfg(rack_dsack="rfc8985"), ts=False)
     send_and_collect(c, b"q" * 14400, 1.0)
     p = PEER_ISS + 1
     assert c.rec.rack.reo_wnd_mult == 1
@@ -787,6 +787,21 @@ def test_rack_reordering_window_grows_on_dsack() -> None:
     c.on_segment(pseg(p, 1001 + 2880, ACK, sack_blocks=((1001, 1001 + 1440),)), 1.05)
     assert stats["dsack_received"] == 1
     assert c.rec.rack.reo_wnd_mult == 2 and c.rec.rack.reord
+
+
+def test_rack_reordering_window_grows_on_dsack_only_after_reordering() -> None:
+    # rack_dsack="linux" (the default, Linux's tcp_dsack_seen): without reordering
+    # seen, a D-SACK is a lost ACK's duplicate, not a sign of reordering.
+    c, stats = active(ts=False)
+    send_and_collect(c, b"q" * 14400, 1.0)
+    p = PEER_ISS + 1
+    c.on_segment(pseg(p, 1001 + 2880, ACK, sack_blocks=((1001, 1001 + 1440),)), 1.05)
+    assert stats["dsack_received"] == 1
+    assert c.rec.rack.reo_wnd_mult == 1 and not c.rec.rack.reord
+    c.rec.rack.reord = True
+    c.on_segment(pseg(p, 1001 + 4320, ACK, sack_blocks=((1001, 1001 + 2880),)), 1.06)
+    assert stats["dsack_received"] == 2
+    assert c.rec.rack.reo_wnd_mult == 2
 
 
 def test_tlp_repairing_a_loss_reduces_cwnd() -> None:

@@ -40,3 +40,14 @@ def test_original_transmission_ignores_the_echo() -> None:
     rack = Rack()
     rack.update(delivered(0), 1.05, 0.06, echoes_older=True)
     assert (rack.order, rack.xmit_ts) == (5, 1.0)
+
+
+def test_ambiguous_retransmission_advances_to_its_first_transmission() -> None:
+    # Whichever transmission the ACK is for was sent no earlier than the first:
+    # RACK moves to that one (order 2), keeping its RTT.
+    rack = Rack()
+    rack.update(delivered(0, xmit=0.9, order=1), 1.0, 0.06)
+    retrans = SentSeg(2000, 3000, 1.2, EVER_RETRANS, 7, first_xmit=0.95, first_order=2)
+    rack.update(retrans, 1.3, 0.06, echoes_older=True)
+    assert (rack.order, rack.xmit_ts, rack.end_seq) == (2, 0.95, 3000)
+    assert abs(rack.rtt - 0.1) < 1e-9

@@ -85,7 +85,7 @@ from .events import EV_CLOSED, EV_CONNECTED, EV_WRITABLE, Event, EventKind, Stat
 from .info import CAStateName, TCPInfo
 from .memory import MemoryAccount, detach, send_room, settle
 from .options import DEFAULT_IPV6_MSS, MIN_MSS, Options, choose_shift
-from .output import send_rst, transmit
+from .output import ack_data, send_rst, transmit
 from .recovery import LossRecovery
 from .recvbuf import ReceiveBuffer
 from .rtt import RTTEstimator
@@ -628,8 +628,9 @@ class Connection:
                 self.on_merged(segs[i : i + k], now)
             i += k
         if merged and self.rcv.unacked and self.state is not State.CLOSED:
-            # No ACK is delayed past a burst that was merged (Linux after GRO).
-            self.rcv.ack_now = True
+            # No ACK is delayed past a burst that was merged (Linux after GRO),
+            # unless it would close the window before the application reads.
+            ack_data(self, now)
             transmit(self, now)
 
     def on_merged(self, run: list[TCPSegment], now: float) -> None:
@@ -656,7 +657,7 @@ class Connection:
                 rcv.mss = max(mss_before, min(biggest, self.opt.our_mss))
             if self.state is not State.CLOSED:
                 if rcv.unacked:
-                    rcv.ack_now = True
+                    ack_data(self, now)
                 transmit(self, now)
             self.flush_events()
             settle(self)  # (once per merged run: the call is not worth inlining here)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .events import EV_EOF, EV_READABLE, State
 from .memory import add_under_pressure
+from .output import ack_data
 from .recvbuf import ADD_DROP, ADD_DUP, ADD_INORDER, ADD_OOO
 from .states import RECEIVING
 
@@ -43,7 +44,7 @@ def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: floa
                 rcv.unacked += got
                 delayed_ack = c.config.delayed_ack
                 if rcv.unacked >= 2 * rcv.mss or delayed_ack is None:
-                    rcv.ack_now = True
+                    ack_data(c, now)
                 elif c.timers.delack is None:
                     c.timers.delack = now + delayed_ack
             elif res in (ADD_OOO, ADD_DUP, ADD_DROP):
@@ -52,7 +53,9 @@ def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: floa
                     c.stats["dup_data"] += 1
             else:  # ADD_FILLED
                 c.bytes_received += rb.nxt - before
-                rcv.ack_now = True
+                # RFC 5681 §4.2: at once, unless it would close the window (then
+                # on the read that opens it again).
+                ack_data(c, now)
             if rb.nxt > before and not c.readable_ev:
                 c.readable_ev = True
                 c.eventq.append(EV_READABLE)

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .connection import Connection
 
 __all__ = [
+    "ack_data",
     "budget",
     "data_mss",
     "emit",
@@ -108,6 +109,28 @@ def window_field(c: Connection) -> int:
     edge = nxt + (field << shift)
     rcv.adv = edge if edge > adv or (field == 0xFFFF and edge < adv) else adv
     return field
+
+
+def ack_data(c: Connection, now: float) -> None:
+    """In-order data calls for an ACK now (a second full-sized segment, RFC 9293
+    §3.8.6.3; a merged burst). Unless that ACK would advertise a zero window (the
+    data fills the buffer and the application has not read it yet): then it
+    waits, at most the delayed-ACK time, for the read, whose window update
+    (:func:`.usercalls.receive`) acknowledges the data with the window open. Linux
+    does the same (``__tcp_ack_snd_check`` ACKs at once only if the window does
+    not shrink; ``tcp_cleanup_rbuf`` ACKs on the read). A zero-window ACK followed
+    by the update would leave the sender, if only the update is lost, all data
+    acknowledged, a zero window and the persist timer's backoff (0.2, 0.4, 0.8,
+    ... s) to wait through; a single ACK's loss is repaired by the tail loss
+    probe within 2 SRTT."""
+    rcv = c.rcv
+    delayed_ack = c.config.delayed_ack
+    if delayed_ack is not None and rcv.adv <= rcv.buf.nxt and receive_space(c) == 0:
+        if c.timers.delack is None:
+            c.timers.delack = now + delayed_ack
+        c.stats["ack_held_zero_window"] += 1
+        return
+    rcv.ack_now = True
 
 
 def emit(

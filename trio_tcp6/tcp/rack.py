@@ -56,15 +56,27 @@ class Rack:
         last transmission."""
         rtt = now - r.xmit
         if r.flags & EVER_RETRANS and (echoes_older or (min_rtt is not None and rtt < min_rtt)):
-            # The ACK may be for an earlier transmission: ambiguous, ignore. Taking
-            # the retransmission's time would declare lost everything sent just
-            # before it, still in flight (RFC 8985 §6.2 step 2).
+            # The ACK may be for an earlier transmission: RFC 8985 §6.2 step 2
+            # ignores it. Taking the retransmission's time would declare lost
+            # everything sent just before it, still in flight; but whichever
+            # transmission arrived was sent no earlier than the first one, so
+            # what was sent before that is "sent before" the delivered segment
+            # all the same (RACK's own inference, without its RTT). Without this,
+            # a SACKed tail loss probe cannot reveal the loss of the segments
+            # below it, and at a window of 2-3 segments the RTO has to.
+            if self.rtt > 0.0:
+                self.advance(r.first_xmit, r.first_order, r.end)
             return
         self.rtt = rtt
-        if r.order > self.order or (r.order == self.order and r.end > self.end_seq):
-            self.xmit_ts = r.xmit
-            self.order = r.order
-            self.end_seq = r.end
+        self.advance(r.xmit, r.order, r.end)
+
+    def advance(self, xmit: float, order: int, end: int) -> None:
+        """RACK.xmit_ts / RACK.end_seq move to a delivered transmission sent after
+        the one they are from (RFC 8985 §6.2 step 2, RACK_sent_after)."""
+        if order > self.order or (order == self.order and end > self.end_seq):
+            self.xmit_ts = xmit
+            self.order = order
+            self.end_seq = end
 
     def on_dsack(self, snd_una: int, snd_nxt: int) -> None:
         """RFC 8985 §6.2 step 4: a D-SACK grows the reordering window once per round."""

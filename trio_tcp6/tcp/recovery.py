@@ -123,6 +123,8 @@ class LossRecovery:
     #: a retransmission (RFC 8985 §7.4).
     tlp_end: int | None = None
     tlp_retrans: bool = False
+    #: Where the last probe that resent data ended (its D-SACK's end).
+    tlp_probe_end: int = -1
     #: Congestion state saved at a timeout (Eifel / F-RTO undo) and the TSval of
     #: the retransmission (Eifel).
     undo_state: object | None = None
@@ -159,7 +161,7 @@ def process_sack(c: Connection, seg: TCPSegment, ack: int, now: float) -> None:
         if s < una or (i == 0 and e <= ack):
             # D-SACK (RFC 2883): a duplicate was received.
             stats["dsack_received"] += 1
-            if rack_on:
+            if rack_on and dsack_may_be_reordering(c, e):
                 rec.rack.on_dsack(una, nxt)
             if rec.rec_undo is not None and s >= rec.undo_marker and e <= una:
                 dsack_undo(rec, s, e)
@@ -173,6 +175,20 @@ def process_sack(c: Connection, seg: TCPSegment, ack: int, now: float) -> None:
         stats["reordering_seen"] += 1
     if newest is not None and rack_on:
         rack_advance(c, newest, seg, now)
+
+
+def dsack_may_be_reordering(c: Connection, end: int) -> bool:
+    """Whether a D-SACK ending at ``end`` may grow RACK's reordering window (RFC
+    8985 §6.2 step 4: every one does). With ``rack_dsack="linux"``, as Linux's
+    ``tcp_dsack_seen``, only once reordering was seen and not for the tail loss
+    probe's copy: a duplicate caused by a lost ACK, which answered a probe or a
+    timeout, says nothing about reordering, and on a lossy path without any it
+    grew the window to SRTT, putting off every later loss detection by up to a
+    round trip."""
+    if c.config.rack_dsack != "linux":
+        return True
+    rec = c.rec
+    return rec.rack.reord and end != rec.tlp_probe_end
 
 
 def rack_advance(c: Connection, r: SentSeg, seg: TCPSegment, now: float) -> None:
@@ -529,6 +545,7 @@ def tlp_fire(c: Connection, now: float) -> None:
             i += 1
             r = sb.segs[i]
         xmit(c, r.start, r.end, now)
+        rec.tlp_probe_end = r.end
         sb.mark_resent(i, now)
         c.retransmits += 1
         c.stats["retransmits"] += 1

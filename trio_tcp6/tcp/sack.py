@@ -45,17 +45,40 @@ _time_order = attrgetter("order", "end")
 class SentSeg:
     """One transmitted segment: ``[start, end)``, its last transmission time and
     that transmission's serial number (``order``: the transmission order, which
-    breaks ties between equal times). ``newer``/``older`` link it into the
-    scoreboard's in-flight list while it is in flight (None otherwise)."""
+    breaks ties between equal times), and the same two of its first transmission
+    (``first_xmit``, ``first_order``: an ACK that may be for any of its
+    transmissions is for one sent no earlier than that). ``newer``/``older`` link
+    it into the scoreboard's in-flight list while it is in flight (None otherwise)."""
 
-    __slots__ = ("end", "flags", "newer", "older", "order", "start", "xmit")
+    __slots__ = (
+        "end",
+        "first_order",
+        "first_xmit",
+        "flags",
+        "newer",
+        "older",
+        "order",
+        "start",
+        "xmit",
+    )
 
-    def __init__(self, start: int, end: int, xmit: float, flags: int = 0, order: int = 0) -> None:
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        xmit: float,
+        flags: int = 0,
+        order: int = 0,
+        first_xmit: float | None = None,
+        first_order: int | None = None,
+    ) -> None:
         self.start = start
         self.end = end
         self.xmit = xmit
         self.flags = flags
         self.order = order
+        self.first_xmit = xmit if first_xmit is None else first_xmit
+        self.first_order = order if first_order is None else first_order
         self.newer: SentSeg | None = None
         self.older: SentSeg | None = None
 
@@ -206,7 +229,7 @@ class Scoreboard:
     def split(self, i: int, at: int) -> None:
         """Split record ``i`` at absolute offset ``at`` (strictly inside it)."""
         r = self.segs[i]
-        tail = SentSeg(at, r.end, r.xmit, r.flags, r.order)
+        tail = SentSeg(at, r.end, r.xmit, r.flags, r.order, r.first_xmit, r.first_order)
         r.end = at
         self.segs.insert(i + 1, tail)
         newer = r.newer
@@ -238,6 +261,9 @@ class Scoreboard:
                 break
             r.end = q.end
             flags |= f & EVER_RETRANS
+            if q.first_order < r.first_order:
+                r.first_order = q.first_order
+                r.first_xmit = q.first_xmit
             j += 1
         if j > i + 1:
             # The merged records were all lost, none in flight: the counters hold.
