@@ -237,6 +237,8 @@ class TCPConfig:
             "cwnd_validation": "linux",
             "slow_start_limit": None,
             "syn_retries": 6,
+            # Already the default; set so that the preset stays Linux's if it changes.
+            "rack_dsack": "linux",
         }
         fields.update(overrides)
         return cls(**fields)
