@@ -743,6 +743,12 @@ class DirectFlow(Flow):
             await self._state_lot.park()
 
     # -- options ------------------------------------------------------------------------
+    def set_nodelay(self, on: bool) -> None:
+        """``TCP_NODELAY`` without the socket-option plumbing: what the trio-style
+        opens and accepts set on every flow (``setsockopt`` does the same)."""
+        self._option_call(self._conn.set_nodelay, on, self._clock())
+        self.flush()
+
     def setsockopt(self, level: int, optname: int, value: int | bytes | str) -> None:
         name = option_name(level, optname)
         conn = self._conn
