@@ -314,8 +314,8 @@ class DirectFlow(Flow):
         self._drain()
         if self._outbox and not self._flush_nowait():
             self._alarm.wake()  # the sender task transmits what the link did not take
-        else:
-            self._rearm()
+        elif self._alarm.sleeping:
+            self._alarm.wake_by(self._deadline())  # (_rearm, inline: every user call)
 
     def take_output(self) -> list[TCPSegment]:
         """Remove and return the segments waiting to be transmitted (the host sends
@@ -601,31 +601,40 @@ class DirectFlow(Flow):
 
     async def send_all(self, data: Buffer) -> None:
         with self._send_conflict:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await _checkpoint_if_cancelled()
             await self._send(data, nodelay=False)
 
     async def _send(self, data: Buffer, *, nodelay: bool) -> None:
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        self._check_send()
+        view: Buffer
+        if type(data) is bytes:
+            view = data  # (the engine takes bytes as they are: no view to make)
+        else:
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
         conn = self._conn
         total = len(view)
         offset = 0
         parked = False
-        self._check_send()
         while offset < total:
-            self._check_send()
             if conn.send_space > 0:
                 try:
-                    offset += conn.send(view[offset:], self._clock(), nodelay=nodelay)
+                    offset += conn.send(
+                        view if offset == 0 else memoryview(view)[offset:],
+                        self._clock(),
+                        nodelay=nodelay,
+                    )
                 except Exception as exc:
                     raise self._user_call_failed(exc) from self._error
                 self.flush()
             else:
                 await self._send_lot.park()
                 parked = True
+            if offset < total:
+                self._check_send()  # (the flow may have failed or closed meanwhile)
         if not parked:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await _cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_conflict:
@@ -659,7 +668,7 @@ class DirectFlow(Flow):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         max_bytes = check_max_bytes(max_bytes)
         with self._recv_conflict:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await _checkpoint_if_cancelled()
             conn = self._conn
             parked = False
             while True:
@@ -680,7 +689,7 @@ class DirectFlow(Flow):
                 await self._recv_lot.park()
                 parked = True
             if not parked:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                await _cancel_shielded_checkpoint()
             return data
 
     async def aclose(self) -> None:
@@ -734,6 +743,12 @@ class DirectFlow(Flow):
             await self._state_lot.park()
 
     # -- options ------------------------------------------------------------------------
+    def set_nodelay(self, on: bool) -> None:
+        """``TCP_NODELAY`` without the socket-option plumbing: what the trio-style
+        opens and accepts set on every flow (``setsockopt`` does the same)."""
+        self._option_call(self._conn.set_nodelay, on, self._clock())
+        self.flush()
+
     def setsockopt(self, level: int, optname: int, value: int | bytes | str) -> None:
         name = option_name(level, optname)
         conn = self._conn

@@ -7,10 +7,8 @@ flows talk to it through :class:`~trio_tcp6.runtime.flow.FlowListener`.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
-import socket
 from collections import Counter, deque
 from typing import Protocol
 
@@ -177,8 +175,10 @@ class DirectListener(Listener):
                 if self._queue:
                     flow = self._queue.popleft()
                     if self.nodelay:
-                        with contextlib.suppress(OSError):  # (a broken flow says so later)
-                            flow.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        try:
+                            flow.set_nodelay(True)
+                        except OSError:
+                            pass  # (a broken flow says so later)
                     break
                 await self._lot.park()
                 parked = True

@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
-import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -807,7 +806,7 @@ class DirectStack(Stack):
             c["attempt_fails"] += 1
             flow.abort(Unknown("connection attempt cancelled", errno.ECANCELED))
             raise
-        flow.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # trio's default
+        flow.set_nodelay(True)  # trio's default
         return flow
 
     async def open_tcp_listener(

@@ -145,16 +145,27 @@ _SHARED_CONFIGS: dict[tuple[TCPConfig, str, object], TCPConfig] = {}
 _SHARED_CONFIGS_MAX = 256
 
 
+#: The last :func:`shared_config` answer, checked by identity first: hashing a
+#: TCPConfig hashes every field, and every trio-style flow asks the same question
+#: (its stack's config with TCP_NODELAY on).
+_LAST_SHARED: list[tuple[TCPConfig, str, object, TCPConfig]] = []
+
+
 def shared_config(config: TCPConfig, **change: Any) -> TCPConfig:
     """``attrs.evolve(config, **change)`` (one field), the same object for equal
     inputs."""
     ((name, value),) = change.items()
+    if _LAST_SHARED:
+        last = _LAST_SHARED[0]
+        if last[0] is config and last[1] == name and last[2] is value:
+            return last[3]
     key = (config, name, value)
     found = _SHARED_CONFIGS.get(key)
     if found is None:
         if len(_SHARED_CONFIGS) >= _SHARED_CONFIGS_MAX:
             _SHARED_CONFIGS.clear()
         found = _SHARED_CONFIGS[key] = attrs.evolve(config, **change)
+    _LAST_SHARED[:] = [(config, name, value, found)]
     return found
 
 

@@ -35,6 +35,11 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # The engine tests membership of state sets on every segment and user call;
+    # Enum's own __hash__ is a Python-level call, identity's is not (members are
+    # singletons compared by identity, so the sets behave the same).
+    __hash__ = object.__hash__
+
 
 class EventKind(enum.Enum):
     #: The handshake completed (SYN-SENT/SYN-RECEIVED -> ESTABLISHED).
