@@ -174,7 +174,7 @@ _READ_SIZE = VNET_HDR_LEN + _MAX_IPV6 + 64
 _H = struct.Struct("!H")
 #: Where the TCP checksum field lies in a packet with TCP right after the fixed header.
 _TCP_CSUM_AT = IPV6_HEADER_LEN + TCP_CHECKSUM_OFFSET
-# Marks of received packets (see TunLink._strip_vnet).
+# Marks of received packets (see TunLink._vnet_mark).
 _PLAIN = 0
 _PARTIAL = 1
 _VALID = 2
@@ -323,10 +323,11 @@ class TunLink:
         #: and partial checksums; the link completes them).
         self.offload = offload
         self.max_batch = max_batch
-        # Received packets with their mark: _PLAIN, _PARTIAL (a TCP packet with a
-        # partial checksum, NEEDS_CSUM, completed when handed to a plain receive) or
-        # _VALID (the kernel vouches for its checksum, DATA_VALID).
-        self._rx: deque[tuple[bytes, int]] = deque()
+        # Marks: _PLAIN, _PARTIAL (a TCP packet with a partial checksum, NEEDS_CSUM,
+        # completed when handed to a plain receive) or _VALID (the kernel vouches for
+        # its checksum, DATA_VALID).
+        # Received reads: (data, offset of the IPv6 packet in it, mark).
+        self._rx: deque[tuple[bytes, int, int]] = deque()
         self._receiving = False
         self._closed = False
         self._mtu = self.read_mtu()
@@ -337,6 +338,10 @@ class TunLink:
         self.rx_csum_completed = 0
         self.rx_csum_trusted = 0
         self.rx_bad_vnet = 0
+        #: Waits for readability, and reads that found nothing (EAGAIN): with the
+        #: packets, the read system calls and wake-ups the receive side costs.
+        self.rx_waits = 0
+        self.rx_empty_reads = 0
         self.tx_packets = 0
         self.tx_bytes = 0
         self.tx_gso = 0
@@ -484,6 +489,8 @@ class TunLink:
             "rx_csum_completed": self.rx_csum_completed,
             "rx_csum_trusted": self.rx_csum_trusted,
             "rx_bad_vnet": self.rx_bad_vnet,
+            "rx_waits": self.rx_waits,
+            "rx_empty_reads": self.rx_empty_reads,
             "tx_packets": self.tx_packets,
             "tx_bytes": self.tx_bytes,
             "tx_gso": self.tx_gso,
@@ -493,40 +500,51 @@ class TunLink:
     # -- receiving -----------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Read until EAGAIN (or ``max_batch`` packets) into the queue."""
+        """Read until EAGAIN (or ``max_batch`` packets) into the queue.
+
+        Each read is queued as it came, virtio header and all, with the offset of
+        the IPv6 packet in it: the offload receiver takes a view behind the header
+        (no copy of a 64 KiB super-segment), the plain ones a copy."""
         fd = self._fd
         rx = self._rx
         read = os.read
         vnet = self.vnet_hdr
         size = _READ_SIZE if vnet else _MAX_IPV6 + 64
+        start = VNET_HDR_LEN if vnet else 0
         for _ in range(self.max_batch):
             try:
                 data = read(fd, size)
             except BlockingIOError:
+                self.rx_empty_reads += 1
                 return
             except OSError as exc:
                 if exc.errno == errno.EBADFD:  # the interface was deleted
                     raise trio.BrokenResourceError(f"TUN device {self.name} is gone") from exc
                 raise
-            mark = _PLAIN
+            at, mark = start, _PLAIN
             if vnet:
-                data, mark = self._strip_vnet(data)
-                if not data:
+                if len(data) < VNET_HDR_LEN:
+                    self.rx_bad_vnet += 1
                     continue
-            if not data or data[0] >> 4 != 6:
+                if data[0] or data[1]:  # flags or gso_type: anything but a plain packet
+                    data, at, mark = self._vnet_mark(data)
+                    if not data:
+                        continue
+            if len(data) <= at or data[at] >> 4 != 6:
                 self.rx_not_ipv6 += 1
                 continue
             self.rx_packets += 1
-            self.rx_bytes += len(data)
-            rx.append((data, mark))
+            self.rx_bytes += len(data) - at
+            rx.append((data, at, mark))
 
-    def _strip_vnet(self, data: bytes) -> tuple[bytes, int]:
-        """The packet behind the virtio header and its mark. A ``NEEDS_CSUM`` TCP
-        packet (checksum field right behind the fixed IPv6 header) is kept partial
-        (:data:`_PARTIAL`); any other ``NEEDS_CSUM`` packet is completed here."""
-        if len(data) < VNET_HDR_LEN:
-            self.rx_bad_vnet += 1
-            return b"", _PLAIN
+    def _vnet_mark(self, data: bytes) -> tuple[bytes, int, int]:
+        """``(data, offset of the packet, mark)`` for a read whose virtio header has
+        flags or a GSO type. A ``NEEDS_CSUM`` TCP packet (checksum field right behind
+        the fixed IPv6 header) stays partial (:data:`_PARTIAL`); any other
+        ``NEEDS_CSUM`` packet is completed here; ``DATA_VALID`` marks the packet
+        :data:`_VALID` (virtio 1.x, 5.1.6.4: the device validated the checksum).
+        Without either flag the packet is plain: its checksum is verified as usual.
+        ``b""`` for a header that cannot be honoured (counted in ``rx_bad_vnet``)."""
         flags, gso_type, _hdr_len, _gso_size, start, offset = VNET_HDR.unpack_from(data)
         if gso_type != VIRTIO_NET_HDR_GSO_NONE:
             self.rx_gso += 1
@@ -537,27 +555,28 @@ class TunLink:
                 and len(data) >= VNET_HDR_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN
                 and data[VNET_HDR_LEN + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP
             ):
-                return data[VNET_HDR_LEN:], _PARTIAL
+                return data, VNET_HDR_LEN, _PARTIAL
             mv = memoryview(data)[VNET_HDR_LEN:]
             try:
                 packet = complete_checksum(mv, start, offset)
             except ValueError:
                 self.rx_bad_vnet += 1
-                return b"", _PLAIN
+                return b"", 0, _PLAIN
             self.rx_csum_completed += 1
-            return packet, _PLAIN
+            return packet, 0, _PLAIN
         if flags & VIRTIO_NET_HDR_F_DATA_VALID:
-            return data[VNET_HDR_LEN:], _VALID
-        return data[VNET_HDR_LEN:], _PLAIN
+            return data, VNET_HDR_LEN, _VALID
+        return data, VNET_HDR_LEN, _PLAIN
 
-    def _plain(self, item: tuple[bytes, int]) -> bytes:
-        """A received packet as a plain receive hands it up: a partial checksum
-        completed (a correct checksum, verifiable like any other)."""
-        packet, mark = item
+    def _plain(self, item: tuple[bytes, int, int]) -> bytes:
+        """A received packet as a plain receive hands it up: a ``bytes`` copy without
+        the virtio header, a partial checksum completed (a correct checksum,
+        verifiable like any other)."""
+        data, at, mark = item
         if mark == _PARTIAL:
             self.rx_csum_completed += 1
-            return complete_checksum(packet, IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
-        return packet
+            return complete_checksum(memoryview(data)[at:], IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
+        return data[at:] if at else data
 
     async def _wait(self) -> None:
         """Return with at least one packet queued, or raise."""
@@ -574,6 +593,7 @@ class TunLink:
         self._receiving = True
         try:
             while not self._rx:
+                self.rx_waits += 1
                 await trio.lowlevel.wait_readable(self._fd)
                 self._drain()
         finally:
@@ -592,17 +612,28 @@ class TunLink:
         self._rx.clear()
         return batch
 
-    async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
+    async def receive_batch_offload(self) -> list[tuple[bytes | memoryview, bool]]:
         """:meth:`receive_batch` for a receiver that takes the Link protocol's checksum
         offload (see :mod:`trio_tcp6.links.base`): each packet comes with a mark,
         True for a TCP packet whose checksum the kernel vouches for -- sent with a
         partial checksum (``NEEDS_CSUM``: the field holds the pseudo-header sum, the
         payload was never summed, as over Linux's loopback) or checked already
-        (``DATA_VALID``). Those need no verification; the others do."""
+        (``DATA_VALID``). Those need no verification; the others do. Packets behind
+        a virtio header come as read-only ``memoryview`` slices of the read (a
+        super-segment is not copied to strip its header)."""
         await self._wait()
-        batch = [(p, m != _PLAIN and p[IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP) for p, m in self._rx]
+        batch: list[tuple[bytes | memoryview, bool]] = []
+        append = batch.append
+        trusted = 0
+        for data, at, mark in self._rx:
+            packet = memoryview(data)[at:] if at else data
+            if mark != _PLAIN and data[at + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP:
+                trusted += 1
+                append((packet, True))
+            else:
+                append((packet, False))
         self._rx.clear()
-        self.rx_csum_trusted += sum(t for _, t in batch)
+        self.rx_csum_trusted += trusted
         return batch
 
     def receive_nowait(self) -> bytes | None:
