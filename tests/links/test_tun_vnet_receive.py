@@ -19,12 +19,14 @@ import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 
 import trio_tcp6 as tcp6
 from trio_tcp6.links.tun import TunLink
 from trio_tcp6.wire import (
     ACK,
+    CWR,
     PROTO_ICMPV6,
     PROTO_TCP,
     SYN,
@@ -40,10 +42,13 @@ from trio_tcp6.wire.checksum import complete_checksum, pseudo_header_sum, verify
 from trio_tcp6.wire.ipv6 import peek_ipv6
 from trio_tcp6.wire.tcp import partial_tcp_checksum
 from trio_tcp6.wire.virtio import (
+    CSUM_VNET_HDR,
     VIRTIO_NET_HDR_F_DATA_VALID,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
     VIRTIO_NET_HDR_GSO_TCPV6,
     VNET_HDR,
+    gso_header_for,
+    pack_vnet_hdr,
 )
 
 KERNEL = ipaddress.IPv6Address("fd00:7463:70:fe::1").packed
@@ -77,13 +82,23 @@ def vnet(flags: int = 0, gso_type: int = 0, start: int = 0, offset: int = 0) -> 
 NEEDS_CSUM_TCP = vnet(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 40, 16)
 
 
+class MTU1500TunLink(TunLink):
+    """A TunLink whose device reports MTU 1500 (the socket pair has none)."""
+
+    def read_mtu(self) -> int:
+        self._mtu = 1500
+        return 1500
+
+
 @asynccontextmanager
-async def fake_tun() -> AsyncIterator[tuple[TunLink, socket.socket]]:
+async def fake_tun(
+    cls: type[TunLink] = TunLink,
+) -> AsyncIterator[tuple[TunLink, socket.socket]]:
     """A TunLink with a virtio header and offload on a socket pair: (link, the
     kernel's end)."""
     ours, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     ours.setblocking(False)
-    link = TunLink(
+    link = cls(
         ours.detach(),  # the link owns and closes the descriptor
         "lo",  # read_mtu asks some interface: loopback exists everywhere
         vnet_hdr=True,
@@ -222,3 +237,37 @@ def test_peek_ipv6_takes_a_view_behind_the_header() -> None:
     assert (src, dst, nh, bytes(payload)) == (KERNEL, US, PROTO_TCP, packet[40:])
     assert type(src) is bytes and type(dst) is bytes
     assert head[:3] == peek_ipv6(packet)[:3]  # type: ignore[index]
+
+
+@pytest.mark.parametrize("partial", [True, False])
+async def test_sent_super_segments_carry_what_gso_header_for_says(partial: bool) -> None:
+    """The link's cached GSO headers are gso_header_for's, at the boundaries: a
+    payload of one segment or less is no super-segment, TCP header lengths, CWR,
+    an explicit gso_size, and a gso_size that leaves no room."""
+    cases = []
+    for options in ({}, {"timestamps": (1, 2)}, {"timestamps": (1, 2), "sack_blocks": ((5, 9),)}):
+        for flags in (ACK, ACK | CWR):
+            for gso_size in (None, 1000, 1448, 2000, 0):
+                for extra in (-1, 0, 1, 30_000):
+                    seg = TCPSegment(40000, PORT, 1, 1, flags, 100, **options)  # type: ignore[arg-type]
+                    hlen = len(build_tcp(seg, US, KERNEL))
+                    size = 1500 - 40 - hlen if gso_size is None else gso_size
+                    n = max(1500 + 1 - 40 - hlen, size + extra)
+                    seg.payload = bytes(n)
+                    cases.append(
+                        (build_ipv6(US, KERNEL, PROTO_TCP, build_tcp(seg, US, KERNEL)), gso_size)
+                    )
+    async with fake_tun(MTU1500TunLink) as (link, kernel):
+        assert link.mtu == 1500
+        for packet, gso_size in cases:
+            wire = with_partial_checksum(packet) if partial else packet
+            link.send_nowait(wire, gso_size=gso_size, partial_checksum=partial)
+            got = kernel.recv(70000)
+            hdr = gso_header_for(packet, 1500, gso_size)
+            want = pack_vnet_hdr(hdr)
+            if not hdr.flags and partial:
+                want = CSUM_VNET_HDR
+            assert got[: VNET_HDR.size] == want, (len(packet), gso_size)
+        assert link.stats()["tx_gso"] == sum(
+            1 for p, g in cases if gso_header_for(p, 1500, g).flags
+        )
