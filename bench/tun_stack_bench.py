@@ -241,7 +241,7 @@ async def main(megabytes: float, mtu: int, repeat: int, directions: str, plain: 
                 print(
                     f"    link rx_gso={ls['rx_gso']} tx_gso={ls['tx_gso']} "
                     f"rx_packets={ls['rx_packets']} tx_packets={ls['tx_packets']} "
-                    f"rx_waits={ls['rx_waits']} rx_empty_reads={ls['rx_empty_reads']}; "
+                    f"rx_waits={ls.get('rx_waits')} rx_empty_reads={ls.get('rx_empty_reads')}; "
                     f"stack retransmits={s['retransmits']} "
                     f"bad_checksum={s['drop_bad_checksum']}"
                 )
