@@ -2,6 +2,7 @@
 beside the kernel's own loopback figure from the same run (needs root).
 
     python bench/tun_stack_bench.py [--megabytes 200] [--mtu 1500] [--repeat 1]
+                                    [--direction both|down|up] [--no-plain]
 
 Everything runs in a private network namespace (deleted at the end): the kernel side
 of the TUN is ``fd00:7463:70:bf::1`` (a plain-socket sender or sink in a Python
@@ -17,7 +18,9 @@ process in the namespace), our stack is ``::2`` in this process. Figures:
 each at wire MTU ``--mtu``, without offloads (``open_tun(offload=False)``) and as a
 user calls it (``open_tun()``: offloads on by default, the kernel hands the stack TSO
 super-segments with partial checksums; the stack may hand the link super-segments).
-Each figure is followed by its ratio to the kernel loopback figure of the same run.
+Each figure is followed by its ratio to the kernel loopback figure of the same run
+and by this process's CPU time per MB (user and system: the kernel's work in our
+reads and writes counts), which other load on the machine disturbs less.
 The link counters show whether super-segments were actually used in each direction
 (``rx_gso``, ``tx_gso``).
 """
@@ -154,26 +157,29 @@ class Bench:
         assert proc.stdout.readline().startswith("LISTENING")
         return proc, self.port
 
-    async def kernel_to_stack(self, stack: DirectStack) -> float:
+    async def kernel_to_stack(self, stack: DirectStack) -> tuple[float, float]:
         proc, port = self.peer("source")
         try:
+            cpu = time.process_time()
             start = time.perf_counter()
             flow = await stack.open_tcp_stream(KERNEL, port)
             total = 0
             while data := await flow.receive_some(CHUNK):
                 total += len(data)
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
             await flow.aclose()
             assert total == self.nbytes, (total, self.nbytes)
         finally:
             await trio.to_thread.run_sync(proc.wait, 30)
-        return elapsed
+        return elapsed, cpu
 
-    async def stack_to_kernel(self, stack: DirectStack) -> float:
+    async def stack_to_kernel(self, stack: DirectStack) -> tuple[float, float]:
         proc, port = self.peer("sink")
         assert proc.stdout is not None
         try:
             block = memoryview(bytes(CHUNK))
+            cpu = time.process_time()
             start = time.perf_counter()
             flow = await stack.open_tcp_stream(KERNEL, port)
             sent = 0
@@ -184,15 +190,23 @@ class Bench:
             await flow.send_eof()
             assert await flow.receive_some() == b""  # the sink closes after our EOF
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
             await flow.aclose()
             line = await trio.to_thread.run_sync(proc.stdout.readline)
             assert line.split() == ["DONE", str(self.nbytes)], line
         finally:
             await trio.to_thread.run_sync(proc.wait, 30)
-        return elapsed
+        return elapsed, cpu
 
 
-async def main(megabytes: float, mtu: int, repeat: int) -> None:
+def cpu_per_mb(runs: list[tuple[float, float]], nbytes: int) -> str:
+    """This process's CPU time (user + system, the kernel's work in our system calls
+    included) per MB moved, least of the runs: less sensitive than the wall-clock
+    rate to other load on the machine."""
+    return f"cpu {min(c for _, c in runs) / (nbytes / 1e6) * 1e6:5.0f} us/MB"
+
+
+async def main(megabytes: float, mtu: int, repeat: int, directions: str, plain: bool) -> None:
     nbytes = int(megabytes * 1e6)
     ns = f"tsbench-{os.getpid()}"
     print(f"bulk transfer of {nbytes / 1e6:.0f} MB, TUN MTU {mtu}, best of {repeat}")
@@ -202,24 +216,32 @@ async def main(megabytes: float, mtu: int, repeat: int) -> None:
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
         bench = Bench(ns, nbytes, mtu)
-        for offload, label in ((False, "offload=False "), (None, "open_tun()    ")):
+        variants: list[tuple[bool | None, str]] = [(None, "open_tun()    ")]
+        if plain:
+            variants.insert(0, (False, "offload=False "))
+        for offload, label in variants:
             async with bench.stack(offload) as (link, stack):
                 if offload is None and not link.offload:
                     print("(the kernel refused TUNSETOFFLOAD: open_tun() figures are plain)")
-                down = min([await bench.kernel_to_stack(stack) for _ in range(repeat)])
-                print(
-                    f"kernel -> stack over TUN, {label}  {rate(nbytes, down)}"
-                    f"  {best / down:.3f}x kernel"
-                )
-                up = min([await bench.stack_to_kernel(stack) for _ in range(repeat)])
-                print(
-                    f"stack -> kernel over TUN, {label}  {rate(nbytes, up)}"
-                    f"  {best / up:.3f}x kernel"
-                )
+                if "down" in directions:
+                    runs = [await bench.kernel_to_stack(stack) for _ in range(repeat)]
+                    down = min(e for e, _ in runs)
+                    print(
+                        f"kernel -> stack over TUN, {label}  {rate(nbytes, down)}"
+                        f"  {best / down:.3f}x kernel  {cpu_per_mb(runs, nbytes)}"
+                    )
+                if "up" in directions:
+                    runs = [await bench.stack_to_kernel(stack) for _ in range(repeat)]
+                    up = min(e for e, _ in runs)
+                    print(
+                        f"stack -> kernel over TUN, {label}  {rate(nbytes, up)}"
+                        f"  {best / up:.3f}x kernel  {cpu_per_mb(runs, nbytes)}"
+                    )
                 s, ls = stack.stats(), link.stats()
                 print(
                     f"    link rx_gso={ls['rx_gso']} tx_gso={ls['tx_gso']} "
-                    f"rx_packets={ls['rx_packets']} tx_packets={ls['tx_packets']}; "
+                    f"rx_packets={ls['rx_packets']} tx_packets={ls['tx_packets']} "
+                    f"rx_waits={ls.get('rx_waits')} rx_empty_reads={ls.get('rx_empty_reads')}; "
                     f"stack retransmits={s['retransmits']} "
                     f"bad_checksum={s['drop_bad_checksum']}"
                 )
@@ -232,7 +254,15 @@ if __name__ == "__main__":
     parser.add_argument("--megabytes", type=float, default=200.0)
     parser.add_argument("--mtu", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--direction",
+        choices=("both", "down", "up"),
+        default="both",
+        help="down: kernel -> stack only; up: stack -> kernel only (e.g. to profile one)",
+    )
+    parser.add_argument("--no-plain", action="store_true", help="skip the offload=False figures")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("tun_stack_bench needs root (CAP_NET_ADMIN and network namespaces)")
-    trio.run(main, args.megabytes, args.mtu, args.repeat)
+    directions = "down up" if args.direction == "both" else args.direction
+    trio.run(main, args.megabytes, args.mtu, args.repeat, directions, not args.no_plain)

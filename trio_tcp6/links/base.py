@@ -14,7 +14,7 @@ link has one), so the record holds only what is optional.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import attrs
@@ -66,8 +66,9 @@ SendBatch = Callable[[list[bytes]], Awaitable[None]]
 #: the link cannot take the packet after all (the stack then waits with ``send``).
 SendNowait = Callable[[bytes], None]
 #: ``await receive_batch_offload()``: :data:`ReceiveBatch` with a mark per packet,
-#: see :class:`ChecksumOffload`.
-ReceiveBatchMarked = Callable[[], Awaitable[list[tuple[bytes, bool]]]]
+#: see :class:`ChecksumOffload`. A packet may be a read-only ``memoryview`` (of bytes
+#: that never change: a link's view behind a header it strips).
+ReceiveBatchMarked = Callable[[], Awaitable[Sequence[tuple[bytes | memoryview, bool]]]]
 
 
 class SendPartial(Protocol):

@@ -91,7 +91,7 @@ import trio
 
 from ..wire.checksum import complete_checksum
 from ..wire.ipv6 import IPV6_HEADER_LEN, IPV6_NEXT_HEADER_OFFSET, PROTO_TCP
-from ..wire.tcp import TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN, partial_tcp_checksum
+from ..wire.tcp import CWR, TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN, partial_tcp_checksum
 
 # The virtio-net header codec lives in wire.virtio (its flag and type constants too);
 # the functions and the header type stay importable from here.
@@ -99,7 +99,9 @@ from ..wire.virtio import (
     CSUM_VNET_HDR,
     VIRTIO_NET_HDR_F_DATA_VALID,
     VIRTIO_NET_HDR_F_NEEDS_CSUM,
+    VIRTIO_NET_HDR_GSO_ECN,
     VIRTIO_NET_HDR_GSO_NONE,
+    VIRTIO_NET_HDR_GSO_TCPV6,
     VNET_HDR,
     VNET_HDR_LEN,
     ZERO_VNET_HDR,
@@ -174,7 +176,7 @@ _READ_SIZE = VNET_HDR_LEN + _MAX_IPV6 + 64
 _H = struct.Struct("!H")
 #: Where the TCP checksum field lies in a packet with TCP right after the fixed header.
 _TCP_CSUM_AT = IPV6_HEADER_LEN + TCP_CHECKSUM_OFFSET
-# Marks of received packets (see TunLink._strip_vnet).
+# Marks of received packets (see TunLink._vnet_mark).
 _PLAIN = 0
 _PARTIAL = 1
 _VALID = 2
@@ -323,12 +325,16 @@ class TunLink:
         #: and partial checksums; the link completes them).
         self.offload = offload
         self.max_batch = max_batch
-        # Received packets with their mark: _PLAIN, _PARTIAL (a TCP packet with a
-        # partial checksum, NEEDS_CSUM, completed when handed to a plain receive) or
-        # _VALID (the kernel vouches for its checksum, DATA_VALID).
-        self._rx: deque[tuple[bytes, int]] = deque()
+        # Marks: _PLAIN, _PARTIAL (a TCP packet with a partial checksum, NEEDS_CSUM,
+        # completed when handed to a plain receive) or _VALID (the kernel vouches for
+        # its checksum, DATA_VALID).
+        # Received reads: (data, offset of the IPv6 packet in it, mark).
+        self._rx: deque[tuple[bytes, int, int]] = deque()
         self._receiving = False
         self._closed = False
+        # _gso_prefix's cache: (TCP header words, CWR, gso_size, MTU) ->
+        # (largest length sent without GSO, packed header or None).
+        self._gso_headers: dict[tuple[int, int, int | None, int], tuple[int, bytes | None]] = {}
         self._mtu = self.read_mtu()
         self.rx_packets = 0
         self.rx_bytes = 0
@@ -337,6 +343,10 @@ class TunLink:
         self.rx_csum_completed = 0
         self.rx_csum_trusted = 0
         self.rx_bad_vnet = 0
+        #: Waits for readability, and reads that found nothing (EAGAIN): with the
+        #: packets, the read system calls and wake-ups the receive side costs.
+        self.rx_waits = 0
+        self.rx_empty_reads = 0
         self.tx_packets = 0
         self.tx_bytes = 0
         self.tx_gso = 0
@@ -484,6 +494,8 @@ class TunLink:
             "rx_csum_completed": self.rx_csum_completed,
             "rx_csum_trusted": self.rx_csum_trusted,
             "rx_bad_vnet": self.rx_bad_vnet,
+            "rx_waits": self.rx_waits,
+            "rx_empty_reads": self.rx_empty_reads,
             "tx_packets": self.tx_packets,
             "tx_bytes": self.tx_bytes,
             "tx_gso": self.tx_gso,
@@ -493,40 +505,51 @@ class TunLink:
     # -- receiving -----------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Read until EAGAIN (or ``max_batch`` packets) into the queue."""
+        """Read until EAGAIN (or ``max_batch`` packets) into the queue.
+
+        Each read is queued as it came, virtio header and all, with the offset of
+        the IPv6 packet in it: the offload receiver takes a view behind the header
+        (no copy of a 64 KiB super-segment), the plain ones a copy."""
         fd = self._fd
         rx = self._rx
         read = os.read
         vnet = self.vnet_hdr
         size = _READ_SIZE if vnet else _MAX_IPV6 + 64
+        start = VNET_HDR_LEN if vnet else 0
         for _ in range(self.max_batch):
             try:
                 data = read(fd, size)
             except BlockingIOError:
+                self.rx_empty_reads += 1
                 return
             except OSError as exc:
                 if exc.errno == errno.EBADFD:  # the interface was deleted
                     raise trio.BrokenResourceError(f"TUN device {self.name} is gone") from exc
                 raise
-            mark = _PLAIN
+            at, mark = start, _PLAIN
             if vnet:
-                data, mark = self._strip_vnet(data)
-                if not data:
+                if len(data) < VNET_HDR_LEN:
+                    self.rx_bad_vnet += 1
                     continue
-            if not data or data[0] >> 4 != 6:
+                if data[0] or data[1]:  # flags or gso_type: anything but a plain packet
+                    data, at, mark = self._vnet_mark(data)
+                    if not data:
+                        continue
+            if len(data) <= at or data[at] >> 4 != 6:
                 self.rx_not_ipv6 += 1
                 continue
             self.rx_packets += 1
-            self.rx_bytes += len(data)
-            rx.append((data, mark))
+            self.rx_bytes += len(data) - at
+            rx.append((data, at, mark))
 
-    def _strip_vnet(self, data: bytes) -> tuple[bytes, int]:
-        """The packet behind the virtio header and its mark. A ``NEEDS_CSUM`` TCP
-        packet (checksum field right behind the fixed IPv6 header) is kept partial
-        (:data:`_PARTIAL`); any other ``NEEDS_CSUM`` packet is completed here."""
-        if len(data) < VNET_HDR_LEN:
-            self.rx_bad_vnet += 1
-            return b"", _PLAIN
+    def _vnet_mark(self, data: bytes) -> tuple[bytes, int, int]:
+        """``(data, offset of the packet, mark)`` for a read whose virtio header has
+        flags or a GSO type. A ``NEEDS_CSUM`` TCP packet (checksum field right behind
+        the fixed IPv6 header) stays partial (:data:`_PARTIAL`); any other
+        ``NEEDS_CSUM`` packet is completed here; ``DATA_VALID`` marks the packet
+        :data:`_VALID` (virtio 1.x, 5.1.6.4: the device validated the checksum).
+        Without either flag the packet is plain: its checksum is verified as usual.
+        ``b""`` for a header that cannot be honoured (counted in ``rx_bad_vnet``)."""
         flags, gso_type, _hdr_len, _gso_size, start, offset = VNET_HDR.unpack_from(data)
         if gso_type != VIRTIO_NET_HDR_GSO_NONE:
             self.rx_gso += 1
@@ -537,27 +560,28 @@ class TunLink:
                 and len(data) >= VNET_HDR_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN
                 and data[VNET_HDR_LEN + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP
             ):
-                return data[VNET_HDR_LEN:], _PARTIAL
+                return data, VNET_HDR_LEN, _PARTIAL
             mv = memoryview(data)[VNET_HDR_LEN:]
             try:
                 packet = complete_checksum(mv, start, offset)
             except ValueError:
                 self.rx_bad_vnet += 1
-                return b"", _PLAIN
+                return b"", 0, _PLAIN
             self.rx_csum_completed += 1
-            return packet, _PLAIN
+            return packet, 0, _PLAIN
         if flags & VIRTIO_NET_HDR_F_DATA_VALID:
-            return data[VNET_HDR_LEN:], _VALID
-        return data[VNET_HDR_LEN:], _PLAIN
+            return data, VNET_HDR_LEN, _VALID
+        return data, VNET_HDR_LEN, _PLAIN
 
-    def _plain(self, item: tuple[bytes, int]) -> bytes:
-        """A received packet as a plain receive hands it up: a partial checksum
-        completed (a correct checksum, verifiable like any other)."""
-        packet, mark = item
+    def _plain(self, item: tuple[bytes, int, int]) -> bytes:
+        """A received packet as a plain receive hands it up: a ``bytes`` copy without
+        the virtio header, a partial checksum completed (a correct checksum,
+        verifiable like any other)."""
+        data, at, mark = item
         if mark == _PARTIAL:
             self.rx_csum_completed += 1
-            return complete_checksum(packet, IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
-        return packet
+            return complete_checksum(memoryview(data)[at:], IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
+        return data[at:] if at else data
 
     async def _wait(self) -> None:
         """Return with at least one packet queued, or raise."""
@@ -574,6 +598,7 @@ class TunLink:
         self._receiving = True
         try:
             while not self._rx:
+                self.rx_waits += 1
                 await trio.lowlevel.wait_readable(self._fd)
                 self._drain()
         finally:
@@ -592,17 +617,28 @@ class TunLink:
         self._rx.clear()
         return batch
 
-    async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
+    async def receive_batch_offload(self) -> list[tuple[bytes | memoryview, bool]]:
         """:meth:`receive_batch` for a receiver that takes the Link protocol's checksum
         offload (see :mod:`trio_tcp6.links.base`): each packet comes with a mark,
         True for a TCP packet whose checksum the kernel vouches for -- sent with a
         partial checksum (``NEEDS_CSUM``: the field holds the pseudo-header sum, the
         payload was never summed, as over Linux's loopback) or checked already
-        (``DATA_VALID``). Those need no verification; the others do."""
+        (``DATA_VALID``). Those need no verification; the others do. Packets behind
+        a virtio header come as read-only ``memoryview`` slices of the read (a
+        super-segment is not copied to strip its header)."""
         await self._wait()
-        batch = [(p, m != _PLAIN and p[IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP) for p, m in self._rx]
+        batch: list[tuple[bytes | memoryview, bool]] = []
+        append = batch.append
+        trusted = 0
+        for data, at, mark in self._rx:
+            packet = memoryview(data)[at:] if at else data
+            if mark != _PLAIN and data[at + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP:
+                trusted += 1
+                append((packet, True))
+            else:
+                append((packet, False))
         self._rx.clear()
-        self.rx_csum_trusted += sum(t for _, t in batch)
+        self.rx_csum_trusted += trusted
         return batch
 
     def receive_nowait(self) -> bytes | None:
@@ -615,19 +651,55 @@ class TunLink:
 
     # -- sending -------------------------------------------------------------------
 
+    def _gso_prefix(self, packet: Packet, gso_size: int | None) -> bytes | None:
+        """The packed virtio header :func:`gso_header_for` gives ``packet`` (longer
+        than the MTU) when that is a super-segment, else None. Cached by what it
+        depends on besides the length (TCP header length, CWR, ``gso_size``, MTU):
+        building and packing the header per 64 KiB frame cost as much as a copy of
+        it in the pure build."""
+        if (
+            len(packet) < IPV6_HEADER_LEN + TCP_HEADER_LEN
+            or packet[IPV6_NEXT_HEADER_OFFSET] != PROTO_TCP
+        ):
+            return None
+        words = packet[IPV6_HEADER_LEN + 12] >> 4
+        cwr = packet[IPV6_HEADER_LEN + 13] & CWR
+        key = (words, cwr, gso_size, self._mtu)
+        entry = self._gso_headers.get(key)
+        if entry is None:
+            hdr_len = IPV6_HEADER_LEN + words * 4
+            size = self._mtu - hdr_len if gso_size is None else gso_size
+            gso_type = VIRTIO_NET_HDR_GSO_TCPV6 | (VIRTIO_NET_HDR_GSO_ECN if cwr else 0)
+            hdr = VirtioNetHdr(
+                VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                gso_type,
+                hdr_len,
+                size,
+                IPV6_HEADER_LEN,
+                TCP_CHECKSUM_OFFSET,
+            )
+            entry = (hdr_len + size, pack_vnet_hdr(hdr) if size > 0 else None)
+            if len(self._gso_headers) >= 64:  # a few keys in practice; stay bounded
+                self._gso_headers.clear()
+            self._gso_headers[key] = entry
+        # gso_header_for: a super-segment when the payload exceeds one segment.
+        if entry[1] is None or len(packet) <= entry[0]:
+            return None
+        return entry[1]
+
     def _write_one(self, packet: Packet, gso_size: int | None, partial: bool) -> bool:
         """Write one packet; False on EAGAIN (nothing written)."""
         if self.vnet_hdr:
             if len(packet) <= self._mtu:
                 # (what gso_header_for says for a packet that fits, without the call)
                 parts: list[Packet] = [CSUM_VNET_HDR if partial else ZERO_VNET_HDR, packet]
-            elif (hdr := gso_header_for(packet, self._mtu, gso_size)).flags:
+            elif (prefix := self._gso_prefix(packet, gso_size)) is not None:
                 if partial:  # the field holds the pseudo-header sum already
-                    parts = [pack_vnet_hdr(hdr), packet]
+                    parts = [prefix, packet]
                 else:
                     mv = memoryview(packet)
                     field = _H.pack(partial_tcp_checksum(mv))
-                    parts = [pack_vnet_hdr(hdr), mv[:_TCP_CSUM_AT], field, mv[_TCP_CSUM_AT + 2 :]]
+                    parts = [prefix, mv[:_TCP_CSUM_AT], field, mv[_TCP_CSUM_AT + 2 :]]
                 self.tx_gso += 1
             elif partial:
                 parts = [CSUM_VNET_HDR, packet]

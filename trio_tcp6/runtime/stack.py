@@ -469,7 +469,7 @@ class DirectStack(Stack):
         checksum from an offloading link (trusted, not verified)."""
         c = self._counters
         c["packets_in"] += 1
-        head = peek_ipv6(data) if type(data) is bytes else None
+        head = peek_ipv6(data) if type(data) is bytes or type(data) is memoryview else None
         if head is not None:
             # Fast path: TCP right after the fixed header (what parse_ipv6 would find
             # with no extension headers), payload trimmed to the payload length.

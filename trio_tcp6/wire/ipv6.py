@@ -373,7 +373,7 @@ def ecn_of(data: Buffer) -> int:
     return (data[1] >> 4) & ECN_MASK
 
 
-def peek_ipv6(data: bytes) -> tuple[bytes, bytes, int, memoryview] | None:
+def peek_ipv6(data: bytes | memoryview) -> tuple[bytes, bytes, int, memoryview] | None:
     """The fixed header's (source, destination, next header, payload view), or None
     if ``data`` is shorter than 40 bytes, not version 6, or shorter than its payload
     length says.
@@ -383,7 +383,9 @@ def peek_ipv6(data: bytes) -> tuple[bytes, bytes, int, memoryview] | None:
     :func:`parse_ipv6` trims it; when ``next header`` is an upper-layer protocol the
     result is what :func:`parse_ipv6` would return. Anything else (an extension
     header, None) needs :func:`parse_ipv6`, which raises the right error. ``data``
-    must be ``bytes`` (the addresses are slices of it).
+    is ``bytes`` or a byte ``memoryview`` of bytes that do not change (a link's view
+    behind a header it strips): the addresses come back as ``bytes`` copies, the
+    payload as a view of ``data``.
     """
     if len(data) < IPV6_HEADER_LEN:
         return None
