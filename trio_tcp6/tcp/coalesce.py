@@ -187,12 +187,17 @@ def merge(run: list[TCPSegment]) -> TCPSegment:
         last_ts = last.timestamps
         assert last_ts is not None
         ts = (ts[0], last_ts[1])
-    merged = attrs.evolve(
-        first,
-        ack=last.ack,
-        flags=last.flags,
-        window=last.window,
-        payload=b"".join([s.payload for s in run]),
-        timestamps=ts,
-    )
-    return merged
+    payload = b"".join([s.payload for s in run])
+    if OTHER_FIELDS:
+        # (A field this module does not name: evolve() carries it over.)
+        return attrs.evolve(
+            first, ack=last.ack, flags=last.flags, window=last.window, payload=payload,
+            timestamps=ts,
+        )  # fmt: skip
+    # The constructor, not attrs.evolve(), which looks the fields up on every call:
+    # this runs once per burst of every bulk receiver.
+    return TCPSegment(
+        first.src_port, first.dst_port, first.seq, last.ack, last.flags, last.window,
+        payload, first.urgent, first.mss, first.wscale, first.sack_permitted,
+        first.sack_blocks, ts, first.ecn,
+    )  # fmt: skip

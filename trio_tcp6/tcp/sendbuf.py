@@ -105,6 +105,9 @@ class SendBuffer:
         if end <= size:
             if type(chunk) is bytes:
                 return chunk if off == 0 and end == size else chunk[off:end]
+            if type(chunk) is memoryview:
+                # (Views are only ever kept of immutable memory: none to release.)
+                return chunk[off:end].tobytes()
             with memoryview(chunk) as mv:
                 return mv[off:end].tobytes()
         parts: list[_Chunk] = [memoryview(chunk)[off:] if off else chunk]
