@@ -356,17 +356,19 @@ def on_ack(
     # RFC 6937 §3 DeliveredData: the change in SND.UNA (none for an old ACK, whose
     # SEG.ACK - SND.UNA is negative) plus the change in SACKed bytes.
     delivered = (acked if acked > 0 else 0) + (sb.sacked - sacked_before)
-    # The flight the previous ACK found joins the round's record now: this ACK's
-    # own loss response (here, or for an ECE after the ACK step) starts from what
-    # it leaves outstanding (RFC 5681 eq. (4)), earlier ACKs of the round only
-    # from the flight they found.
-    if rec.flight_found > rec.max_flight:
-        rec.max_flight = rec.flight_found
-    if ack >= rec.round_end:
-        rec.max_flight_prev = rec.max_flight
-        rec.max_flight = 0
-        rec.round_end = nxt
-    rec.flight_found = nxt - una
+    if acked > 0 or seg.sack_blocks:
+        # The flight the previous ACK found joins the round's record now: this
+        # ACK's own loss response (here, or for an ECE after the ACK step) starts
+        # from what it leaves outstanding (RFC 5681 eq. (4)), earlier ACKs of the
+        # round from the flight they found. (An ACK that reports nothing new, such
+        # as data with an unchanged SEG.ACK, tells nothing about the flight.)
+        if rec.flight_found > rec.max_flight:
+            rec.max_flight = rec.flight_found
+        if ack >= rec.round_end:
+            rec.max_flight_prev = rec.max_flight
+            rec.max_flight = 0
+            rec.round_end = nxt
+        rec.flight_found = nxt - una
     # -- loss detection ----------------------------------------------------------------
     if sack_ok:
         if c.config.rack:
