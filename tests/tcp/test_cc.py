@@ -517,3 +517,20 @@ def test_invariants(name: str, hystart: bool, evs: list[tuple[str, int, int]]) -
         assert cc.cwnd >= MSS
         assert cc.ssthresh >= 2 * MSS
         assert cc.cwnd <= 10 * MSS + 2 * MSS * len(evs) + 200 * MSS
+
+
+def test_cubic_w_max_is_the_window_used() -> None:
+    # Receive-window-limited at the loss: slow start grew cwnd to 44 segments while
+    # 22 were in flight. W_max (and cwnd_prev) is the 22 the flow used, not the 44
+    # it never sent, so the curve plateaus at 22 (RFC 9438 §4.2, §5.8).
+    cc = Cubic(mss=MSS, hystart=False)
+    cc.cwnd = 44 * MSS
+    cc.on_congestion_event(1.0, 22 * MSS)
+    assert cc.w_max == 22 * MSS
+    assert cc.cwnd_prev == 22 * MSS
+    assert cc.ssthresh == int(22 * MSS * BETA_CUBIC)
+    # cwnd-limited (the flight is cwnd, or loss_response="cwnd"): W_max = cwnd.
+    cc2 = Cubic(mss=MSS, hystart=False)
+    cc2.cwnd = 44 * MSS
+    cc2.on_congestion_event(1.0, 44 * MSS)
+    assert cc2.w_max == 44 * MSS

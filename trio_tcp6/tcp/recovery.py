@@ -138,6 +138,14 @@ class LossRecovery:
     undo_marker: int = 0
     undo_retrans: int = 0
     undo_ranges: list[tuple[int, int]] = attrs.Factory(list)
+    #: The largest flight (SND.NXT - SND.UNA) an ACK found in the current round
+    #: and in the previous one, and SND.NXT when the current round began (it ends
+    #: once that is acknowledged): the recent flight a loss response starts from.
+    max_flight: int = 0
+    max_flight_prev: int = 0
+    round_end: int = 0
+    #: The flight (SND.NXT - SND.UNA) the last ACK found.
+    flight_found: int = 0
 
 
 # -- SACK and loss marking -------------------------------------------------------------
@@ -258,12 +266,28 @@ def after_loss_marking(c: Connection, now: float) -> None:
 
 # -- fast recovery ---------------------------------------------------------------------
 def loss_basis(c: Connection) -> int:
-    """What a loss's multiplicative decrease is computed from (``loss_response``):
-    FlightSize bounded by cwnd (RFC 5681 eq. (4), RFC 6675 §5, RFC 9438 §4.6; see
-    :func:`.output.flight_size`), or cwnd alone as Linux does."""
+    """What a loss's multiplicative decrease is computed from (``loss_response``),
+    called once per reduction: cwnd alone as Linux does, or FlightSize (RFC 5681
+    eq. (4), RFC 6675 §5, RFC 9438 §4.6) bounded by cwnd (see
+    :func:`.output.flight_size`).
+
+    FlightSize is the larger of SND.NXT - SND.UNA now and the largest flight an
+    earlier ACK of this round or the last one found (still at most cwnd): a
+    stretch ACK -- one for half a window, as a receiver that coalesces a burst
+    sends -- arriving before the SACKs that reveal a hole, with a window the
+    receiver's unread data has shrunk so that nothing new goes out, leaves only
+    the rest of the round outstanding, and ``beta * FlightSize`` would then cut the
+    window by far more than beta. The record starts again after each reduction,
+    as the largest FlightSize of draft-ietf-ccwg-ratelimited-increase (maxFS)."""
     if c.config.loss_response == "cwnd":
         return c.cc.cwnd
-    return flight_size(c)
+    rec = c.rec
+    fs = flight_size(c)
+    recent = max(rec.max_flight, rec.max_flight_prev)
+    rec.max_flight = rec.max_flight_prev = rec.flight_found = 0
+    if recent > fs:
+        return min(recent, c.cc.cwnd)
+    return fs
 
 
 def enter_recovery(c: Connection, now: float, delivered: int) -> None:
@@ -348,6 +372,19 @@ def on_ack(
     # RFC 6937 §3 DeliveredData: the change in SND.UNA (none for an old ACK, whose
     # SEG.ACK - SND.UNA is negative) plus the change in SACKed bytes.
     delivered = (acked if acked > 0 else 0) + (sb.sacked - sacked_before)
+    if acked > 0 or seg.sack_blocks:
+        # The flight the previous ACK found joins the round's record now: this
+        # ACK's own loss response (here, or for an ECE after the ACK step) starts
+        # from what it leaves outstanding (RFC 5681 eq. (4)), earlier ACKs of the
+        # round from the flight they found. (An ACK that reports nothing new, such
+        # as data with an unchanged SEG.ACK, tells nothing about the flight.)
+        if rec.flight_found > rec.max_flight:
+            rec.max_flight = rec.flight_found
+        if ack >= rec.round_end:
+            rec.max_flight_prev = rec.max_flight
+            rec.max_flight = 0
+            rec.round_end = nxt
+        rec.flight_found = nxt - una
     # -- loss detection ----------------------------------------------------------------
     if sack_ok:
         if c.config.rack:
@@ -478,6 +515,7 @@ def on_rto(c: Connection, now: float) -> None:
     rec.undo_ranges = []
     repeated = rec.ca is CA_LOSS
     basis = c.cc.cwnd if c.config.loss_response == "cwnd" else sb.outstanding
+    rec.max_flight = rec.max_flight_prev = rec.flight_found = 0
     c.cc.on_rto(now, basis, repeated=repeated)
     t.rto_count += 1
     c.rtt.backoff()

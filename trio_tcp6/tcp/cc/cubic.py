@@ -158,8 +158,15 @@ class Cubic(CongestionControlBase):
         self.cwnd = int(new)
 
     def _reduce(self, in_flight: int) -> None:
-        """§4.6 / §4.7: remember the window, fast convergence, new ssthresh."""
-        cwnd = float(self.cwnd)
+        """§4.6 / §4.7: remember the window, fast convergence, new ssthresh.
+
+        The window remembered (W_max, cwnd_prev) is the one the flow used: cwnd, but
+        at most the flight the loss response starts from. A cwnd that grew beyond
+        what a receive window or the application let the flow send (slow start may
+        reach twice the flight) was never tested on the path, and the curve would
+        otherwise climb back towards it (§4.2 and §5.8: cwnd does not grow while it
+        is not used). With ``loss_response="cwnd"`` the two are the same."""
+        cwnd = float(min(self.cwnd, max(in_flight, 2 * self.mss)))
         self.cwnd_prev = cwnd
         if self.fast_convergence and self.w_max is not None and cwnd < self.w_max:
             self.w_max = cwnd * (1 + BETA_CUBIC) / 2
