@@ -90,6 +90,14 @@ __all__ = [
 #: Segments queued towards one connection before the stack drops (and counts) more.
 INBOX_SIZE = 4096
 
+# Keepalive is frozen: every flow without configured timings shares this one.
+DEFAULT_KEEPALIVE = Keepalive()
+
+# The task pair's names, given to trio so that it does not format a new string for
+# every task it starts.
+RECEIVER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._receiver"
+SENDER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._sender"
+
 #: Packets a host could not hand to its link without waiting, with their
 #: ``partial_checksum`` flag (see :meth:`FlowHost.transmit_nowait`).
 UnsentPackets = tuple[list[bytes], bool]
@@ -283,7 +291,7 @@ class DirectFlow(Flow):
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
         self._orphan_at: float | None = None
         # Keepalive timings set while SO_KEEPALIVE is off (used once it is on).
-        self._keepalive_params = host.config.keepalive or Keepalive()
+        self._keepalive_params = host.config.keepalive or DEFAULT_KEEPALIVE
 
     # -- the host's side ------------------------------------------------------------------
     @property
@@ -303,8 +311,8 @@ class DirectFlow(Flow):
 
     def start(self, nursery: trio.Nursery) -> None:
         """Start the task pair (receiver and sender) in ``nursery``."""
-        nursery.start_soon(self._receiver)
-        nursery.start_soon(self._sender)
+        nursery.start_soon(self._receiver, name=RECEIVER_TASK_NAME)
+        nursery.start_soon(self._sender, name=SENDER_TASK_NAME)
 
     def flush(self) -> None:
         """Act on what the engine produced since the flow last looked (the host
@@ -514,12 +522,13 @@ class DirectFlow(Flow):
 
     async def _receiver(self) -> None:
         conn = self._conn
-        receive = self._inbox_out.receive
-        receive_nowait = self._inbox_out.receive_nowait
+        # The channel, not its bound methods: those would be two more objects every
+        # idle connection keeps.
+        inbox = self._inbox_out
         clock = self._clock
         while True:
             try:
-                seg = await receive()
+                seg = await inbox.receive()
             except trio.EndOfChannel:
                 return  # CLOSED, and everything queued was taken
             now = clock()
@@ -529,10 +538,12 @@ class DirectFlow(Flow):
                 burst = [seg]
                 while True:
                     try:
-                        burst.append(receive_nowait())
+                        burst.append(inbox.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 conn.on_segments(burst, now)
+                # Not kept alive while the task waits for the next burst.
+                del seg, burst
                 if self._closed and conn.readable and not self._dead:
                     # Data for a flow the user closed: nobody will ever read it (RST).
                     conn.abort(now)
@@ -578,7 +589,7 @@ class DirectFlow(Flow):
                 # spin (that would also freeze a virtual clock); look again shortly.
                 self._host.counters["timer_stuck"] += 1
                 deadline = fired_at + 0.001
-            await alarm.sleep_until(deadline)
+            await alarm.wait_until(deadline)
 
     def _orphan_timeout(self, now: float) -> None:
         """A flow the user closed waited too long for the peer's FIN (like Linux's
