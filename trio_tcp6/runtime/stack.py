@@ -189,6 +189,9 @@ class DirectStack(Stack):
         # ICMPv6: path MTUs by destination (mtu, expiry), soft errors by flow, and the
         # token bucket of the errors we send.
         self._pmtu: dict[bytes, tuple[int, float]] = {}
+        # The address of the last peer a passive open came from: the flows from one
+        # peer share it (168 bytes with its int, for every accepted connection).
+        self._last_peer: ipaddress.IPv6Address | None = None
         self._soft_errors: weakref.WeakKeyDictionary[DirectFlow, TCPError] = (
             weakref.WeakKeyDictionary()
         )
@@ -598,6 +601,12 @@ class DirectStack(Stack):
         c["drop_no_listener"] += 1
         self._reset_for(src, seg, now)
 
+    def _peer_address(self, src: bytes) -> ipaddress.IPv6Address:
+        peer = self._last_peer
+        if peer is None or peer.packed != src:
+            peer = self._last_peer = ipaddress.IPv6Address(src)
+        return peer
+
     def _listen_input(
         self,
         listener: DirectListener,
@@ -654,7 +663,7 @@ class DirectStack(Stack):
             ts_offset=self._ts_offset(lport, src, rport),
             memory=self.memory,
         )
-        flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
+        flow = DirectFlow(self, conn, self._peer_address(src), rport, lport, listener)
         listener.add_half_open(flow)
         c["passive_opens"] += 1
         self._register(flow)
@@ -733,7 +742,7 @@ class DirectStack(Stack):
             ts_offset=self._ts_offset(lport, src, rport),
             memory=self.memory,
         )
-        flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
+        flow = DirectFlow(self, conn, self._peer_address(src), rport, lport, listener)
         c["passive_opens"] += 1
         self._register(flow)
         return True
