@@ -4,9 +4,10 @@ Each :class:`DirectFlow` owns one sans-I/O :class:`~trio_tcp6.tcp.connection.Con
 and two tasks in its stack's nursery:
 
 * the **receiver** takes inbound segments from a trio memory channel (the stack's
-  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``),
-  drains everything queued with ``receive_nowait`` after each ``receive`` (a burst
-  costs one wake-up and one batch of engine work), feeds the burst to
+  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``,
+  which also wakes the receiver), drains everything queued with ``receive_nowait``
+  (a burst costs one wake-up and one batch of engine work; while the channel is
+  empty the receiver sleeps on an :class:`~trio_tcp6.alarm.Alarm`), feeds the burst to
   ``engine.on_segments`` (which merges runs of in-order data segments, GRO-like,
   :mod:`trio_tcp6.tcp.coalesce`), and transmits what that produced (ACKs, data released by the
   ACKs) at once, without a hop to the sender;
@@ -32,11 +33,10 @@ transmit, unregister, time_wait_entered) and from its listener :class:`FlowListe
 imports neither the stack nor the listener, so a flow can be driven against a fake
 host in a test.
 
-Cost (see ``docs/performance.md``): the inbox channel costs a little per burst (its
-``receive`` is a checkpoint even when a segment is queued) but nothing per segment
-beyond ``send_nowait``/``receive_nowait``; the sender's timer is an Alarm deadline
-that is only ever moved *earlier* while it sleeps (a later engine deadline just costs
-one spurious wake-up, as Linux's lazy timers do).
+Cost (see ``docs/performance.md``): the inbox channel costs a wake-up per burst but
+nothing per segment beyond ``send_nowait``/``receive_nowait``; the sender's timer is
+an Alarm deadline that is only ever moved *earlier* while it sleeps (a later engine
+deadline just costs one spurious wake-up, as Linux's lazy timers do).
 
 Containment: an unexpected exception from the engine while processing peer input or
 a timer aborts only this connection (RST if synchronized; the user gets
@@ -97,6 +97,37 @@ DEFAULT_KEEPALIVE = Keepalive()
 # every task it starts.
 RECEIVER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._receiver"
 SENDER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._sender"
+
+
+class Inbox:
+    """The sending end of a flow's inbox channel, as its host uses it:
+    :meth:`send_nowait` puts a segment into the trio memory channel (raising what the
+    channel raises: ``trio.WouldBlock`` when full, ``trio.ClosedResourceError`` once
+    closed) and wakes the receiver task, which takes segments from the channel's other
+    end with ``receive_nowait`` and otherwise sleeps on an :class:`~trio_tcp6.alarm.Alarm`.
+
+    Why not ``await receive()``: a task parked in a memory channel's ``receive``
+    holds that coroutine, its abort closure and an entry in the channel's table of
+    waiting tasks, ~0.7 KiB that every idle connection kept; a sleep on an alarm
+    holds a third of that.
+    """
+
+    __slots__ = ("_alarm", "_channel")
+
+    def __init__(self, channel: trio.MemorySendChannel[TCPSegment], alarm: Alarm) -> None:
+        self._channel = channel
+        self._alarm = alarm
+
+    def send_nowait(self, seg: TCPSegment) -> None:
+        """Queue ``seg`` for the receiver task and wake it."""
+        self._channel.send_nowait(seg)
+        self._alarm.wake()
+
+    def close(self) -> None:
+        """No more segments: the receiver ends once it has taken what is queued."""
+        self._channel.close()
+        self._alarm.wake()
+
 
 #: Packets a host could not hand to its link without waiting, with their
 #: ``partial_checksum`` flag (see :meth:`FlowHost.transmit_nowait`).
@@ -227,6 +258,7 @@ class DirectFlow(Flow):
         "_recv_lot",
         "_remote",
         "_remote_port",
+        "_rx_alarm",
         "_send_conflict",
         "_send_lot",
         "_state_lot",
@@ -260,11 +292,13 @@ class DirectFlow(Flow):
         self._listener = listener
         #: Where the host's reader puts this connection's segments, with
         #: ``send_nowait`` (``trio.WouldBlock``: the inbox is full; closed once the
-        #: flow reached CLOSED), for the receiver task.
+        #: flow reached CLOSED), for the receiver task (an :class:`Inbox`).
         # The design card: segments travel to the receiver task through a trio
-        # memory channel (its state and endpoints cost ~2 KiB per connection).
-        self.inbox: trio.MemorySendChannel[TCPSegment]
-        self.inbox, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        # memory channel (its state and endpoints cost ~1.6 KiB per connection).
+        channel, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        # The receiver's sleep while the inbox is empty (woken by the inbox).
+        self._rx_alarm = Alarm("a flow has one receiver task")
+        self.inbox = Inbox(channel, self._rx_alarm)
         self._outbox: list[TCPSegment] = []
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
@@ -525,10 +559,14 @@ class DirectFlow(Flow):
         # The channel, not its bound methods: those would be two more objects every
         # idle connection keeps.
         inbox = self._inbox_out
+        alarm = self._rx_alarm
         clock = self._clock
         while True:
             try:
-                seg = await inbox.receive()
+                seg = inbox.receive_nowait()
+            except trio.WouldBlock:
+                await alarm.wait_until()  # until the inbox has more (or is closed)
+                continue
             except trio.EndOfChannel:
                 return  # CLOSED, and everything queued was taken
             now = clock()
