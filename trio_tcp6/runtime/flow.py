@@ -83,6 +83,7 @@ __all__ = [
     "DirectFlow",
     "FlowHost",
     "FlowListener",
+    "Inbox",
     "UnsentPackets",
     "engine_error",
 ]
