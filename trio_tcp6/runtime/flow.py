@@ -100,12 +100,13 @@ RECEIVER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._receiver"
 SENDER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._sender"
 
 
-class Inbox:
+class Inbox(Alarm):
     """The sending end of a flow's inbox channel, as its host uses it:
     :meth:`send_nowait` puts a segment into the trio memory channel (raising what the
     channel raises: ``trio.WouldBlock`` when full, ``trio.ClosedResourceError`` once
     closed) and wakes the receiver task, which takes segments from the channel's other
-    end with ``receive_nowait`` and otherwise sleeps on an :class:`~trio_tcp6.alarm.Alarm`.
+    end with ``receive_nowait`` and otherwise sleeps on this object, an
+    :class:`~trio_tcp6.alarm.Alarm` (one object per connection, not two).
 
     Why not ``await receive()``: a task parked in a memory channel's ``receive``
     holds that coroutine, its abort closure and an entry in the channel's table of
@@ -113,21 +114,21 @@ class Inbox:
     holds a third of that.
     """
 
-    __slots__ = ("_alarm", "_channel")
+    __slots__ = ("_channel",)
 
-    def __init__(self, channel: trio.MemorySendChannel[TCPSegment], alarm: Alarm) -> None:
+    def __init__(self, channel: trio.MemorySendChannel[TCPSegment]) -> None:
+        super().__init__("a flow has one receiver task")
         self._channel = channel
-        self._alarm = alarm
 
     def send_nowait(self, seg: TCPSegment) -> None:
         """Queue ``seg`` for the receiver task and wake it."""
         self._channel.send_nowait(seg)
-        self._alarm.wake()
+        self.wake()
 
     def close(self) -> None:
         """No more segments: the receiver ends once it has taken what is queued."""
         self._channel.close()
-        self._alarm.wake()
+        self.wake()
 
 
 #: Packets a host could not hand to its link without waiting, with their
@@ -259,7 +260,6 @@ class DirectFlow(Flow):
         "_recv_lot",
         "_remote",
         "_remote_port",
-        "_rx_alarm",
         "_send_conflict",
         "_send_lot",
         "_state_lot",
@@ -297,9 +297,7 @@ class DirectFlow(Flow):
         # The design card: segments travel to the receiver task through a trio
         # memory channel (its state and endpoints cost ~1.6 KiB per connection).
         channel, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
-        # The receiver's sleep while the inbox is empty (woken by the inbox).
-        self._rx_alarm = Alarm("a flow has one receiver task")
-        self.inbox = Inbox(channel, self._rx_alarm)
+        self.inbox = Inbox(channel)  # also the receiver's sleep while it is empty
         self._outbox: list[TCPSegment] = []
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
@@ -560,7 +558,7 @@ class DirectFlow(Flow):
         # The channel, not its bound methods: those would be two more objects every
         # idle connection keeps.
         inbox = self._inbox_out
-        alarm = self._rx_alarm
+        alarm = self.inbox
         clock = self._clock
         while True:
             try:
