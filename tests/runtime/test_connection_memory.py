@@ -32,8 +32,9 @@ from trio_tcp6.tcp.timers import Timers
 
 from .helpers import two_stacks
 
-#: Measured on CPython 3.11 (the same figure in every run): 9096 bytes per end in
-#: the pure build. The bound is issue 12's target
+#: Measured on CPython 3.11 (the same figure in every run): 9048 bytes per end in
+#: the pure build, 8821 in the compiled one (10756 and 10625 before the memory
+#: work of issue 12). The bound is issue 12's target
 #: for an idle connection, 10 KiB; what the measurement leaves out (the stack's
 #: tables growing in steps, a few bytes per end amortized) is in
 #: bench/scale_bench.py's figure. The trio memory channel (the design card's) is
