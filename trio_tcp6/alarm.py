@@ -23,6 +23,7 @@ again", never as proof that the deadline passed or that someone woke them.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Generator
 from typing import Any
 
 import trio
@@ -104,21 +105,42 @@ class Alarm:
         Returns at once, without a checkpoint, when a wake-up is pending (the caller's
         loop did work since it last slept). A deadline already past returns at the
         next scheduling point. May return early: the caller looks again."""
+        await self.wait_until(deadline)
+
+    def wait_until(self, deadline: float = math.inf) -> Awaitable[None]:
+        """:meth:`sleep_until` for a task that calls it and awaits the result at once
+        (``await alarm.wait_until(t)``): a plain function, so that a task asleep
+        without a deadline (an idle connection's sender) holds no frame of its own
+        for the sleep, one coroutine object less per sleeping task."""
         if self._pending:
             self._pending = False
-            return
+            return _READY
         if self._task is not None:
             raise trio.BusyResourceError(self._busy_message)
         self._task = _current_task()
         if deadline == math.inf:
-            await _wait_task_rescheduled(self._abort)
-            return
+            return _wait_task_rescheduled(self._abort)
+        return self._sleep_scoped(deadline)
+
+    async def _sleep_scoped(self, deadline: float) -> None:
         with trio.CancelScope(deadline=deadline) as scope:
             self._scope = scope
             try:
                 await _wait_task_rescheduled(self._abort)
             finally:
                 self._scope = None
+
+
+class _Ready:
+    """An awaitable that is done at once (no checkpoint); one is shared."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+_READY = _Ready()
 
 
 class Waiters:

@@ -4,9 +4,10 @@ Each :class:`DirectFlow` owns one sans-I/O :class:`~trio_tcp6.tcp.connection.Con
 and two tasks in its stack's nursery:
 
 * the **receiver** takes inbound segments from a trio memory channel (the stack's
-  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``),
-  drains everything queued with ``receive_nowait`` after each ``receive`` (a burst
-  costs one wake-up and one batch of engine work), feeds the burst to
+  link reader puts each segment into :attr:`DirectFlow.inbox` with ``send_nowait``,
+  which also wakes the receiver), drains everything queued with ``receive_nowait``
+  (a burst costs one wake-up and one batch of engine work; while the channel is
+  empty the receiver sleeps on an :class:`~trio_tcp6.alarm.Alarm`), feeds the burst to
   ``engine.on_segments`` (which merges runs of in-order data segments, GRO-like,
   :mod:`trio_tcp6.tcp.coalesce`), and transmits what that produced (ACKs, data released by the
   ACKs) at once, without a hop to the sender;
@@ -32,11 +33,10 @@ transmit, unregister, time_wait_entered) and from its listener :class:`FlowListe
 imports neither the stack nor the listener, so a flow can be driven against a fake
 host in a test.
 
-Cost (see ``docs/performance.md``): the inbox channel costs a little per burst (its
-``receive`` is a checkpoint even when a segment is queued) but nothing per segment
-beyond ``send_nowait``/``receive_nowait``; the sender's timer is an Alarm deadline
-that is only ever moved *earlier* while it sleeps (a later engine deadline just costs
-one spurious wake-up, as Linux's lazy timers do).
+Cost (see ``docs/performance.md``): the inbox channel costs a wake-up per burst but
+nothing per segment beyond ``send_nowait``/``receive_nowait``; the sender's timer is
+an Alarm deadline that is only ever moved *earlier* while it sleeps (a later engine
+deadline just costs one spurious wake-up, as Linux's lazy timers do).
 
 Containment: an unexpected exception from the engine while processing peer input or
 a timer aborts only this connection (RST if synchronized; the user gets
@@ -83,12 +83,53 @@ __all__ = [
     "DirectFlow",
     "FlowHost",
     "FlowListener",
+    "Inbox",
     "UnsentPackets",
     "engine_error",
 ]
 
 #: Segments queued towards one connection before the stack drops (and counts) more.
 INBOX_SIZE = 4096
+
+# Keepalive is frozen: every flow without configured timings shares this one.
+DEFAULT_KEEPALIVE = Keepalive()
+
+# The task pair's names, given to trio so that it does not format a new string for
+# every task it starts.
+RECEIVER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._receiver"
+SENDER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._sender"
+
+
+class Inbox(Alarm):
+    """The sending end of a flow's inbox channel, as its host uses it:
+    :meth:`send_nowait` puts a segment into the trio memory channel (raising what the
+    channel raises: ``trio.WouldBlock`` when full, ``trio.ClosedResourceError`` once
+    closed) and wakes the receiver task, which takes segments from the channel's other
+    end with ``receive_nowait`` and otherwise sleeps on this object, an
+    :class:`~trio_tcp6.alarm.Alarm` (one object per connection, not two).
+
+    Why not ``await receive()``: a task parked in a memory channel's ``receive``
+    holds that coroutine, its abort closure and an entry in the channel's table of
+    waiting tasks, ~0.7 KiB that every idle connection kept; a sleep on an alarm
+    holds a third of that.
+    """
+
+    __slots__ = ("_channel",)
+
+    def __init__(self, channel: trio.MemorySendChannel[TCPSegment]) -> None:
+        super().__init__("a flow has one receiver task")
+        self._channel = channel
+
+    def send_nowait(self, seg: TCPSegment) -> None:
+        """Queue ``seg`` for the receiver task and wake it."""
+        self._channel.send_nowait(seg)
+        self.wake()
+
+    def close(self) -> None:
+        """No more segments: the receiver ends once it has taken what is queued."""
+        self._channel.close()
+        self.wake()
+
 
 #: Packets a host could not hand to its link without waiting, with their
 #: ``partial_checksum`` flag (see :meth:`FlowHost.transmit_nowait`).
@@ -252,11 +293,11 @@ class DirectFlow(Flow):
         self._listener = listener
         #: Where the host's reader puts this connection's segments, with
         #: ``send_nowait`` (``trio.WouldBlock``: the inbox is full; closed once the
-        #: flow reached CLOSED), for the receiver task.
+        #: flow reached CLOSED), for the receiver task (an :class:`Inbox`).
         # The design card: segments travel to the receiver task through a trio
-        # memory channel (its state and endpoints cost ~2 KiB per connection).
-        self.inbox: trio.MemorySendChannel[TCPSegment]
-        self.inbox, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        # memory channel (its state and endpoints cost ~1.6 KiB per connection).
+        channel, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
+        self.inbox = Inbox(channel)  # also the receiver's sleep while it is empty
         self._outbox: list[TCPSegment] = []
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
@@ -283,7 +324,7 @@ class DirectFlow(Flow):
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
         self._orphan_at: float | None = None
         # Keepalive timings set while SO_KEEPALIVE is off (used once it is on).
-        self._keepalive_params = host.config.keepalive or Keepalive()
+        self._keepalive_params = host.config.keepalive or DEFAULT_KEEPALIVE
 
     # -- the host's side ------------------------------------------------------------------
     @property
@@ -303,8 +344,8 @@ class DirectFlow(Flow):
 
     def start(self, nursery: trio.Nursery) -> None:
         """Start the task pair (receiver and sender) in ``nursery``."""
-        nursery.start_soon(self._receiver)
-        nursery.start_soon(self._sender)
+        nursery.start_soon(self._receiver, name=RECEIVER_TASK_NAME)
+        nursery.start_soon(self._sender, name=SENDER_TASK_NAME)
 
     def flush(self) -> None:
         """Act on what the engine produced since the flow last looked (the host
@@ -514,12 +555,17 @@ class DirectFlow(Flow):
 
     async def _receiver(self) -> None:
         conn = self._conn
-        receive = self._inbox_out.receive
-        receive_nowait = self._inbox_out.receive_nowait
+        # The channel, not its bound methods: those would be two more objects every
+        # idle connection keeps.
+        inbox = self._inbox_out
+        alarm = self.inbox
         clock = self._clock
         while True:
             try:
-                seg = await receive()
+                seg = inbox.receive_nowait()
+            except trio.WouldBlock:
+                await alarm.wait_until()  # until the inbox has more (or is closed)
+                continue
             except trio.EndOfChannel:
                 return  # CLOSED, and everything queued was taken
             now = clock()
@@ -529,10 +575,12 @@ class DirectFlow(Flow):
                 burst = [seg]
                 while True:
                     try:
-                        burst.append(receive_nowait())
+                        burst.append(inbox.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
                 conn.on_segments(burst, now)
+                # Not kept alive while the task waits for the next burst.
+                del seg, burst
                 if self._closed and conn.readable and not self._dead:
                     # Data for a flow the user closed: nobody will ever read it (RST).
                     conn.abort(now)
@@ -578,7 +626,7 @@ class DirectFlow(Flow):
                 # spin (that would also freeze a virtual clock); look again shortly.
                 self._host.counters["timer_stuck"] += 1
                 deadline = fired_at + 0.001
-            await alarm.sleep_until(deadline)
+            await alarm.wait_until(deadline)
 
     def _orphan_timeout(self, now: float) -> None:
         """A flow the user closed waited too long for the peer's FIN (like Linux's

@@ -166,6 +166,9 @@ class DirectStack(Stack):
             lambda packet: self._pending.append(packet),
             self._malformed,
         )
+        # The address of the last peer a passive open came from: the flows from one
+        # peer share it (168 bytes with its int, for every accepted connection).
+        self._last_peer: ipaddress.IPv6Address | None = None
         #: What all connections buffer, against ``config.memory_limit`` (tcp_mem).
         self.memory = MemoryAccount(config.memory_limit, self._counters)
         self._memory_relief_at = -1e18
@@ -570,6 +573,12 @@ class DirectStack(Stack):
         c["drop_no_listener"] += 1
         self._reset_for(src, seg, now)
 
+    def _peer_address(self, src: bytes) -> ipaddress.IPv6Address:
+        peer = self._last_peer
+        if peer is None or peer.packed != src:
+            peer = self._last_peer = ipaddress.IPv6Address(src)
+        return peer
+
     def _listen_input(
         self,
         listener: DirectListener,
@@ -626,7 +635,7 @@ class DirectStack(Stack):
             ts_offset=self._ts_offset(lport, src, rport),
             memory=self.memory,
         )
-        flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
+        flow = DirectFlow(self, conn, self._peer_address(src), rport, lport, listener)
         listener.add_half_open(flow)
         c["passive_opens"] += 1
         self._register(flow)
@@ -705,7 +714,7 @@ class DirectStack(Stack):
             ts_offset=self._ts_offset(lport, src, rport),
             memory=self.memory,
         )
-        flow = DirectFlow(self, conn, ipaddress.IPv6Address(src), rport, lport, listener)
+        flow = DirectFlow(self, conn, self._peer_address(src), rport, lport, listener)
         c["passive_opens"] += 1
         self._register(flow)
         return True

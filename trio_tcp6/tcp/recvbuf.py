@@ -63,6 +63,12 @@ RANGE_OVERHEAD = 192
 #: Python object per byte.
 COALESCE = 512
 
+# Until a buffer holds its first out-of-order range it shares these empty lists (an
+# idle connection then keeps four list objects fewer); only _add_range and
+# _note_recent add to the lists, and they first give the buffer lists of its own.
+_NO_OFFSETS: list[int] = []
+_NO_DATA: list[list[bytes]] = []
+
 
 class ReceiveBuffer:
     """In-order chunks plus sorted, coalesced out-of-order ranges, within ``cap``."""
@@ -96,14 +102,14 @@ class ReceiveBuffer:
         self.readable = 0
         #: Out-of-order ranges [start, end), sorted, neither overlapping nor
         #: touching, and the chunks that hold each range's bytes in order.
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._data: list[list[bytes]] = []
+        self._starts: list[int] = _NO_OFFSETS
+        self._ends: list[int] = _NO_OFFSETS
+        self._data: list[list[bytes]] = _NO_DATA
         #: Out-of-order data bytes held, and the chunks holding them.
         self.ooo_bytes = 0
         self.ooo_chunks = 0
         #: Starts of the most recently received out-of-order segments, newest first.
-        self._recent: list[int] = []
+        self._recent: list[int] = _NO_OFFSETS
         #: A duplicate range to report once as a D-SACK block (RFC 2883), or None.
         self.dsack: tuple[int, int] | None = None
 
@@ -223,6 +229,8 @@ class ReceiveBuffer:
         if not self._room(need, i):
             self.stats["drop_rcv_buffer_full"] += 1
             return ADD_DROP
+        if self._starts is _NO_OFFSETS:
+            self._starts, self._ends, self._data = [], [], []
         self._starts.insert(i, start)
         self._ends.insert(i, end)
         self._data.insert(i, [data])
@@ -321,6 +329,8 @@ class ReceiveBuffer:
 
     def _note_recent(self, start: int) -> None:
         rec = self._recent
+        if rec is _NO_OFFSETS:
+            rec = self._recent = []
         if start in rec:
             rec.remove(start)
         rec.insert(0, start)
