@@ -81,38 +81,55 @@ class Recorder:
         monkeypatch.setattr(Connection, "__init__", record_init)
 
 
-def run_both(
-    monkeypatch: pytest.MonkeyPatch, scenario: Callable[[], object]
-) -> tuple[list[Any], int]:
-    """Run ``scenario`` with the fast path off, then on; compare. Returns the
-    off-run's record and how many segments took the fast path."""
+def run_toggled(
+    monkeypatch: pytest.MonkeyPatch,
+    module: object,
+    flag: str,
+    scenario: Callable[[], object],
+    after_run: Callable[[bool, Recorder], None] | None = None,
+) -> list[Any]:
+    """Run ``scenario`` with ``module.flag`` off, then on, and require the same
+    emitted segments, final TCBs and failure from both; return the off-run's record
+    (segments, TCBs, failure). ``after_run(on, recorder)`` inspects each run."""
     results = []
-    predicted = 0
     for on in (False, True):
         with monkeypatch.context() as m:
-            m.setattr(arrival, "FAST_PATH", on)
+            m.setattr(module, flag, on)
             rec = Recorder(m)
             failure: str | None = None
             try:
                 scenario()
             except ScriptFailure as exc:
                 failure = str(exc).split("\n", 1)[0]
-            image = [
-                [snapshot(s) for s in rec.emitted],
-                [snapshot(c) for c in rec.conns],
-                failure,
-            ]
-            if on:
-                predicted = sum(c.stats[FAST_COUNTER] for c in rec.conns)
-            else:
-                assert all(c.stats[FAST_COUNTER] == 0 for c in rec.conns)
-            results.append(image)
+            results.append(
+                [[snapshot(s) for s in rec.emitted], [snapshot(c) for c in rec.conns], failure]
+            )
+            if after_run is not None:
+                after_run(on, rec)
     off, on_ = results
     assert len(off[0]) == len(on_[0])
     for i, (a, b) in enumerate(zip(off[0], on_[0], strict=True)):
         assert a == b, f"segment {i} differs"
     assert off[1] == on_[1], "final TCB differs"
     assert off[2] == on_[2]
+    return off
+
+
+def run_both(
+    monkeypatch: pytest.MonkeyPatch, scenario: Callable[[], object]
+) -> tuple[list[Any], int]:
+    """Run ``scenario`` with the fast path off, then on; compare. Returns the
+    off-run's record and how many segments took the fast path."""
+    predicted = 0
+
+    def count(on: bool, rec: Recorder) -> None:
+        nonlocal predicted
+        if on:
+            predicted = sum(c.stats[FAST_COUNTER] for c in rec.conns)
+        else:
+            assert all(c.stats[FAST_COUNTER] == 0 for c in rec.conns)
+
+    off = run_toggled(monkeypatch, arrival, "FAST_PATH", scenario, count)
     return off, predicted
 
 

@@ -13,9 +13,9 @@ import pytest
 
 from trio_tcp6.tcp import output
 
-from ..scripts.harness import Runner, ScriptFailure, load_script, read_xfail
+from ..scripts.harness import Runner, load_script, read_xfail
 from .test_backtoback import Path, cfg, run_transfer
-from .test_fast_path import SCENARIOS, Recorder, _scripts, snapshot
+from .test_fast_path import SCENARIOS, _scripts, run_toggled
 
 EXTRA_SCENARIOS: dict[str, Callable[[], object]] = {
     # ECN-capable transport (ECT on new data) and a small window: the segments the
@@ -33,26 +33,7 @@ EXTRA_SCENARIOS: dict[str, Callable[[], object]] = {
 def run_both(monkeypatch: pytest.MonkeyPatch, scenario: Callable[[], object]) -> list[Any]:
     """Run ``scenario`` with batching off, then on; compare; return the off-run's
     record (segments, final TCBs, failure)."""
-    results = []
-    for on in (False, True):
-        with monkeypatch.context() as m:
-            m.setattr(output, "SEND_BATCH", on)
-            rec = Recorder(m)
-            failure: str | None = None
-            try:
-                scenario()
-            except ScriptFailure as exc:
-                failure = str(exc).split("\n", 1)[0]
-            results.append(
-                [[snapshot(s) for s in rec.emitted], [snapshot(c) for c in rec.conns], failure]
-            )
-    off, on_ = results
-    assert len(off[0]) == len(on_[0])
-    for i, (a, b) in enumerate(zip(off[0], on_[0], strict=True)):
-        assert a == b, f"segment {i} differs"
-    assert off[1] == on_[1], "final TCB differs"
-    assert off[2] == on_[2]
-    return off
+    return run_toggled(monkeypatch, output, "SEND_BATCH", scenario)
 
 
 @pytest.mark.parametrize("path", list(_scripts()))
