@@ -67,7 +67,7 @@ from ..tcp.seq import seq_ge
 from ..tcp.states import RESET_ON_ABORT, StateTrace
 from ..tcp.trace import FlowTrace
 from ..wire.tcp import TCPSegment
-from ._util import ConflictDetector, check_max_bytes
+from ._util import check_max_bytes
 from .base import (
     Buffer,
     Flow,
@@ -256,12 +256,12 @@ class DirectFlow(Flow):
         "_local_port",
         "_orphan_at",
         "_outbox",
-        "_recv_conflict",
+        "_receiving",
         "_recv_lot",
         "_remote",
         "_remote_port",
-        "_send_conflict",
         "_send_lot",
+        "_sending",
         "_state_lot",
         "_tx_busy",
         "_unsent",
@@ -303,8 +303,10 @@ class DirectFlow(Flow):
         # and whether a task is transmitting (waiting for a blocking link) now.
         self._unsent: UnsentPackets | None = None
         self._tx_busy = False
-        self._send_conflict = ConflictDetector("another task is sending on this flow")
-        self._recv_conflict = ConflictDetector("another task is receiving on this flow")
+        # Two tasks sending (or receiving) at once is a usage error, as on trio's
+        # streams; plain flags rather than a detector object each (memory per flow).
+        self._sending = False
+        self._receiving = False
         self._recv_lot = Waiters()
         self._send_lot = Waiters()
         self._state_lot = Waiters()
@@ -637,6 +639,16 @@ class DirectFlow(Flow):
             self._conn.abort(now)
 
     # -- trio stream -------------------------------------------------------------------
+    def _begin_send(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this flow")
+        self._sending = True
+
+    def _begin_recv(self) -> None:
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this flow")
+        self._receiving = True
+
     def _check_send(self) -> None:
         if self._closed or self._eof_sent:
             raise trio.ClosedResourceError("flow was closed for sending")
@@ -648,9 +660,12 @@ class DirectFlow(Flow):
             )
 
     async def send_all(self, data: Buffer) -> None:
-        with self._send_conflict:
+        self._begin_send()
+        try:
             await _checkpoint_if_cancelled()
             await self._send(data, nodelay=False)
+        finally:
+            self._sending = False
 
     async def _send(self, data: Buffer, *, nodelay: bool) -> None:
         self._check_send()
@@ -685,7 +700,8 @@ class DirectFlow(Flow):
             await _cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
-        with self._send_conflict:
+        self._begin_send()
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             parked = False
             while True:
@@ -697,9 +713,12 @@ class DirectFlow(Flow):
                 parked = True
             if not parked:
                 await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
 
     async def send_eof(self) -> None:
-        with self._send_conflict:
+        self._begin_send()
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             if self._closed:
                 raise trio.ClosedResourceError("flow was closed")
@@ -712,10 +731,13 @@ class DirectFlow(Flow):
                         raise self._user_call_failed(exc) from self._error
                     self.flush()
             await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         max_bytes = check_max_bytes(max_bytes)
-        with self._recv_conflict:
+        self._begin_recv()
+        try:
             await _checkpoint_if_cancelled()
             conn = self._conn
             parked = False
@@ -739,6 +761,8 @@ class DirectFlow(Flow):
             if not parked:
                 await _cancel_shielded_checkpoint()
             return data
+        finally:
+            self._receiving = False
 
     async def aclose(self) -> None:
         if not self._closed:
@@ -762,7 +786,8 @@ class DirectFlow(Flow):
 
     # -- mirage hooks ------------------------------------------------------------------
     async def _write_nodelay(self, bufs: Sequence[Buffer]) -> None:
-        with self._send_conflict:
+        self._begin_send()
+        try:
             await trio.lowlevel.checkpoint_if_cancelled()
             for buf in bufs:
                 await self._send(buf, nodelay=True)
@@ -770,6 +795,8 @@ class DirectFlow(Flow):
             while not seq_ge(self._conn.snd_una, target):
                 self._check_ack_wait()
                 await self._state_lot.park()
+        finally:
+            self._sending = False
 
     def _check_ack_wait(self) -> None:
         if self._closed:
