@@ -134,8 +134,12 @@ def ack_data(c: Connection, now: float) -> None:
     rcv = c.rcv
     delayed_ack = c.config.delayed_ack
     if delayed_ack is not None and rcv.adv <= rcv.buf.nxt and receive_space(c) == 0:
-        if c.timers.delack is None:
-            c.timers.delack = now + delayed_ack
+        # Not past half a round trip: the sender's tail loss probe fires 2 SRTT
+        # after its last segment, and a held ACK must reach it before then.
+        srtt = c.rtt.srtt
+        hold = delayed_ack if srtt is None or srtt / 2 >= delayed_ack else srtt / 2
+        if c.timers.delack is None or c.timers.delack > now + hold:
+            c.timers.delack = now + hold
         c.stats["ack_held_zero_window"] += 1
         return
     rcv.ack_now = True

@@ -196,7 +196,17 @@ def dsack_may_be_reordering(c: Connection, end: int) -> bool:
     if c.config.rack_dsack != "linux":
         return True
     rec = c.rec
-    return rec.rack.reord and end != rec.tlp_probe_end
+    rack = rec.rack
+    if end == rec.tlp_probe_end:
+        return False
+    if not rack.reord:
+        if rec.ca is not CA_LOSS and rec.rec_undo is not None and end > rec.undo_marker:
+            # A D-SACK of a fast retransmission (not a probe's, not a timeout's):
+            # the original was reordered past the window (reordering seen).
+            rack.reord = True
+            c.stats["reordering_seen"] += 1
+        return False
+    return True
 
 
 def rack_advance(c: Connection, r: SentSeg, seg: TCPSegment, now: float) -> None:
@@ -278,7 +288,11 @@ def loss_basis(c: Connection) -> int:
     receiver's unread data has shrunk so that nothing new goes out, leaves only
     the rest of the round outstanding, and ``beta * FlightSize`` would then cut the
     window by far more than beta. The record starts again after each reduction,
-    as the largest FlightSize of draft-ietf-ccwg-ratelimited-increase (maxFS)."""
+    as the largest FlightSize of draft-ietf-ccwg-ratelimited-increase (maxFS).
+    Only flights found while the application kept the sender supplied count (see
+    :func:`on_ack`): a sender whose application gave it less has simply sent
+    less, and FlightSize now is what the path carries (RFC 5681 eq. (4) as
+    written)."""
     if c.config.loss_response == "cwnd":
         return c.cc.cwnd
     rec = c.rec
@@ -384,7 +398,12 @@ def on_ack(
             rec.max_flight_prev = rec.max_flight
             rec.max_flight = 0
             rec.round_end = nxt
-        rec.flight_found = nxt - una
+        # Recorded only if the flight was the window's, not the application's:
+        # data was waiting to be sent, or the send buffer was full before this
+        # ACK freed what it acknowledged.
+        buf = c.snd.buf
+        supplied = buf.end > nxt or buf.space - acked < c.opt.mss
+        rec.flight_found = nxt - una if supplied else 0
     # -- loss detection ----------------------------------------------------------------
     if sack_ok:
         if c.config.rack:
