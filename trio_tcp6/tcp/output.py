@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SEND_BATCH",
     "ack_data",
+    "ack_sent",
     "budget",
     "data_mss",
     "emit",
@@ -137,12 +138,22 @@ def ack_data(c: Connection, now: float) -> None:
         # Not past half a round trip: the sender's tail loss probe fires 2 SRTT
         # after its last segment, and a held ACK must reach it before then.
         srtt = c.rtt.srtt
-        hold = delayed_ack if srtt is None or srtt / 2 >= delayed_ack else srtt / 2
+        hold = delayed_ack if srtt is None else min(delayed_ack, srtt / 2)
         if c.timers.delack is None or c.timers.delack > now + hold:
             c.timers.delack = now + hold
         c.stats["ack_held_zero_window"] += 1
         return
     rcv.ack_now = True
+
+
+def ack_sent(c: Connection) -> None:
+    """A segment carrying our ACK of RCV.NXT goes out: nothing is left to
+    acknowledge and the delayed-ACK timer stops."""
+    rcv = c.rcv
+    rcv.last_ack_sent = rcv.buf.nxt
+    rcv.ack_now = False
+    c.timers.delack = None
+    rcv.unacked = 0
 
 
 def emit(
@@ -162,10 +173,7 @@ def emit(
                 ((irs + s) & MASK, (irs + e) & MASK)
                 for s, e in rb.sack_blocks(3 if opt.ts_ok else 4)
             )
-        rcv.last_ack_sent = rb.nxt
-        rcv.ack_now = False
-        c.timers.delack = None
-        rcv.unacked = 0
+        ack_sent(c)
         if c.ecn.ece:
             flags |= ECE
     else:
@@ -279,10 +287,7 @@ def batch_fields(c: Connection, now: float) -> BatchFields | None:
     e = c.ecn
     if e.ok:
         return None
-    rcv.last_ack_sent = rb.nxt
-    rcv.ack_now = False
-    c.timers.delack = None
-    rcv.unacked = 0
+    ack_sent(c)
     ts = (c.tsval(now), opt.ts_recent) if opt.ts_ok else None
     return (c.irs + rb.nxt) & MASK, ECE if e.ece else 0, ts, window_field(c)
 
