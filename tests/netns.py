@@ -365,6 +365,13 @@ def cleanup_stale(prefix: str = _NAME_PREFIX) -> list[str]:
     return removed
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A run killed before its fixtures' ``finally`` (a timeout, SIGKILL) leaves its
+    namespaces behind: the next run deletes them."""
+    if can_use_netns()[0]:
+        cleanup_stale()
+
+
 class NetNSFactory:
     """Makes namespaces on demand; all are deleted at teardown."""
 
