@@ -192,7 +192,9 @@ def dsack_may_be_reordering(c: Connection, end: int) -> bool:
     probe's copy: a duplicate caused by a lost ACK, which answered a probe or a
     timeout, says nothing about reordering, and on a lossy path without any it
     grew the window to SRTT, putting off every later loss detection by up to a
-    round trip."""
+    round trip. A D-SACK of a fast retransmission of the current recovery is how
+    reordering at the head of the window shows (its original was acknowledged
+    cumulatively, with no SACK): it marks reordering as seen, for the next one."""
     if c.config.rack_dsack != "linux":
         return True
     rec = c.rec
