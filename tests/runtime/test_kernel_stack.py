@@ -116,10 +116,10 @@ async def test_write_nodelay_returns_after_ack(stack: KernelStack) -> None:
     client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)  # Nagle on, as mirage
     assert await client.write_nodelay(b"ping") == tcp6.Ok(None)
     # Everything is acknowledged once write_nodelay returns.
-    from trio_tcp6.runtime.kernel import _unacked_bytes
+    from trio_tcp6.runtime.sockopts import unacked_bytes
 
     assert isinstance(client, tcp6.runtime.KernelFlow)
-    assert _unacked_bytes(client.socket) == 0
+    assert unacked_bytes(client.socket) == 0
     assert await server.read() == tcp6.Ok(b"ping")
     assert await server.writev_nodelay([b"po", b"ng"]) == tcp6.Ok(None)
     assert await client.read() == tcp6.Ok(b"pong")

@@ -60,7 +60,9 @@ def test_the_dependency_graph_is_as_documented() -> None:
         "icmp": {"base", "flow", "timewait"},
         "stack": {"base", "flow", "icmp", "listener", "timewait"},
         "timewait": set(),
-        "kernel": {"_util", "base"},
+        "kernel": {"_util", "base", "sockopts", "tcpinfo"},
+        "sockopts": set(),
+        "tcpinfo": {"base"},
     }
 
 

@@ -1,9 +1,9 @@
 """The same API on the operating system's TCP, through trio sockets (AF_INET6).
 
 This is the "conventional kernel" baseline the userspace stack is measured against.
-``TCPConfig`` maps onto socket options where the kernel has one: buffer sizes (only
-when changed from the defaults, so the kernel's autotuning stays on otherwise),
-Nagle, keepalive, ``TCP_USER_TIMEOUT``, ``TCP_SYNCNT`` and ``TCP_CONGESTION``.
+``TCPConfig`` maps onto socket options where the kernel has one
+(:mod:`~trio_tcp6.runtime.sockopts`); ``info()`` and ``stats()`` come from the
+kernel's ``TCP_INFO`` (:mod:`~trio_tcp6.runtime.tcpinfo`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import trio
 
 from ..config import TCPConfig
 from ..errors import TCPError, Unknown
-from ..tcp.events import State
-from ..tcp.info import CAStateName
 from ._util import ConflictDetector, check_max_bytes
 from .base import (
     Buffer,
@@ -37,197 +35,16 @@ from .base import (
     option_value,
     sockopt_result,
 )
-
-__all__ = ["KernelFlow", "KernelListener", "KernelStack", "open_kernel_stack", "parse_tcp_info"]
-
-_DEFAULTS = TCPConfig()
-
-# Linux socket option numbers that the socket module may not name.
-_TCP_INFO = getattr(_stdsocket, "TCP_INFO", 11)
-_TCP_CONGESTION = getattr(_stdsocket, "TCP_CONGESTION", 13)
-_TCP_USER_TIMEOUT = getattr(_stdsocket, "TCP_USER_TIMEOUT", 18)
-_TCP_SYNCNT = getattr(_stdsocket, "TCP_SYNCNT", 7)
-_SIOCOUTQ = 0x5411  # == TIOCOUTQ: bytes written but not yet acknowledged (Linux)
-
-# struct tcp_info (linux/tcp.h): 8 u8, 24 u32, 4 u64, 6 u32, 1 u64, 3 u64, 2 u32,
-# 2 u64, 2 u32, 1 u32, 1 u32 (snd_wnd) and, since Linux 6.2, rcv_wnd.
-_TCP_INFO_FMT = "=8B24I4Q6IQ3Q2I2Q2III"
-_TCP_INFO_SIZE = struct.calcsize(_TCP_INFO_FMT)
-_TCP_INFO_FIELDS = [
-    "state",
-    "ca_state",
-    "retransmits",
-    "probes",
-    "backoff",
-    "options",
-    "wscale",
-    "app_limited",
-    "rto",
-    "ato",
-    "snd_mss",
-    "rcv_mss",
-    "unacked",
-    "sacked",
-    "lost",
-    "retrans",
-    "fackets",
-    "last_data_sent",
-    "last_ack_sent",
-    "last_data_recv",
-    "last_ack_recv",
-    "pmtu",
-    "rcv_ssthresh",
-    "rtt",
-    "rttvar",
-    "snd_ssthresh",
-    "snd_cwnd",
-    "advmss",
-    "reordering",
-    "rcv_rtt",
-    "rcv_space",
-    "total_retrans",
-    "pacing_rate",
-    "max_pacing_rate",
-    "bytes_acked",
-    "bytes_received",
-    "segs_out",
-    "segs_in",
-    "notsent_bytes",
-    "min_rtt",
-    "data_segs_in",
-    "data_segs_out",
-    "delivery_rate",
-    "busy_time",
-    "rwnd_limited",
-    "sndbuf_limited",
-    "delivered",
-    "delivered_ce",
-    "bytes_sent",
-    "bytes_retrans",
-    "dsack_dups",
-    "reord_seen",
-    "rcv_ooopack",
-    "snd_wnd",
-]
-assert len(_TCP_INFO_FIELDS) == len(struct.unpack(_TCP_INFO_FMT, bytes(_TCP_INFO_SIZE)))
-
-_TCPI_OPT_TIMESTAMPS = 1
-_TCPI_OPT_SACK = 2
-_TCPI_OPT_WSCALE = 4
-_TCPI_OPT_ECN = 8
-
-_KERNEL_STATES = {
-    1: State.ESTABLISHED,
-    2: State.SYN_SENT,
-    3: State.SYN_RECEIVED,
-    4: State.FIN_WAIT_1,
-    5: State.FIN_WAIT_2,
-    6: State.TIME_WAIT,
-    7: State.CLOSED,
-    8: State.CLOSE_WAIT,
-    9: State.LAST_ACK,
-    10: State.LISTEN,
-    11: State.CLOSING,
-}
-_INFINITE_SSTHRESH = 0x7FFFFFFF
-
-
-def parse_tcp_info(raw: bytes) -> dict[str, int]:
-    """Decode Linux ``struct tcp_info`` (shorter answers from old kernels are padded
-    with zeros); ``rcv_wnd`` is present when the kernel reports it."""
-    padded = raw[:_TCP_INFO_SIZE].ljust(_TCP_INFO_SIZE, b"\0")
-    fields = dict(zip(_TCP_INFO_FIELDS, struct.unpack(_TCP_INFO_FMT, padded), strict=True))
-    if len(raw) >= _TCP_INFO_SIZE + 4:
-        fields["rcv_wnd"] = struct.unpack_from("=I", raw, _TCP_INFO_SIZE)[0]
-    return fields
-
-
-_KERNEL_CA_STATES: tuple[CAStateName, ...] = ("open", "disorder", "cwr", "recovery", "loss")
-
-
-def tcp_info_to_flow_info(t: dict[str, int]) -> FlowInfo:
-    """The :class:`~trio_tcp6.tcp.info.TCPInfo` for a decoded ``struct tcp_info``.
-    Linux counts segments where the engine counts bytes (``in_flight``, ``lost``,
-    ``sacked``, ``unacked``): those are segments times the MSS."""
-    mss = t["snd_mss"]
-    opts = t["options"]
-    wscale = (t["wscale"] & 0x0F, t["wscale"] >> 4) if opts & _TCPI_OPT_WSCALE else None
-    ssthresh = t["snd_ssthresh"]
-    min_rtt = t["min_rtt"]
-    ca = t["ca_state"]
-    unacked, sacked, lost = t["unacked"], t["sacked"], t["lost"]
-    return FlowInfo(
-        state=_KERNEL_STATES.get(t["state"], State.CLOSED),
-        srtt=t["rtt"] / 1e6 if t["rtt"] else None,
-        rttvar=t["rttvar"] / 1e6 if t["rtt"] else None,
-        rto=t["rto"] / 1e6,
-        min_rtt=min_rtt / 1e6 if 0 < min_rtt < 0xFFFFFFFF else None,
-        cwnd=t["snd_cwnd"] * mss,
-        ssthresh=None if ssthresh >= _INFINITE_SSTHRESH else ssthresh * mss,
-        mss=mss,
-        snd_wnd=t["snd_wnd"],
-        rcv_wnd=t.get("rcv_wnd", t["rcv_space"]),
-        retransmits=t["total_retrans"],
-        bytes_acked=t["bytes_acked"],
-        bytes_received=t["bytes_received"],
-        bytes_sent=t["bytes_sent"],
-        sack=bool(opts & _TCPI_OPT_SACK),
-        timestamps=bool(opts & _TCPI_OPT_TIMESTAMPS),
-        wscale=wscale,
-        in_flight=max(unacked - sacked - lost + t["retrans"], 0) * mss,
-        lost=lost * mss,
-        sacked=sacked * mss,
-        reordering=t["reord_seen"] > 0,
-        ca_state=_KERNEL_CA_STATES[ca] if ca < len(_KERNEL_CA_STATES) else "open",
-        unacked=unacked * mss,
-        ecn=bool(opts & _TCPI_OPT_ECN),
-    )
-
-
-#: What ``info()`` says of a kernel flow whose socket is gone.
-_CLOSED_INFO = FlowInfo(
-    state=State.CLOSED,
-    srtt=None,
-    rttvar=None,
-    rto=0.0,
-    min_rtt=None,
-    cwnd=0,
-    ssthresh=None,
-    mss=0,
-    snd_wnd=0,
-    rcv_wnd=0,
-    retransmits=0,
-    bytes_acked=0,
-    bytes_received=0,
-    bytes_sent=0,
-    sack=False,
-    timestamps=False,
-    wscale=None,
-    in_flight=0,
-    lost=0,
-    sacked=0,
-    reordering=False,
-    ca_state="open",
-    unacked=0,
+from .sockopts import configure_socket, unacked_bytes
+from .tcpinfo import (
+    CLOSED_INFO,
+    add_flow_counters,
+    parse_tcp_info,
+    read_tcp_info,
+    tcp_info_to_flow_info,
 )
 
-
-def _read_tcp_info(sock: trio.socket.SocketType) -> dict[str, int] | None:
-    if not sys.platform.startswith("linux") or sock.fileno() == -1:
-        return None
-    try:
-        raw = sock.getsockopt(_stdsocket.IPPROTO_TCP, _TCP_INFO, _TCP_INFO_SIZE + 64)
-    except OSError:
-        return None
-    return parse_tcp_info(raw)
-
-
-def _unacked_bytes(sock: trio.socket.SocketType) -> int:
-    """Bytes written to the socket that the peer has not acknowledged yet."""
-    import fcntl
-
-    buf = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
-    return int(struct.unpack("i", buf)[0])
+__all__ = ["KernelFlow", "KernelListener", "KernelStack", "open_kernel_stack", "parse_tcp_info"]
 
 
 @contextmanager
@@ -362,10 +179,10 @@ class KernelFlow(Flow):
             if not sys.platform.startswith("linux"):
                 await trio.lowlevel.checkpoint()
                 return
-            if _unacked_bytes(self._sock) == 0:
+            if unacked_bytes(self._sock) == 0:
                 await trio.lowlevel.checkpoint()
                 return
-            info = _read_tcp_info(self._sock)
+            info = read_tcp_info(self._sock)
             if info is not None and info["state"] == 7:  # TCP_CLOSE: reset or timed out
                 err = self._sock.getsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_ERROR)
                 raise trio.BrokenResourceError("connection failed") from as_tcp_error(
@@ -401,7 +218,7 @@ class KernelFlow(Flow):
         if name == "TCP_CONGESTION":
             algorithm = b"reno" if congestion_name(value) == "newreno" else b"cubic"
             if algorithm != self.getsockopt(level, optname):
-                info = _read_tcp_info(sock)
+                info = read_tcp_info(sock)
                 if info is not None and info["bytes_sent"] > 0:
                     # (Linux would switch; the direct stack cannot: the same rule.)
                     raise OSError(errno.EBUSY, "congestion control is fixed once data was sent")
@@ -431,9 +248,9 @@ class KernelFlow(Flow):
         return self._local
 
     def info(self) -> FlowInfo:
-        raw = _read_tcp_info(self._sock)
+        raw = read_tcp_info(self._sock)
         if raw is None:
-            return _CLOSED_INFO
+            return CLOSED_INFO
         return tcp_info_to_flow_info(raw)
 
     @property
@@ -528,31 +345,6 @@ class KernelStack(Stack):
         self._counters: Counter[str] = Counter()
         self._shut_down = False
 
-    # -- socket options ------------------------------------------------------------------
-    def _configure(self, sock: _stdsocket.socket | trio.socket.SocketType) -> None:
-        cfg = self.config
-        sol, tcp = _stdsocket.SOL_SOCKET, _stdsocket.IPPROTO_TCP
-        if cfg.send_buffer != _DEFAULTS.send_buffer:
-            sock.setsockopt(sol, _stdsocket.SO_SNDBUF, cfg.send_buffer)
-        if cfg.receive_buffer != _DEFAULTS.receive_buffer:
-            sock.setsockopt(sol, _stdsocket.SO_RCVBUF, cfg.receive_buffer)
-        sock.setsockopt(tcp, _stdsocket.TCP_NODELAY, not cfg.nagle)
-        if not sys.platform.startswith("linux"):
-            return
-        if cfg.keepalive is not None:
-            sock.setsockopt(sol, _stdsocket.SO_KEEPALIVE, 1)
-            sock.setsockopt(tcp, _stdsocket.TCP_KEEPIDLE, max(1, int(cfg.keepalive.idle)))
-            sock.setsockopt(tcp, _stdsocket.TCP_KEEPINTVL, max(1, int(cfg.keepalive.interval)))
-            sock.setsockopt(tcp, _stdsocket.TCP_KEEPCNT, max(1, cfg.keepalive.probes))
-        if cfg.user_timeout is not None:
-            sock.setsockopt(tcp, _TCP_USER_TIMEOUT, max(1, int(cfg.user_timeout * 1000)))
-        sock.setsockopt(tcp, _TCP_SYNCNT, min(127, max(1, cfg.syn_retries)))
-        algorithm = b"reno" if cfg.congestion == "newreno" else b"cubic"
-        try:
-            sock.setsockopt(tcp, _TCP_CONGESTION, algorithm)
-        except OSError:
-            pass  # not available in this kernel: keep its default
-
     # -- Stack API ---------------------------------------------------------------------
     @property
     def localhost(self) -> ipaddress.IPv6Address:
@@ -573,7 +365,7 @@ class KernelStack(Stack):
             raise trio.ClosedResourceError("the stack was closed")
         sock = trio.socket.socket(_stdsocket.AF_INET6, _stdsocket.SOCK_STREAM)
         try:
-            self._configure(sock)
+            configure_socket(sock, self.config)
             with _raising_tcp_errors():
                 if local is not None:
                     await sock.bind((str(local), 0))
@@ -619,7 +411,7 @@ class KernelStack(Stack):
         sock = _stdsocket.socket(_stdsocket.AF_INET6, _stdsocket.SOCK_STREAM)
         try:
             sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_REUSEADDR, 1)
-            self._configure(sock)
+            configure_socket(sock, self.config)
             sock.bind(("::" if host is None else str(host), port))
             sock.listen(backlog if backlog is not None else self.config.syn_backlog)
         except BaseException:
@@ -643,9 +435,9 @@ class KernelStack(Stack):
         (``TCP_INFO``) summed over its flows, open and closed."""
         totals = Counter(self._counters)
         for flow in self._flows:
-            info = _read_tcp_info(flow.socket)
+            info = read_tcp_info(flow.socket)
             if info is not None:
-                _add_flow_counters(totals, info)
+                add_flow_counters(totals, info)
         totals["flows_open"] = len(self._flows)
         totals["listeners_open"] = len(self._listeners)
         for key in ("segments_in", "segments_out", "retransmits", "bytes_acked"):
@@ -655,9 +447,9 @@ class KernelStack(Stack):
     def _forget_flow(self, flow: KernelFlow) -> None:
         if flow in self._flows:
             self._flows.discard(flow)
-            info = _read_tcp_info(flow.socket)
+            info = read_tcp_info(flow.socket)
             if info is not None:
-                _add_flow_counters(self._counters, info)
+                add_flow_counters(self._counters, info)
 
     def _shutdown(self) -> None:
         self._shut_down = True
@@ -673,14 +465,6 @@ class KernelStack(Stack):
 
 
 _LOOPBACK = ipaddress.IPv6Address("::1")
-
-
-def _add_flow_counters(totals: Counter[str], info: dict[str, int]) -> None:
-    totals["segments_in"] += info["segs_in"]
-    totals["segments_out"] += info["segs_out"]
-    totals["retransmits"] += info["total_retrans"]
-    totals["bytes_acked"] += info["bytes_acked"]
-    totals["bytes_received"] += info["bytes_received"]
 
 
 @asynccontextmanager
