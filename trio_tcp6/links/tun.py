@@ -5,104 +5,40 @@ IFF_NO_PI``: every read and write is one IP packet, no link-layer header and no
 packet-information prefix) and yields a :class:`TunLink`. The interface exists as long
 as the link is open; closing the link removes it.
 
-What the kernel side needs (done by whoever sets up the test or host, e.g.
-``tests/netns.py``): an address in a prefix and the interface up, e.g.::
-
-    ip -n NS addr add fd00:7463:70::1/64 dev tt0 nodad
-    ip -n NS link set tt0 up
-
-or, without iproute2, ``link.add_kernel_address("fd00:7463:70::1", 64)`` and
-``link.set_up()`` (ioctls). The prefix route (``fd00:7463:70::/64 dev tt0``) comes with
-the address; no sysctl is needed. A TUN device is point-to-point without link-layer
-addresses (``IFF_POINTOPOINT | IFF_NOARP``), so the kernel does no neighbour discovery
-and no duplicate address detection (``nodad`` is harmless but not needed): a packet for
-any address of the prefix (the stack uses e.g. ``::2``) is written to the device at
-once. The address becomes local when the kernel's addrconf work has run, which can
-lag a little behind ``ip link set up`` on a loaded machine (``tests/netns.py`` waits
-for it). The kernel also sends some multicast of its own (router solicitations to
-``ff02::2``, MLD reports) from its link-local address; the stack drops what is not
-addressed to it.
-
-Namespaces: ``open_tun(name, netns="NS")`` creates the interface directly inside the
-named network namespace (``ip netns add NS`` made it): the creating thread enters the
-namespace with ``setns(2)`` for the two system calls that create the device and a
-control socket, then returns. :meth:`TunLink.move_to_netns` moves an open device
-(``ip link set NAME netns NS``); the file descriptor keeps working either way.
-
 Batching: :meth:`TunLink.receive` waits for readability once per burst and then reads
 until ``EAGAIN`` (bounded by ``max_batch``) into a queue; :meth:`TunLink.receive_batch`
 returns the whole queue. Only IPv6 packets are passed up: anything else (an IPv4
 packet, a runt) is dropped and counted in :meth:`TunLink.stats`.
 
-Offloads (``offload=True``, the default; ``offload=False`` turns them off) — the
-device is opened with ``IFF_VNET_HDR``, and every
-packet in both directions is prefixed by a 10-byte ``struct virtio_net_hdr``
-(little-endian: ``TUNSETVNETLE``; the codec is :mod:`trio_tcp6.wire.virtio`), which
-this module adds and strips:
-
-* Receive: ``TUNSETOFFLOAD(TUN_F_CSUM | TUN_F_TSO6)`` tells the kernel we accept
-  packets with a partial checksum (``VIRTIO_NET_HDR_F_NEEDS_CSUM``: the TCP checksum
-  field holds only the folded pseudo-header sum) and TCP super-segments of up to 64 KiB
-  (``VIRTIO_NET_HDR_GSO_TCPV6``, ``gso_size`` = the sender's MSS). A super-segment is
-  simply one large TCP segment (longer than the MTU: the stack must accept segments
-  longer than its MSS, which RFC 9293 allows). :meth:`TunLink.receive_batch_offload`
-  (the Link protocol's checksum offload, see :mod:`trio_tcp6.links.base`) hands such
-  partial TCP packets up as they are, marked trusted, and marks ``DATA_VALID`` TCP
-  packets trusted too: the stack skips verifying what the kernel vouches for. The plain
-  ``receive*`` calls complete every partial checksum in software first, so they always
-  return packets with a correct checksum. If the kernel refuses ``TUNSETOFFLOAD`` the
-  link still works, with :attr:`TunLink.offload` false and only MTU-sized packets; if
-  it refuses ``IFF_VNET_HDR`` too, the device is a plain one (no virtio header,
-  :attr:`TunLink.vnet_hdr` false). Both fallbacks are silent: asking costs nothing.
-* Send: the stack may send TCP packets of up to :attr:`TunLink.gso_max` bytes. A
-  packet longer than the MTU is sent as a super-segment: ``gso_type`` TCPV6,
-  ``gso_size`` = MTU - 40 - TCP header length (or the ``gso_size`` argument of
-  :meth:`TunLink.send`), ``hdr_len`` = 40 + TCP header length, and ``NEEDS_CSUM`` with
-  ``csum_start`` 40, ``csum_offset`` 16; the kernel segments it (each segment gets a
-  copy of the header; FIN and PSH only the last) and checksums each segment where
-  needed. :attr:`TunLink.checksum_offload` is True with a virtio header: the stack
-  then builds TCP packets with a partial checksum (``partial_checksum=True`` on
-  :meth:`~TunLink.send`, :meth:`~TunLink.send_batch`, :meth:`~TunLink.send_nowait`:
-  the field already holds the pseudo-header sum, see :func:`partial_tcp_checksum`),
-  which go out with ``NEEDS_CSUM`` whatever their size: the kernel trusts them on local
-  delivery and completes them when it forwards them. Without ``partial_checksum`` the
-  link rewrites a super-segment's checksum field to the pseudo-header sum (from the
-  IPv6 header, without touching the payload) and sends packets that fit the MTU with
-  an all-zero header (the kernel verifies their checksum as usual); without a virtio
-  header it completes partial checksums in software.
+Offloads (``offload=True``, the default; ``offload=False`` turns them off): the device
+has a virtio-net header, and the kernel may hand the link TCP super-segments and
+partial checksums and take both from it. What the header of each packet says and
+must say is :mod:`trio_tcp6.links.tunoffload`; creating the device and negotiating
+the offloads, :mod:`trio_tcp6.links.tundev`, which also says what the kernel side of
+the interface needs (an address, the interface up) and how namespaces work.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
-import fcntl
-import functools
 import ipaddress
 import os
 import socket
 import struct
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable
 
 import trio
 
 from ..wire.checksum import complete_checksum
 from ..wire.ipv6 import IPV6_HEADER_LEN, IPV6_NEXT_HEADER_OFFSET, PROTO_TCP
-from ..wire.tcp import CWR, TCP_CHECKSUM_OFFSET, TCP_HEADER_LEN, partial_tcp_checksum
+from ..wire.tcp import TCP_CHECKSUM_OFFSET, partial_tcp_checksum
 
 # The virtio-net header codec lives in wire.virtio (its flag and type constants too);
 # the functions and the header type stay importable from here.
 from ..wire.virtio import (
     CSUM_VNET_HDR,
-    VIRTIO_NET_HDR_F_DATA_VALID,
-    VIRTIO_NET_HDR_F_NEEDS_CSUM,
-    VIRTIO_NET_HDR_GSO_ECN,
-    VIRTIO_NET_HDR_GSO_NONE,
-    VIRTIO_NET_HDR_GSO_TCPV6,
-    VNET_HDR,
     VNET_HDR_LEN,
     ZERO_VNET_HDR,
     VirtioNetHdr,
@@ -111,6 +47,42 @@ from ..wire.virtio import (
     unpack_vnet_hdr,
 )
 from .base import ChecksumOffload, LinkCapabilities, Packet
+
+# Device setup lives in tundev; its ioctl numbers and flags stay importable from here.
+from .tundev import (
+    DEFAULT_DEVICE,
+    IFF_NO_PI,
+    IFF_TUN,
+    IFF_UP,
+    IFF_VNET_HDR,
+    IFNAMSIZ,
+    SIOCDIFADDR,
+    SIOCGIFFLAGS,
+    SIOCGIFINDEX,
+    SIOCGIFMTU,
+    SIOCSIFADDR,
+    SIOCSIFFLAGS,
+    SIOCSIFMTU,
+    TUN_F_CSUM,
+    TUN_F_TSO4,
+    TUN_F_TSO6,
+    TUN_F_TSO_ECN,
+    TUNGETFEATURES,
+    TUNGETIFF,
+    TUNGETVNETHDRSZ,
+    TUNGETVNETLE,
+    TUNSETIFF,
+    TUNSETOFFLOAD,
+    TUNSETVNETHDRSZ,
+    TUNSETVNETLE,
+    change_address,
+    control_socket,
+    create_device,
+    interface_mtu,
+    set_interface_mtu,
+    set_interface_up,
+)
+from .tunoffload import PARTIAL, PLAIN, GsoHeaders, received_mark
 
 __all__ = [
     "IFF_NO_PI",
@@ -127,48 +99,28 @@ __all__ = [
     "pack_vnet_hdr",
     "partial_tcp_checksum",
     "unpack_vnet_hdr",
+    # the device's constants, defined in tundev
+    "DEFAULT_DEVICE",
+    "IFF_UP",
+    "IFNAMSIZ",
+    "SIOCDIFADDR",
+    "SIOCGIFFLAGS",
+    "SIOCGIFINDEX",
+    "SIOCGIFMTU",
+    "SIOCSIFADDR",
+    "SIOCSIFFLAGS",
+    "SIOCSIFMTU",
+    "TUNGETFEATURES",
+    "TUNGETIFF",
+    "TUNGETVNETHDRSZ",
+    "TUNGETVNETLE",
+    "TUNSETIFF",
+    "TUNSETOFFLOAD",
+    "TUNSETVNETHDRSZ",
+    "TUNSETVNETLE",
+    "TUN_F_TSO4",
+    "TUN_F_TSO_ECN",
 ]
-
-# --- linux/if_tun.h -------------------------------------------------------------------
-# _IOW('T', nr, int) = (1 << 30) | (4 << 16) | (ord('T') << 8) | nr ; _IOR uses 2 << 30.
-_IOC_W = 1 << 30
-_IOC_R = 2 << 30
-
-
-def _ioc(direction: int, nr: int, size: int = 4) -> int:
-    return direction | (size << 16) | (ord("T") << 8) | nr
-
-
-TUNSETIFF = _ioc(_IOC_W, 202)
-TUNGETFEATURES = _ioc(_IOC_R, 207)
-TUNSETOFFLOAD = _ioc(_IOC_W, 208)
-TUNGETIFF = _ioc(_IOC_R, 210)
-TUNGETVNETHDRSZ = _ioc(_IOC_R, 215)
-TUNSETVNETHDRSZ = _ioc(_IOC_W, 216)
-TUNSETVNETLE = _ioc(_IOC_W, 220)
-TUNGETVNETLE = _ioc(_IOC_R, 221)
-
-IFF_TUN = 0x0001
-IFF_NO_PI = 0x1000
-IFF_VNET_HDR = 0x4000
-
-TUN_F_CSUM = 0x01
-TUN_F_TSO4 = 0x02
-TUN_F_TSO6 = 0x04
-TUN_F_TSO_ECN = 0x08
-
-# --- linux/sockios.h ------------------------------------------------------------------
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-SIOCSIFADDR = 0x8916
-SIOCDIFADDR = 0x8936
-SIOCGIFMTU = 0x8921
-SIOCSIFMTU = 0x8922
-SIOCGIFINDEX = 0x8933
-IFF_UP = 0x1
-_IN6_IFREQ = struct.Struct("16sIi")  # struct in6_ifreq: address, prefix length, ifindex
-IFNAMSIZ = 16
-_IFREQ_INT = struct.Struct("16si20x")  # struct ifreq: name, then a union of 24 bytes
 
 #: Largest IPv6 packet without a jumbogram: 40 + 65535.
 _MAX_IPV6 = IPV6_HEADER_LEN + 0xFFFF
@@ -176,120 +128,6 @@ _READ_SIZE = VNET_HDR_LEN + _MAX_IPV6 + 64
 _H = struct.Struct("!H")
 #: Where the TCP checksum field lies in a packet with TCP right after the fixed header.
 _TCP_CSUM_AT = IPV6_HEADER_LEN + TCP_CHECKSUM_OFFSET
-# Marks of received packets (see TunLink._vnet_mark).
-_PLAIN = 0
-_PARTIAL = 1
-_VALID = 2
-
-DEFAULT_DEVICE = "/dev/net/tun"
-_NETNS_DIRS = ("/run/netns", "/var/run/netns")
-_CLONE_NEWNET = 0x40000000
-
-
-# --- namespaces -------------------------------------------------------------------------
-
-
-def _netns_path(netns: str) -> str:
-    if "/" in netns:
-        return netns
-    for d in _NETNS_DIRS:
-        path = os.path.join(d, netns)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(
-        errno.ENOENT, f"network namespace {netns!r} not found (create it: ip netns add NAME)"
-    )
-
-
-@functools.lru_cache(maxsize=1)
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    setns = getattr(os, "setns", None)  # Python >= 3.12
-    if setns is not None:
-        setns(fd, _CLONE_NEWNET)
-        return
-    libc = _libc()
-    if libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def _in_netns(netns: str | None) -> Iterator[None]:
-    """Run the body with this thread in ``netns`` (no awaits inside!)."""
-    if netns is None:
-        yield
-        return
-    target = os.open(_netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        home = os.open(f"/proc/self/task/{_gettid()}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            try:
-                yield
-            finally:
-                _setns(home)
-        finally:
-            os.close(home)
-    finally:
-        os.close(target)
-
-
-def _gettid() -> int:
-    gettid = getattr(os, "gettid", None)
-    if gettid is not None:
-        return int(gettid())
-    return os.getpid()  # pragma: no cover - Linux Pythons have os.gettid (3.8+)
-
-
-# --- the device -------------------------------------------------------------------------
-
-
-def _privilege_error(exc: OSError, what: str) -> PermissionError:
-    return PermissionError(
-        exc.errno,
-        f"{what}: {os.strerror(exc.errno or errno.EPERM)} — creating a TUN device needs "
-        "CAP_NET_ADMIN (run as root, or grant the capability: "
-        "setcap cap_net_admin+ep on the interpreter, or use a user namespace)",
-    )
-
-
-def _open_device(device: str) -> int:
-    try:
-        return os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(
-            errno.ENOENT,
-            f"TUN device {device} does not exist: load the tun module (modprobe tun) or "
-            "create the node (mkdir -p /dev/net && mknod /dev/net/tun c 10 200)",
-            device,
-        ) from exc
-    except PermissionError as exc:
-        raise _privilege_error(exc, f"cannot open {device}") from exc
-
-
-def _tunsetiff(fd: int, name: str, flags: int) -> str:
-    ifr = struct.pack("16sH22x", name.encode(), flags)
-    try:
-        out = fcntl.ioctl(fd, TUNSETIFF, ifr)
-    except PermissionError as exc:
-        raise _privilege_error(exc, f"TUNSETIFF {name!r}") from exc
-    except OSError as exc:
-        raise OSError(
-            exc.errno,
-            f"TUNSETIFF {name!r} failed: {os.strerror(exc.errno or 0)} "
-            "(is the name taken by a device that is not a TUN device of ours?)",
-        ) from exc
-    return out[:IFNAMSIZ].split(b"\0", 1)[0].decode()
-
-
-def _ioctl_int(fd: int, request: int, value: int) -> int:
-    buf = bytearray(struct.pack("i", value))
-    fcntl.ioctl(fd, request, buf, True)
-    return int(struct.unpack("i", buf)[0])
 
 
 class TunLink:
@@ -325,16 +163,13 @@ class TunLink:
         #: and partial checksums; the link completes them).
         self.offload = offload
         self.max_batch = max_batch
-        # Marks: _PLAIN, _PARTIAL (a TCP packet with a partial checksum, NEEDS_CSUM,
-        # completed when handed to a plain receive) or _VALID (the kernel vouches for
-        # its checksum, DATA_VALID).
+        # Marks (see tunoffload): PLAIN, PARTIAL (completed when handed to a plain
+        # receive) or VALID.
         # Received reads: (data, offset of the IPv6 packet in it, mark).
         self._rx: deque[tuple[bytes, int, int]] = deque()
         self._receiving = False
         self._closed = False
-        # _gso_prefix's cache: (TCP header words, CWR, gso_size, MTU) ->
-        # (largest length sent without GSO, packed header or None).
-        self._gso_headers: dict[tuple[int, int, int | None, int], tuple[int, bytes | None]] = {}
+        self._gso_headers = GsoHeaders()
         self._mtu = self.read_mtu()
         self.rx_packets = 0
         self.rx_bytes = 0
@@ -414,45 +249,18 @@ class TunLink:
 
     def read_mtu(self) -> int:
         """Ask the kernel for the interface MTU (``SIOCGIFMTU``) and cache it."""
-        ifr = _IFREQ_INT.pack(self.name.encode(), 0)
-        out = fcntl.ioctl(self._control.fileno(), SIOCGIFMTU, ifr)
-        self._mtu = int(_IFREQ_INT.unpack(out)[1])
+        self._mtu = interface_mtu(self._control, self.name)
         return self._mtu
 
     def set_mtu(self, mtu: int) -> None:
         """Set the interface MTU (``SIOCSIFMTU``; IPv6 needs at least 1280)."""
-        ifr = _IFREQ_INT.pack(self.name.encode(), mtu)
-        try:
-            fcntl.ioctl(self._control.fileno(), SIOCSIFMTU, ifr)
-        except OSError as exc:
-            raise OSError(
-                exc.errno, f"cannot set MTU {mtu} on {self.name}: {os.strerror(exc.errno or 0)}"
-            ) from exc
+        set_interface_mtu(self._control, self.name, mtu)
         self.read_mtu()
-
-    def _ifindex(self) -> int:
-        out = fcntl.ioctl(
-            self._control.fileno(), SIOCGIFINDEX, _IFREQ_INT.pack(self.name.encode(), 0)
-        )
-        return int(_IFREQ_INT.unpack(out)[1])
 
     def set_up(self, up: bool = True) -> None:
         """Bring the interface up (or down) on the kernel side, like ``ip link set
         NAME up``."""
-        fd = self._control.fileno()
-        ifr = _IFREQ_INT.pack(self.name.encode(), 0)
-        flags = int(struct.unpack_from("16sH", fcntl.ioctl(fd, SIOCGIFFLAGS, ifr))[1])
-        flags = flags | IFF_UP if up else flags & ~IFF_UP
-        fcntl.ioctl(fd, SIOCSIFFLAGS, struct.pack("16sH22x", self.name.encode(), flags))
-
-    def _addr_ioctl(
-        self, request: int, address: str | ipaddress.IPv6Address, prefixlen: int
-    ) -> None:
-        req = _IN6_IFREQ.pack(ipaddress.IPv6Address(address).packed, prefixlen, self._ifindex())
-        with _in_netns(self.netns):
-            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        with sock:
-            fcntl.ioctl(sock.fileno(), request, req)
+        set_interface_up(self._control, self.name, up)
 
     def add_kernel_address(
         self, address: str | ipaddress.IPv6Address, prefixlen: int = 64
@@ -462,13 +270,13 @@ class TunLink:
         A TUN device is ``NOARP``, so there is no duplicate address detection: the
         address is usable once the interface is up. The stack then uses another
         address of the prefix."""
-        self._addr_ioctl(SIOCSIFADDR, address, prefixlen)
+        change_address(self._control, self.name, self.netns, address, prefixlen, add=True)
 
     def remove_kernel_address(
         self, address: str | ipaddress.IPv6Address, prefixlen: int = 64
     ) -> None:
         """Remove an address added by :meth:`add_kernel_address`."""
-        self._addr_ioctl(SIOCDIFADDR, address, prefixlen)
+        change_address(self._control, self.name, self.netns, address, prefixlen, add=False)
 
     async def move_to_netns(self, netns: str) -> None:
         """Move the interface into another network namespace (``ip link set NAME
@@ -478,8 +286,7 @@ class TunLink:
         await trio.run_process(
             ["ip", *here, "link", "set", self.name, "netns", netns], capture_stderr=True
         )
-        with _in_netns(netns):
-            control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        control = control_socket(netns)
         self._control.close()
         self._control = control
         self.netns = netns
@@ -526,13 +333,13 @@ class TunLink:
                 if exc.errno == errno.EBADFD:  # the interface was deleted
                     raise trio.BrokenResourceError(f"TUN device {self.name} is gone") from exc
                 raise
-            at, mark = start, _PLAIN
+            at, mark = start, PLAIN
             if vnet:
                 if len(data) < VNET_HDR_LEN:
                     self.rx_bad_vnet += 1
                     continue
                 if data[0] or data[1]:  # flags or gso_type: anything but a plain packet
-                    data, at, mark = self._vnet_mark(data)
+                    data, at, mark = received_mark(data, self)
                     if not data:
                         continue
             if len(data) <= at or data[at] >> 4 != 6:
@@ -542,43 +349,12 @@ class TunLink:
             self.rx_bytes += len(data) - at
             rx.append((data, at, mark))
 
-    def _vnet_mark(self, data: bytes) -> tuple[bytes, int, int]:
-        """``(data, offset of the packet, mark)`` for a read whose virtio header has
-        flags or a GSO type. A ``NEEDS_CSUM`` TCP packet (checksum field right behind
-        the fixed IPv6 header) stays partial (:data:`_PARTIAL`); any other
-        ``NEEDS_CSUM`` packet is completed here; ``DATA_VALID`` marks the packet
-        :data:`_VALID` (virtio 1.x, 5.1.6.4: the device validated the checksum).
-        Without either flag the packet is plain: its checksum is verified as usual.
-        ``b""`` for a header that cannot be honoured (counted in ``rx_bad_vnet``)."""
-        flags, gso_type, _hdr_len, _gso_size, start, offset = VNET_HDR.unpack_from(data)
-        if gso_type != VIRTIO_NET_HDR_GSO_NONE:
-            self.rx_gso += 1
-        if flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-            if (
-                start == IPV6_HEADER_LEN
-                and offset == TCP_CHECKSUM_OFFSET
-                and len(data) >= VNET_HDR_LEN + IPV6_HEADER_LEN + TCP_HEADER_LEN
-                and data[VNET_HDR_LEN + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP
-            ):
-                return data, VNET_HDR_LEN, _PARTIAL
-            mv = memoryview(data)[VNET_HDR_LEN:]
-            try:
-                packet = complete_checksum(mv, start, offset)
-            except ValueError:
-                self.rx_bad_vnet += 1
-                return b"", 0, _PLAIN
-            self.rx_csum_completed += 1
-            return packet, 0, _PLAIN
-        if flags & VIRTIO_NET_HDR_F_DATA_VALID:
-            return data, VNET_HDR_LEN, _VALID
-        return data, VNET_HDR_LEN, _PLAIN
-
     def _plain(self, item: tuple[bytes, int, int]) -> bytes:
         """A received packet as a plain receive hands it up: a ``bytes`` copy without
         the virtio header, a partial checksum completed (a correct checksum,
         verifiable like any other)."""
         data, at, mark = item
-        if mark == _PARTIAL:
+        if mark == PARTIAL:
             self.rx_csum_completed += 1
             return complete_checksum(memoryview(data)[at:], IPV6_HEADER_LEN, TCP_CHECKSUM_OFFSET)
         return data[at:] if at else data
@@ -632,7 +408,7 @@ class TunLink:
         trusted = 0
         for data, at, mark in self._rx:
             packet = memoryview(data)[at:] if at else data
-            if mark != _PLAIN and data[at + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP:
+            if mark != PLAIN and data[at + IPV6_NEXT_HEADER_OFFSET] == PROTO_TCP:
                 trusted += 1
                 append((packet, True))
             else:
@@ -651,49 +427,13 @@ class TunLink:
 
     # -- sending -------------------------------------------------------------------
 
-    def _gso_prefix(self, packet: Packet, gso_size: int | None) -> bytes | None:
-        """The packed virtio header :func:`gso_header_for` gives ``packet`` (longer
-        than the MTU) when that is a super-segment, else None. Cached by what it
-        depends on besides the length (TCP header length, CWR, ``gso_size``, MTU):
-        building and packing the header per 64 KiB frame cost as much as a copy of
-        it in the pure build."""
-        if (
-            len(packet) < IPV6_HEADER_LEN + TCP_HEADER_LEN
-            or packet[IPV6_NEXT_HEADER_OFFSET] != PROTO_TCP
-        ):
-            return None
-        words = packet[IPV6_HEADER_LEN + 12] >> 4
-        cwr = packet[IPV6_HEADER_LEN + 13] & CWR
-        key = (words, cwr, gso_size, self._mtu)
-        entry = self._gso_headers.get(key)
-        if entry is None:
-            hdr_len = IPV6_HEADER_LEN + words * 4
-            size = self._mtu - hdr_len if gso_size is None else gso_size
-            gso_type = VIRTIO_NET_HDR_GSO_TCPV6 | (VIRTIO_NET_HDR_GSO_ECN if cwr else 0)
-            hdr = VirtioNetHdr(
-                VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                gso_type,
-                hdr_len,
-                size,
-                IPV6_HEADER_LEN,
-                TCP_CHECKSUM_OFFSET,
-            )
-            entry = (hdr_len + size, pack_vnet_hdr(hdr) if size > 0 else None)
-            if len(self._gso_headers) >= 64:  # a few keys in practice; stay bounded
-                self._gso_headers.clear()
-            self._gso_headers[key] = entry
-        # gso_header_for: a super-segment when the payload exceeds one segment.
-        if entry[1] is None or len(packet) <= entry[0]:
-            return None
-        return entry[1]
-
     def _write_one(self, packet: Packet, gso_size: int | None, partial: bool) -> bool:
         """Write one packet; False on EAGAIN (nothing written)."""
         if self.vnet_hdr:
             if len(packet) <= self._mtu:
                 # (what gso_header_for says for a packet that fits, without the call)
                 parts: list[Packet] = [CSUM_VNET_HDR if partial else ZERO_VNET_HDR, packet]
-            elif (prefix := self._gso_prefix(packet, gso_size)) is not None:
+            elif (prefix := self._gso_headers.prefix(packet, gso_size, self._mtu)) is not None:
                 if partial:  # the field holds the pseudo-header sum already
                     parts = [prefix, packet]
                 else:
@@ -801,46 +541,6 @@ class TunLink:
         await self.aclose()
 
 
-def _create(
-    name: str, device: str, netns: str | None, offload: bool
-) -> tuple[int, str, socket.socket, bool, bool]:
-    """Create the device (in ``netns`` if given); returns (fd, name, control socket,
-    vnet_hdr, offload)."""
-    with _in_netns(netns):
-        fd = _open_device(device)
-        try:
-            vnet = offload
-            try:
-                actual = _tunsetiff(fd, name, IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet else 0))
-            except OSError as exc:
-                if not vnet or exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
-                vnet = False  # a kernel without IFF_VNET_HDR support
-                actual = _tunsetiff(fd, name, IFF_TUN | IFF_NO_PI)
-            rx_offload = False
-            if vnet:
-                _ioctl_int(fd, TUNSETVNETHDRSZ, VNET_HDR_LEN)
-                if _ioctl_int(fd, TUNGETVNETHDRSZ, 0) != VNET_HDR_LEN:  # pragma: no cover
-                    raise OSError(errno.EINVAL, "TUN device refused a 10-byte virtio header")
-                try:
-                    # Little-endian virtio fields whatever the host's byte order.
-                    _ioctl_int(fd, TUNSETVNETLE, 1)
-                except OSError:  # pragma: no cover - native order is LE on LE hosts
-                    if struct.pack("=H", 1) != b"\x01\x00":
-                        raise
-                try:
-                    fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO6)
-                    rx_offload = True
-                except OSError:
-                    with contextlib.suppress(OSError):
-                        fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
-            control = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        except BaseException:
-            os.close(fd)
-            raise
-    return fd, actual, control, vnet, rx_offload
-
-
 @contextlib.asynccontextmanager
 async def open_tun(
     name: str,
@@ -867,7 +567,7 @@ async def open_tun(
     if len(name.encode()) >= IFNAMSIZ:
         raise ValueError(f"interface name {name!r} is longer than {IFNAMSIZ - 1} bytes")
     await trio.lowlevel.checkpoint()
-    fd, actual, control, vnet, rx_offload = _create(name, device, netns, offload)
+    fd, actual, control, vnet, rx_offload = create_device(name, device, netns, offload)
     try:
         os.set_blocking(fd, False)
         link = TunLink(
