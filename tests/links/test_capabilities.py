@@ -130,7 +130,7 @@ async def test_offload_is_asked_live(autojump_clock: trio.testing.MockClock) -> 
         client = await a.open_tcp_stream(B, 80)
         server = await listener.accept()
         sent: list[bytes] = []
-        real_send = net._send  # record what A's link hands the network
+        real_send = net.route  # record what A's link hands the network
 
         def spy(
             link: tcp6.VirtualLink, packet: bytes, partial: bool = False, queue: bool = True
@@ -139,7 +139,7 @@ async def test_offload_is_asked_live(autojump_clock: trio.testing.MockClock) -> 
                 sent.append(bytes(packet) if not partial else b"partial")
             return real_send(link, packet, partial, queue)
 
-        net._send = spy  # type: ignore[method-assign]
+        net.route = spy  # type: ignore[method-assign]
         await client.send_all(b"before")
         assert await server.receive_some() == b"before"
         assert b"partial" in sent

@@ -41,11 +41,10 @@ the host's inbound queue pushes back: the impairments' ``rate``/``queue`` wire a
 their ``loss`` still drop as configured, and the network's own ICMPv6 errors are
 dropped when the queue is full.
 
-Impairments are layered: the network-wide values (constructor, or ``impair()`` with
-both ``src`` and ``dst`` None), then ``impair(dst=B)`` (all traffic *to* B), then
-``impair(src=A)`` (all traffic *from* A), then ``impair(src=A, dst=B)`` (that one
-direction). Each call sets only the named knobs in its layer; the most specific layer
-that sets a knob wins. ``impair(src=A, dst=B, loss=1.0)`` cuts A→B only.
+Impairments are layered (:mod:`trio_tcp6.links.paths`): the network-wide values,
+then ``impair(dst=B)``, ``impair(src=A)`` and ``impair(src=A, dst=B)``; each call sets
+only the knobs it names, and the most specific layer that sets a knob wins.
+``impair(src=A, dst=B, loss=1.0)`` cuts A→B only.
 
 Checksum offload (like Linux's loopback, which never checksums TCP on ``lo``): a link
 has ``checksum_offload`` True while the network can carry partial checksums -- from
@@ -63,16 +62,11 @@ verification of them (they are correct by construction and were never corrupted)
 every packet sent without the mark (a hand-made packet with a bad checksum, say) is
 delivered unmarked and verified as usual.
 
-Unattached addresses: a packet to an address nobody has is answered, as a router
-would, with an ICMPv6 Destination Unreachable, code 3 (address unreachable, RFC 4443
-§3.1) from :attr:`VirtualNetwork.ROUTER`, delivered at once to the sending link
-(``unreachable=False``: dropped silently). It quotes the packet, so a stack fails a
-connection attempt at once instead of retrying its SYN for minutes. As RFC 4443
-§2.4 demands, there is none for an ICMPv6 error, a multicast destination or an
-unspecified source, and they are rate limited (a burst of
-:attr:`VirtualNetwork.UNREACHABLE_BURST`, then :attr:`VirtualNetwork.UNREACHABLE_RATE`
-per second). Counted as ``icmp_unreachable_sent`` / ``icmp_unreachable_rate_limited``
-(outside the ``sent``/``delivered`` balance: no link sent them).
+Unattached addresses: a packet to an address nobody has is answered at once, as a
+router would, with an ICMPv6 Destination Unreachable (address unreachable) from
+:attr:`VirtualNetwork.ROUTER`, within RFC 4443's rules and rate limit
+(:mod:`trio_tcp6.links.unreachable`; ``unreachable=False``: dropped silently), so a
+stack fails a connection attempt at once instead of retrying its SYN for minutes.
 
 Names: ``net.attach(addr, name="server")`` lets the stacks on the network resolve
 ``"server"`` (:meth:`VirtualNetwork.resolve`, declared to stacks as the link's
@@ -92,15 +86,13 @@ capability) unless it is given a seed of its own. The same seed and the same
 sequence of ``send`` calls then give the same run. The sequence itself still depends
 on the order in which trio runs the tasks that are ready at one instant; with
 ``deterministic=True`` it does not: every packet sent during an instant is held
-until every task is blocked, then routed (fates drawn, delivered or scheduled) in a
-canonical order -- by sending link, destination, protocol and ports, each flow's
-packets in their own order -- after the packets the delay heap releases at that
-instant (in the order they were scheduled). Nothing arrives synchronously then: a
-packet sent is delivered after the next scheduling pass, even on an unimpaired
-path, which costs a task hop per instant (not per packet). The same seed and the
-same program then give a byte-identical capture and the same counters whatever
-order trio picks, as long as the program's own tasks on one host do not race on
-state of their own (:mod:`~trio_tcp6.links.replay` explains why).
+until every task is blocked, then routed in a canonical order (by sending link,
+destination, protocol and ports, each flow's packets in their own order) after the
+packets the delay heap releases at that instant. Nothing arrives synchronously then,
+which costs a task hop per instant (not per packet). The same seed and the same
+program then give a byte-identical capture and the same counters whatever order trio
+picks, as long as the program's own tasks on one host do not race on state of their
+own (:mod:`~trio_tcp6.links.replay` explains why).
 """
 
 from __future__ import annotations
@@ -108,39 +100,20 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-import random
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
-import attrs
 import trio
 
-from ..wire.icmpv6 import (
-    MAX_QUOTE,
-    UNREACH_ADDRESS,
-    DestinationUnreachable,
-    build_icmpv6,
-    carries_icmpv6_error,
-)
-from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN, IPV6_SRC, PROTO_ICMPV6, build_ipv6_header
+from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN
 from ..wire.tcp import complete_tcp_checksum
-from .base import ChecksumOffload, LinkCapabilities, Packet
+from .base import Packet
 from .capture import Capture
 from .delivery import DeliveryTask
-from .impair import (
-    Counters,
-    Impairer,
-    Impairments,
-    PathState,
-    Wire,
-    check_names,
-)
-from .inbound import InboundQueue
-from .ratelimit import TokenBucket
+from .host import VirtualLink
+from .impair import Counters, Impairer, Impairments, Wire, check_names
+from .paths import ImpairmentLayers, Path, PathTable
 from .replay import derive_seed, packet_key, path_random
-
-if TYPE_CHECKING:
-    pass
+from .unreachable import UnreachableReplies
 
 __all__ = ["Capture", "VirtualLink", "VirtualNetwork"]
 
@@ -158,224 +131,11 @@ def _packed(address: AddressLike) -> bytes:
     return ipaddress.IPv6Address(address).packed
 
 
-class _Path:
-    """Cached state of one direction src→dst."""
-
-    __slots__ = ("dest", "fast", "imp", "state")
-
-    def __init__(
-        self, imp: Impairments, dest: VirtualLink | None, rng: random.Random | None
-    ) -> None:
-        self.imp = imp
-        self.dest = dest
-        self.state = PathState(rng)
-        self.fast = imp.trivial
-
-
 #: A packet held for the instant's release: (sending link, path, destination, packet,
 #: partial); path and destination None for a packet to an address nobody has.
-_Held = tuple["VirtualLink", "_Path | None", "VirtualLink | None", bytes, bool]
+_Held = tuple[VirtualLink, Path | None, VirtualLink | None, bytes, bool]
 #: A packet due later: (destination, packet, partial).
-_Due = tuple["VirtualLink", bytes, bool]
-
-
-class VirtualLink:
-    """One host interface on a :class:`VirtualNetwork` (made by ``net.attach``).
-
-    A :class:`~trio_tcp6.links.Link`: ``mtu``, ``address``, ``send``/``send_batch``,
-    ``receive``/``receive_batch``, ``close``/``aclose`` (detaches; receive then
-    raises ``trio.ClosedResourceError``). One task may receive at a time
-    (``trio.BusyResourceError`` otherwise). Checksum offload (see the module
-    docstring): ``checksum_offload``, ``partial_checksum=`` on the send forms,
-    ``receive_batch_offload``; ``send_nowait``. :attr:`capabilities` declares
-    all of them. Extras: ``receive_nowait``, ``pending()``, ``stats()``.
-    """
-
-    __slots__ = ("_closed", "_net", "_packed", "_paths", "address", "inbound", "sent")
-
-    def __init__(
-        self, net: VirtualNetwork, address: bytes, rx_queue: int, rx_queue_bytes: int
-    ) -> None:
-        self._net = net
-        self._packed = address
-        self.address = ipaddress.IPv6Address(address)
-        #: This host's inbound queue and the backpressure on its senders.
-        self.inbound = InboundQueue(rx_queue, rx_queue_bytes)
-        self._closed = False
-        # destination address bytes -> _Path (a cache of net._paths for this source)
-        self._paths: dict[bytes, _Path] = {}
-        self.sent = 0
-
-    def __repr__(self) -> str:
-        return f"<VirtualLink {self.address} mtu={self.mtu}{' closed' if self._closed else ''}>"
-
-    @property
-    def mtu(self) -> int:
-        return self._net.mtu
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def checksum_offload(self) -> bool:
-        """Whether partial TCP checksums may be sent now (False for good once the
-        network may corrupt packets; see the module docstring)."""
-        return self._net._offload
-
-    @property
-    def capabilities(self) -> LinkCapabilities:
-        """Everything (see :class:`~trio_tcp6.links.base.LinkCapabilities`): the
-        batch forms, ``send_nowait``, and checksum offload while
-        :attr:`checksum_offload` is True."""
-        return LinkCapabilities(
-            receive_batch=self.receive_batch,
-            send_batch=self.send_batch,
-            send_nowait=self.send_nowait,
-            checksum_offload=ChecksumOffload(
-                active=lambda: self._net._offload,
-                send=self.send,
-                receive_batch=self.receive_batch_offload,
-                send_batch=self.send_batch,
-                send_nowait=self.send_nowait,
-            ),
-            resolve=self._net.resolve,
-            seed=self._net.stack_seed(self._packed),
-        )
-
-    @property
-    def network(self) -> VirtualNetwork:
-        return self._net
-
-    @property
-    def received(self) -> int:
-        """Packets queued for this host."""
-        return self.inbound.received
-
-    @property
-    def rx_dropped(self) -> int:
-        """Packets dropped for a full inbound queue."""
-        return self.inbound.dropped
-
-    def stats(self) -> dict[str, int]:
-        """This host's view: packets sent, received, dropped for a full inbound queue."""
-        return {"sent": self.sent, "received": self.received, "rx_dropped": self.rx_dropped}
-
-    async def send(self, packet: Packet, *, partial_checksum: bool = False) -> None:
-        """Send one IPv6 packet (bytes, bytearray or memoryview; copied).
-
-        ``partial_checksum``: a TCP packet (no extension headers) whose checksum field
-        holds only the pseudo-header sum; the network completes it where needed.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._closed:
-            raise trio.ClosedResourceError("link is closed")
-        send = self._net._send
-        full = send(self, packet, partial_checksum, True)
-        while full is not None:
-            await self._queue_for(full)
-            full = send(self, packet, partial_checksum, False)
-        await trio.lowlevel.cancel_shielded_checkpoint()
-
-    async def _queue_for(self, dest: VirtualLink) -> None:
-        """Backpressure: wait at the back of ``dest``'s line of senders until a drain
-        lets us in."""
-        await dest.inbound.senders.park()
-        if self._closed:
-            raise trio.ClosedResourceError("link is closed")
-
-    async def send_batch(
-        self, packets: Iterable[Packet], *, partial_checksum: bool = False
-    ) -> None:
-        """Send several packets with a single checkpoint (``partial_checksum`` applies
-        to every one of them, see :meth:`send`)."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._closed:
-            raise trio.ClosedResourceError("link is closed")
-        send = self._net._send
-        # After waiting for a full destination, this batch may send ``budget`` more
-        # packets before it lets the other waiting senders go first (round-robin).
-        turn: VirtualLink | None = None
-        budget = 0
-        for packet in packets:
-            if turn is not None and budget <= 0:
-                if turn.inbound.backlogged():
-                    await self._queue_for(turn)  # back of the line until the next drain
-                    budget = turn.inbound.share
-                else:
-                    turn = None  # (nothing queued there any more to be drained)
-            full = send(self, packet, partial_checksum, turn is None)
-            while full is not None:
-                await self._queue_for(full)
-                turn, budget = full, full.inbound.share
-                full = send(self, packet, partial_checksum, False)
-            budget -= 1
-        await trio.lowlevel.cancel_shielded_checkpoint()
-
-    def send_nowait(self, packet: Packet, *, partial_checksum: bool = False) -> None:
-        """Send one packet synchronously (no checkpoint); :class:`trio.WouldBlock`
-        (the packet was not taken) when the destination's inbound queue is full and
-        the network applies backpressure (see the module docstring)."""
-        if self._closed:
-            raise trio.ClosedResourceError("link is closed")
-        if self._net._send(self, packet, partial_checksum, True) is not None:
-            raise trio.WouldBlock
-
-    async def receive(self) -> bytes:
-        """The next packet (waits for one), its checksum complete."""
-        await self.inbound.wait()
-        return self.inbound.pop()
-
-    async def receive_batch(self) -> list[bytes]:
-        """Every queued packet, waiting for at least one; checksums complete."""
-        await self.inbound.wait()
-        return self.inbound.take()
-
-    async def receive_batch_offload(self) -> list[tuple[bytes, bool]]:
-        """Every queued packet as ``(packet, partial)``, waiting for at least one.
-
-        ``partial`` packets are TCP packets as an offloading sender sent them: the
-        checksum field holds only the pseudo-header sum, and the packet was neither
-        corrupted nor altered on the way, so a receiver need not verify it (and must
-        complete it, :func:`~trio_tcp6.wire.tcp.complete_tcp_checksum`, before
-        passing it anywhere else). Other packets are verified as usual.
-        """
-        await self.inbound.wait()
-        return self.inbound.take_marked()
-
-    def receive_nowait(self) -> bytes | None:
-        """The next queued packet (checksum complete), or None (no checkpoint)."""
-        if self._closed:
-            raise trio.ClosedResourceError("link is closed")
-        return self.inbound.pop() if self.inbound.packets else None
-
-    def pending(self) -> int:
-        """How many packets wait in the inbound queue."""
-        return len(self.inbound.packets)
-
-    def close(self) -> None:
-        """Detach from the network. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        self._net._detach(self)
-        # Our receiver wakes to ClosedResourceError; senders waiting for our queue
-        # find no route now (or their own link closed).
-        self.inbound.close()
-        for path in self._paths.values():
-            dest = path.dest
-            if dest is not None and dest.inbound.senders:
-                dest.inbound.senders.unpark_all()  # ours raise ClosedResourceError
-
-    async def aclose(self) -> None:
-        self.close()
-        await trio.lowlevel.checkpoint()
-
-    async def __aenter__(self) -> VirtualLink:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+_Due = tuple[VirtualLink, bytes, bool]
 
 
 class VirtualNetwork:
@@ -449,31 +209,29 @@ class VirtualNetwork:
         self._delivery: DeliveryTask[_Due, _Held] = DeliveryTask(
             "trio_tcp6.VirtualNetwork.delivery", self._arrive_due, self._release, deterministic
         )
-        self._base = Impairments(
-            delay=delay,
-            jitter=jitter,
-            loss=loss,
-            duplicate=duplicate,
-            reorder=reorder,
-            corrupt=corrupt,
-            rate=rate,
-            queue=queue,
+        self._layers = ImpairmentLayers(
+            Impairments(
+                delay=delay,
+                jitter=jitter,
+                loss=loss,
+                duplicate=duplicate,
+                reorder=reorder,
+                corrupt=corrupt,
+                rate=rate,
+                queue=queue,
+            )
         )
-        # (src, dst) with None wildcards -> knob overrides of that layer
-        self._layers: dict[tuple[bytes | None, bytes | None], dict[str, Any]] = {}
         self._links: dict[bytes, VirtualLink] = {}
-        self._paths: dict[tuple[bytes, bytes], _Path] = {}
+        self._paths = PathTable()
         self._wires: dict[bytes, Wire] = {}
         self._captures: list[Capture] = []
         self._closed = False
         # Checksum offload: off for good once corruption is configured anywhere.
-        self._offload = bool(checksum_offload) and not self._base.corrupt
+        self._offload = bool(checksum_offload) and not self._layers.base.corrupt
         #: Answer packets to unattached addresses with Destination Unreachable.
         self.unreachable = unreachable
         self._backpressure = bool(backpressure)
-        self._unreach_limit = TokenBucket(self.UNREACHABLE_BURST, self.UNREACHABLE_RATE)
-        self._unreach_sent = 0
-        self._unreach_limited = 0
+        self._unreach = UnreachableReplies(self.UNREACHABLE_BURST, self.UNREACHABLE_RATE)
         self._names: dict[str, bytes] = {}
 
     @property
@@ -523,12 +281,12 @@ class VirtualNetwork:
             key,
             rx_queue if rx_queue is not None else self._rx_queue,
             rx_queue_bytes if rx_queue_bytes is not None else self._rx_queue_bytes,
+            detach=self._detach,
+            offload_active=lambda: self._offload,
         )
         self._links[key] = link
         self._wires.setdefault(key, Wire())
-        for (_src, dst), path in self._paths.items():
-            if dst == key:
-                path.dest = link
+        self._paths.retarget(key, link)
         return link
 
     def resolve(self, name: str) -> ipaddress.IPv6Address | None:
@@ -537,14 +295,12 @@ class VirtualNetwork:
         return None if key is None else ipaddress.IPv6Address(key)
 
     def _detach(self, link: VirtualLink) -> None:
-        key = link._packed
+        key = link.packed
         if self._links.get(key) is link:
             del self._links[key]
             for label in [n for n, k in self._names.items() if k == key]:
                 del self._names[label]
-            for (_src, dst), path in self._paths.items():
-                if dst == key:
-                    path.dest = None
+            self._paths.retarget(key, None)
 
     @property
     def links(self) -> list[VirtualLink]:
@@ -564,13 +320,7 @@ class VirtualNetwork:
         if changes.get("corrupt"):
             # Sticky: a receiver must never trust a packet that may be corrupted.
             self._offload = False
-        if key == (None, None):
-            self._base = self._base.evolve(**changes)
-        else:
-            layer = self._layers.get(key, {})
-            merged = {**layer, **changes}
-            Impairments(**merged)  # validate before storing
-            self._layers[key] = merged
+        self._layers.set(key, changes)
         self._refresh_paths()
 
     def clear_impairments(
@@ -578,11 +328,7 @@ class VirtualNetwork:
     ) -> None:
         """Forget the overrides of one layer (both None: reset everything to zero)."""
         key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
-        if key == (None, None):
-            self._base = Impairments()
-            self._layers.clear()
-        else:
-            self._layers.pop(key, None)
+        self._layers.clear(key)
         self._refresh_paths()
 
     def overrides(
@@ -591,38 +337,24 @@ class VirtualNetwork:
         """The knobs one layer sets, as ``impair()`` took them (a copy; both None: every
         network-wide value). ``clear_impairments`` then ``impair(**saved)`` restores it."""
         key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
-        if key == (None, None):
-            return attrs.asdict(self._base)
-        return dict(self._layers.get(key, {}))
+        return self._layers.overrides(key)
 
     def impairments(self, src: AddressLike, dst: AddressLike) -> Impairments:
         """The impairments that apply now to packets from ``src`` to ``dst``."""
-        return self._resolve(_packed(src), _packed(dst))
-
-    def _resolve(self, src: bytes, dst: bytes) -> Impairments:
-        if not self._layers:
-            return self._base
-        knobs: dict[str, Any] = {}
-        for key in ((None, dst), (src, None), (src, dst)):
-            layer = self._layers.get(key)
-            if layer:
-                knobs.update(layer)
-        return self._base.evolve(**knobs) if knobs else self._base
+        return self._layers.resolve(_packed(src), _packed(dst))
 
     def _refresh_paths(self) -> None:
-        now = _now_or(-math.inf)
-        for (src, dst), path in self._paths.items():
-            path.imp = self._resolve(src, dst)
-            path.fast = path.imp.trivial and path.state.last_at <= now
+        self._paths.refresh(self._layers.resolve, _now_or(-math.inf))
 
     # -- data path ----------------------------------------------------------------
 
-    def _send(
+    def route(
         self, link: VirtualLink, packet: Packet, partial: bool = False, queue: bool = True
     ) -> VirtualLink | None:
-        """Route one packet; returns the destination link instead when backpressure
-        holds the packet back (its inbound queue is full, or ``queue`` and other
-        senders wait for it already: nothing was done)."""
+        """Route one packet ``link`` sends (what :class:`VirtualLink`'s send calls do;
+        send through the link); returns the destination link instead when
+        backpressure holds the packet back (its inbound queue is full, or ``queue``
+        and other senders wait for it already: nothing was done)."""
         data = packet if type(packet) is bytes else bytes(packet)
         c = self._counters
         c.sent += 1
@@ -630,7 +362,7 @@ class VirtualNetwork:
         if len(data) > self.mtu:
             c.dropped_mtu += 1
             return None
-        path = link._paths.get(data[IPV6_DST])
+        path = link.paths.get(data[IPV6_DST])
         if path is None:
             if len(data) < IPV6_HEADER_LEN:
                 c.dropped_malformed += 1
@@ -682,12 +414,12 @@ class VirtualNetwork:
     def _hold(
         self,
         link: VirtualLink,
-        path: _Path | None,
+        path: Path | None,
         dest: VirtualLink | None,
         data: bytes,
         partial: bool,
     ) -> None:
-        self._delivery.hold(packet_key(link._packed, data), (link, path, dest, data, partial))
+        self._delivery.hold(packet_key(link.packed, data), (link, path, dest, data, partial))
 
     def _release(self, held: list[_Held]) -> None:
         """Route the packets of an instant, in the order given."""
@@ -704,55 +436,41 @@ class VirtualNetwork:
     def _unreachable(self, link: VirtualLink, data: bytes) -> None:
         """Answer ``data`` (to an address nobody has) with Destination Unreachable,
         code 3, as a router would (see the module docstring)."""
-        if not self.unreachable or link._closed:
+        if not self.unreachable or link.closed:
             return
-        src = data[IPV6_SRC]
-        if data[IPV6_DST.start] == 0xFF or src == bytes(16) or carries_icmpv6_error(data):
-            return  # RFC 4443 §2.4 (e)
         now = _now_or(0.0)
-        if not self._unreach_limit.take(now):
-            self._unreach_limited += 1
+        reply = self._unreach.reply(data, self.ROUTER.packed, now)
+        if reply is None:
             return
-        router = self.ROUTER.packed
-        msg = DestinationUnreachable(UNREACH_ADDRESS, bytes(data[:MAX_QUOTE]))
-        body = build_icmpv6(msg, router, src)
-        reply = build_ipv6_header(router, src, PROTO_ICMPV6, len(body)) + body
         if self._captures:
             self._capture(reply, now)
         if link.inbound.arrive(reply):
-            self._unreach_sent += 1
+            self._unreach.sent += 1
 
-    def _new_path(self, link: VirtualLink, dst: bytes) -> _Path:
-        src = link._packed
-        path = self._paths.get((src, dst))
+    def _new_path(self, link: VirtualLink, dst: bytes) -> Path:
+        src = link.packed
+        path = self._paths.get(src, dst)
         if path is None:
             if len(self._paths) >= self.PATH_CACHE_SIZE:
                 self._evict_idle_paths()
             rng = None if self.seed is None else path_random(self.seed, src, dst)
-            path = _Path(self._resolve(src, dst), self._links.get(dst), rng)
-            self._paths[(src, dst)] = path
-        link._paths[dst] = path
+            path = Path(self._layers.resolve(src, dst), self._links.get(dst), rng)
+            self._paths.add(src, dst, path)
+        link.paths[dst] = path
         return path
 
     def _evict_idle_paths(self) -> None:
         """Forget idle paths, oldest first, down to 3/4 of :attr:`PATH_CACHE_SIZE`
-        (amortized: one sweep per quarter of the cache). A path with a packet still
-        in flight is kept: its state keeps the direction FIFO."""
-        now = _now_or(math.inf)
+        (amortized: one sweep per quarter of the cache), and the sources' cached
+        references to them."""
         target = self.PATH_CACHE_SIZE * 3 // 4
-        paths, links = self._paths, self._links
-        for key, path in list(paths.items()):
-            if len(paths) <= target:
-                break
-            if path.state.last_at > now:
-                continue
-            del paths[key]
-            src_link = links.get(key[0])
-            if src_link is not None and src_link._paths.get(key[1]) is path:
-                del src_link._paths[key[1]]
+        for src, dst, path in self._paths.evict_idle(target, _now_or(math.inf)):
+            src_link = self._links.get(src)
+            if src_link is not None and src_link.paths.get(dst) is path:
+                del src_link.paths[dst]
 
     def _send_impaired(
-        self, link: VirtualLink, path: _Path, dest: VirtualLink, data: bytes, partial: bool
+        self, link: VirtualLink, path: Path, dest: VirtualLink, data: bytes, partial: bool
     ) -> None:
         now = trio.current_time()
         imp = path.imp
@@ -761,7 +479,7 @@ class VirtualNetwork:
             data = complete_tcp_checksum(data)
             partial = False
         at, data, copies = self._impairer.fate(
-            imp, data, now, self._wires[link._packed], path.state
+            imp, data, now, self._wires[link.packed], path.state
         )
         if not copies:
             return
@@ -786,7 +504,7 @@ class VirtualNetwork:
         self, dest: VirtualLink, data: bytes, now: float, partial: bool, admitted: bool
     ) -> None:
         c = self._counters
-        if dest._closed:
+        if dest.closed:
             c.dropped_no_route += 1
             return
         if self._captures:
@@ -836,8 +554,8 @@ class VirtualNetwork:
         """
         d = self._counters.as_dict()
         d["in_flight"] = len(self._delivery)
-        d["icmp_unreachable_sent"] = self._unreach_sent
-        d["icmp_unreachable_rate_limited"] = self._unreach_limited
+        d["icmp_unreachable_sent"] = self._unreach.sent
+        d["icmp_unreachable_rate_limited"] = self._unreach.limited
         return d
 
     def close(self) -> None:
