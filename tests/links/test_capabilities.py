@@ -139,7 +139,7 @@ async def test_offload_is_asked_live(autojump_clock: trio.testing.MockClock) -> 
                 sent.append(bytes(packet) if not partial else b"partial")
             return real_send(link, packet, partial, queue)
 
-        net.route = spy  # type: ignore[method-assign]
+        net.route = spy  # type: ignore[assignment]
         await client.send_all(b"before")
         assert await server.receive_some() == b"before"
         assert b"partial" in sent

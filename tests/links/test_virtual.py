@@ -791,7 +791,7 @@ async def test_spoofed_destinations_do_not_grow_the_path_cache(
         header[24:40] = _dst(i)
         a.send_nowait(bytes(header))
     assert net.stats()["dropped_no_route"] == 100_000
-    assert len(net._paths) <= 1 and len(a.paths) <= 1
+    assert len(net._plane.paths) <= 1 and len(a.paths) <= 1
 
 
 async def test_path_cache_is_bounded_and_evicts_idle_paths(
@@ -809,9 +809,9 @@ async def test_path_cache_is_bounded_and_evicts_idle_paths(
     for sink in sinks:
         a.send_nowait(packet(A, str(sink.address), b"y"))
         assert sink.pending() == 1
-    assert len(net._paths) <= VirtualNetwork.PATH_CACHE_SIZE
+    assert len(net._plane.paths) <= VirtualNetwork.PATH_CACHE_SIZE
     assert len(a.paths) <= VirtualNetwork.PATH_CACHE_SIZE
-    assert (a.packed, b.packed) in net._paths  # busy: kept
+    assert (a.packed, b.packed) in net._plane.paths  # busy: kept
     a.send_nowait(packet(A, B, b"second"))
     await trio.sleep(1.5)
     assert [b.receive_nowait(), b.receive_nowait()] == [

@@ -4,21 +4,10 @@ Every attached address reaches every other. A packet is routed by the destinatio
 address in bytes 24..40 of its IPv6 header (the header is not otherwise parsed); the
 source of a path is the *sending link's* address, whatever the packet claims.
 
-Cost model -- this is the project's simulator, so the common case is cheap:
-
-* A packet on an unimpaired path (no delay, no loss, no rate, ...) goes straight into
-  the destination's inbound deque and wakes its parked receiver: no task hop, no
-  random draw, no timer (with ``deterministic=True``, see the end of this
-  docstring, every packet waits for the end of its instant instead).
-* ``rate``/``queue`` model one outbound wire per *sending link*, shared by all its
-  destinations; each packet occupies it for ``len / rate`` of its own path's rate.
-* Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
-  that module for the order: rate/queue, loss, corrupt, duplicate, delay/jitter,
-  reorder). If it is due later it waits in the network's delivery task
-  (:class:`~trio_tcp6.links.delivery.DeliveryTask`: one heap, one lazily spawned
-  trio system task that sleeps on trio deadlines only, so everything runs in virtual
-  time under ``trio.testing.MockClock(autojump_threshold=0)``; no ``async with``
-  needed, the task ends with :meth:`VirtualNetwork.close` or with the trio run).
+The common case is cheap: a packet on an unimpaired path goes straight into the
+destination's inbound queue, with no task hop, random draw or timer; the others get
+their fate from the impairments and may wait in the network's delay heap, all in
+trio time (:mod:`trio_tcp6.links.forwarding` says what each packet costs).
 
 Drops, all counted in :meth:`VirtualNetwork.stats`: larger than the MTU
 (``dropped_mtu``, the network never fragments), shorter than an IPv6 header
@@ -98,21 +87,20 @@ own (:mod:`~trio_tcp6.links.replay` explains why).
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
+from collections.abc import Callable
 from typing import Any, BinaryIO, ClassVar
 
 import trio
 
-from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN
-from ..wire.tcp import complete_tcp_checksum
+from ..wire.ipv6 import IPV6_HEADER_LEN
 from .base import Packet
 from .capture import Capture
-from .delivery import DeliveryTask
+from .forwarding import ForwardingPlane
 from .host import VirtualLink
-from .impair import Counters, Impairer, Impairments, Wire, check_names
-from .paths import ImpairmentLayers, Path, PathTable
-from .replay import derive_seed, packet_key, path_random
+from .impair import Impairments, Wire, check_names
+from .paths import ImpairmentLayers
+from .replay import derive_seed
 from .unreachable import UnreachableReplies
 
 __all__ = ["Capture", "VirtualLink", "VirtualNetwork"]
@@ -129,13 +117,6 @@ def _packed(address: AddressLike) -> bytes:
             raise ValueError("a packed IPv6 address has 16 bytes")
         return address
     return ipaddress.IPv6Address(address).packed
-
-
-#: A packet held for the instant's release: (sending link, path, destination, packet,
-#: partial); path and destination None for a packet to an address nobody has.
-_Held = tuple[VirtualLink, Path | None, VirtualLink | None, bytes, bool]
-#: A packet due later: (destination, packet, partial).
-_Due = tuple[VirtualLink, bytes, bool]
 
 
 class VirtualNetwork:
@@ -173,6 +154,13 @@ class VirtualNetwork:
     #: ... and then per second (RFC 4443 §2.4 (f): a token bucket).
     UNREACHABLE_RATE: ClassVar[float] = 100.0
 
+    #: ``route(link, packet, partial, queue)``: route one packet ``link`` sends (what
+    #: :class:`VirtualLink`'s send calls do; send through the link). Returns the
+    #: destination link instead when backpressure holds the packet back. The
+    #: forwarding plane's own call (:mod:`trio_tcp6.links.forwarding`), bound here so
+    #: that a link's send costs one lookup.
+    route: Callable[[VirtualLink, Packet, bool, bool], VirtualLink | None]
+
     def __init__(
         self,
         *,
@@ -197,18 +185,9 @@ class VirtualNetwork:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
         if rx_queue < 1 or rx_queue_bytes < 1:
             raise ValueError("rx_queue and rx_queue_bytes must be positive")
-        self.mtu = mtu
         self.seed = seed
         self._rx_queue = rx_queue
         self._rx_queue_bytes = rx_queue_bytes
-        self._counters = Counters()
-        # Only paths without a generator of their own (no seed) draw from its.
-        self._impairer = Impairer(counters=self._counters)
-        #: Packets held until the end of their instant (``deterministic=True``).
-        self._deterministic = bool(deterministic)
-        self._delivery: DeliveryTask[_Due, _Held] = DeliveryTask(
-            "trio_tcp6.VirtualNetwork.delivery", self._arrive_due, self._release, deterministic
-        )
         self._layers = ImpairmentLayers(
             Impairments(
                 delay=delay,
@@ -221,23 +200,35 @@ class VirtualNetwork:
                 queue=queue,
             )
         )
-        self._links: dict[bytes, VirtualLink] = {}
-        self._paths = PathTable()
-        self._wires: dict[bytes, Wire] = {}
-        self._captures: list[Capture] = []
+        self._plane = ForwardingPlane(
+            self,
+            mtu=mtu,
+            layers=self._layers,
+            replies=UnreachableReplies(self.UNREACHABLE_BURST, self.UNREACHABLE_RATE),
+            backpressure=bool(backpressure),
+            deterministic=bool(deterministic),
+        )
+        self.route = self._plane.route
         self._closed = False
         # Checksum offload: off for good once corruption is configured anywhere.
         self._offload = bool(checksum_offload) and not self._layers.base.corrupt
         #: Answer packets to unattached addresses with Destination Unreachable.
         self.unreachable = unreachable
-        self._backpressure = bool(backpressure)
-        self._unreach = UnreachableReplies(self.UNREACHABLE_BURST, self.UNREACHABLE_RATE)
         self._names: dict[str, bytes] = {}
+
+    @property
+    def mtu(self) -> int:
+        """The largest packet the network carries (it never fragments)."""
+        return self._plane.mtu
+
+    @mtu.setter
+    def mtu(self, mtu: int) -> None:
+        self._plane.mtu = mtu
 
     @property
     def deterministic(self) -> bool:
         """Whether each instant's packets are released in a canonical order."""
-        return self._deterministic
+        return self._plane.deterministic
 
     def stack_seed(self, address: AddressLike) -> bytes | None:
         """The seed a stack at ``address`` derives its secrets from (None without a
@@ -249,7 +240,7 @@ class VirtualNetwork:
     @property
     def backpressure(self) -> bool:
         """Whether a full inbound queue makes senders wait (True) or drops (False)."""
-        return self._backpressure
+        return self._plane.backpressure
 
     # -- hosts --------------------------------------------------------------------
 
@@ -267,7 +258,8 @@ class VirtualNetwork:
         if self._closed:
             raise trio.ClosedResourceError("network is closed")
         key = _packed(address)
-        if key in self._links:
+        plane = self._plane
+        if key in plane.links:
             raise ValueError(f"address {ipaddress.IPv6Address(key)} is already attached")
         if name is not None:
             label = name.lower().rstrip(".")
@@ -284,9 +276,9 @@ class VirtualNetwork:
             detach=self._detach,
             offload_active=lambda: self._offload,
         )
-        self._links[key] = link
-        self._wires.setdefault(key, Wire())
-        self._paths.retarget(key, link)
+        plane.links[key] = link
+        plane.wires.setdefault(key, Wire())
+        plane.paths.retarget(key, link)
         return link
 
     def resolve(self, name: str) -> ipaddress.IPv6Address | None:
@@ -296,15 +288,16 @@ class VirtualNetwork:
 
     def _detach(self, link: VirtualLink) -> None:
         key = link.packed
-        if self._links.get(key) is link:
-            del self._links[key]
+        links = self._plane.links
+        if links.get(key) is link:
+            del links[key]
             for label in [n for n, k in self._names.items() if k == key]:
                 del self._names[label]
-            self._paths.retarget(key, None)
+            self._plane.paths.retarget(key, None)
 
     @property
     def links(self) -> list[VirtualLink]:
-        return list(self._links.values())
+        return list(self._plane.links.values())
 
     # -- impairments --------------------------------------------------------------
 
@@ -321,7 +314,7 @@ class VirtualNetwork:
             # Sticky: a receiver must never trust a packet that may be corrupted.
             self._offload = False
         self._layers.set(key, changes)
-        self._refresh_paths()
+        self._plane.refresh_paths()
 
     def clear_impairments(
         self, src: AddressLike | None = None, dst: AddressLike | None = None
@@ -329,7 +322,7 @@ class VirtualNetwork:
         """Forget the overrides of one layer (both None: reset everything to zero)."""
         key = (None if src is None else _packed(src), None if dst is None else _packed(dst))
         self._layers.clear(key)
-        self._refresh_paths()
+        self._plane.refresh_paths()
 
     def overrides(
         self, src: AddressLike | None = None, dst: AddressLike | None = None
@@ -343,190 +336,7 @@ class VirtualNetwork:
         """The impairments that apply now to packets from ``src`` to ``dst``."""
         return self._layers.resolve(_packed(src), _packed(dst))
 
-    def _refresh_paths(self) -> None:
-        self._paths.refresh(self._layers.resolve, _now_or(-math.inf))
-
     # -- data path ----------------------------------------------------------------
-
-    def route(
-        self, link: VirtualLink, packet: Packet, partial: bool = False, queue: bool = True
-    ) -> VirtualLink | None:
-        """Route one packet ``link`` sends (what :class:`VirtualLink`'s send calls do;
-        send through the link); returns the destination link instead when
-        backpressure holds the packet back (its inbound queue is full, or ``queue``
-        and other senders wait for it already: nothing was done)."""
-        data = packet if type(packet) is bytes else bytes(packet)
-        c = self._counters
-        c.sent += 1
-        link.sent += 1
-        if len(data) > self.mtu:
-            c.dropped_mtu += 1
-            return None
-        path = link.paths.get(data[IPV6_DST])
-        if path is None:
-            if len(data) < IPV6_HEADER_LEN:
-                c.dropped_malformed += 1
-                return None
-            dst = data[IPV6_DST]
-            if dst not in self._links:
-                self._no_route(link, data)  # nothing cached for a destination nobody has
-                return None
-            path = self._new_path(link, dst)
-        dest = path.dest
-        if dest is None:
-            self._no_route(link, data)
-            return None
-        inbound = dest.inbound
-        admitted = self._backpressure
-        if admitted and (inbound.refuses(data) or (queue and inbound.senders)):
-            # Not sent after all: the sender waits for room and sends it again.
-            c.sent -= 1
-            link.sent -= 1
-            return dest
-        if self._deterministic:
-            if admitted:
-                # Held towards dest: counted in its bound until released.
-                inbound.reserve(len(data))
-            self._hold(link, path, dest, data, partial)
-            return None
-        if path.fast:
-            if self._captures:
-                self._capture(
-                    complete_tcp_checksum(data) if partial else data, trio.current_time()
-                )
-            if inbound.arrive(data, partial, admitted):
-                c.delivered += 1
-            else:
-                c.dropped_rx_overflow += 1
-            return None
-        self._send_impaired(link, path, dest, data, partial)
-        return None
-
-    def _no_route(self, link: VirtualLink, data: bytes) -> None:
-        """``data`` has no destination: drop and answer it now, or at the instant's
-        release (in flight until then)."""
-        if self._deterministic:
-            self._hold(link, None, None, data, False)
-        else:
-            self._counters.dropped_no_route += 1
-            self._unreachable(link, data)
-
-    def _hold(
-        self,
-        link: VirtualLink,
-        path: Path | None,
-        dest: VirtualLink | None,
-        data: bytes,
-        partial: bool,
-    ) -> None:
-        self._delivery.hold(packet_key(link.packed, data), (link, path, dest, data, partial))
-
-    def _release(self, held: list[_Held]) -> None:
-        """Route the packets of an instant, in the order given."""
-        admitted = self._backpressure
-        for link, path, dest, data, partial in held:
-            if path is None or dest is None:
-                self._counters.dropped_no_route += 1
-                self._unreachable(link, data)
-                continue
-            if admitted:
-                dest.inbound.unreserve(len(data))
-            self._send_impaired(link, path, dest, data, partial)
-
-    def _unreachable(self, link: VirtualLink, data: bytes) -> None:
-        """Answer ``data`` (to an address nobody has) with Destination Unreachable,
-        code 3, as a router would (see the module docstring)."""
-        if not self.unreachable or link.closed:
-            return
-        now = _now_or(0.0)
-        reply = self._unreach.reply(data, self.ROUTER.packed, now)
-        if reply is None:
-            return
-        if self._captures:
-            self._capture(reply, now)
-        if link.inbound.arrive(reply):
-            self._unreach.sent += 1
-
-    def _new_path(self, link: VirtualLink, dst: bytes) -> Path:
-        src = link.packed
-        path = self._paths.get(src, dst)
-        if path is None:
-            if len(self._paths) >= self.PATH_CACHE_SIZE:
-                self._evict_idle_paths()
-            rng = None if self.seed is None else path_random(self.seed, src, dst)
-            path = Path(self._layers.resolve(src, dst), self._links.get(dst), rng)
-            self._paths.add(src, dst, path)
-        link.paths[dst] = path
-        return path
-
-    def _evict_idle_paths(self) -> None:
-        """Forget idle paths, oldest first, down to 3/4 of :attr:`PATH_CACHE_SIZE`
-        (amortized: one sweep per quarter of the cache), and the sources' cached
-        references to them."""
-        target = self.PATH_CACHE_SIZE * 3 // 4
-        for src, dst, path in self._paths.evict_idle(target, _now_or(math.inf)):
-            src_link = self._links.get(src)
-            if src_link is not None and src_link.paths.get(dst) is path:
-                del src_link.paths[dst]
-
-    def _send_impaired(
-        self, link: VirtualLink, path: Path, dest: VirtualLink, data: bytes, partial: bool
-    ) -> None:
-        now = trio.current_time()
-        imp = path.imp
-        if partial and imp.corrupt:
-            # Corruption must hit a complete checksum (the receiver has to catch it).
-            data = complete_tcp_checksum(data)
-            partial = False
-        at, data, copies = self._impairer.fate(
-            imp, data, now, self._wires[link.packed], path.state
-        )
-        if not copies:
-            return
-        admitted = self._backpressure
-        if at <= now:
-            for _ in range(copies):
-                self._deliver(dest, data, now, partial, admitted)
-            if imp.trivial:
-                path.fast = True  # nothing of this path is pending any more
-            return
-        schedule = self._delivery.schedule
-        inbound = dest.inbound
-        for _ in range(copies):
-            schedule(at, (dest, data, partial))
-            if admitted:
-                # In flight towards dest: counted in its bound until it arrives
-                # (InboundQueue.reserve, inline: once per delayed packet).
-                inbound.reserved += 1
-                inbound.reserved_bytes += len(data)
-
-    def _deliver(
-        self, dest: VirtualLink, data: bytes, now: float, partial: bool, admitted: bool
-    ) -> None:
-        c = self._counters
-        if dest.closed:
-            c.dropped_no_route += 1
-            return
-        if self._captures:
-            self._capture(complete_tcp_checksum(data) if partial else data, now)
-        if dest.inbound.arrive(data, partial, admitted):
-            c.delivered += 1
-        else:
-            c.dropped_rx_overflow += 1
-
-    def _capture(self, data: bytes, now: float) -> None:
-        for cap in self._captures:
-            cap.write(data, now)
-
-    def _arrive_due(self, item: _Due, now: float) -> None:
-        """A scheduled packet is due (the delivery task calls this)."""
-        dest, data, partial = item
-        admitted = self._backpressure
-        if admitted:
-            inbound = dest.inbound  # (InboundQueue.unreserve, inline: once per packet)
-            inbound.reserved -= 1
-            inbound.reserved_bytes -= len(data)
-        self._deliver(dest, data, now, partial, admitted)
 
     # -- capture, stats, lifetime ---------------------------------------------------
 
@@ -539,11 +349,13 @@ class VirtualNetwork:
         from ..wire.pcap import PcapWriter
 
         cap = Capture(PcapWriter(target), self._stop_capture)
-        self._captures = [*self._captures, cap]
+        plane = self._plane
+        plane.captures = [*plane.captures, cap]
         return cap
 
     def _stop_capture(self, cap: Capture) -> None:
-        self._captures = [c for c in self._captures if c is not cap]
+        plane = self._plane
+        plane.captures = [c for c in plane.captures if c is not cap]
 
     def stats(self) -> dict[str, int]:
         """Counters: sent, delivered, dropped_* by reason, duplicated, corrupted,
@@ -552,10 +364,11 @@ class VirtualNetwork:
 
         ``sent + duplicated == delivered + dropped_* + in_flight``.
         """
-        d = self._counters.as_dict()
-        d["in_flight"] = len(self._delivery)
-        d["icmp_unreachable_sent"] = self._unreach.sent
-        d["icmp_unreachable_rate_limited"] = self._unreach.limited
+        plane = self._plane
+        d = plane.counters.as_dict()
+        d["in_flight"] = len(plane.delivery)
+        d["icmp_unreachable_sent"] = plane.replies.sent
+        d["icmp_unreachable_rate_limited"] = plane.replies.limited
         return d
 
     def close(self) -> None:
@@ -563,10 +376,11 @@ class VirtualNetwork:
         if self._closed:
             return
         self._closed = True
-        for link in list(self._links.values()):
+        plane = self._plane
+        for link in list(plane.links.values()):
             link.close()
-        self._delivery.close()
-        for cap in list(self._captures):
+        plane.delivery.close()
+        for cap in list(plane.captures):
             cap.close()
 
     async def aclose(self) -> None:
@@ -584,10 +398,3 @@ class VirtualNetwork:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _now_or(default: float) -> float:
-    try:
-        return trio.current_time()
-    except RuntimeError:
-        return default
