@@ -557,9 +557,9 @@ async def open_tun(
     ``name`` may be ``""`` or contain ``%d`` for a kernel-chosen name (see
     :attr:`TunLink.name`). ``mtu`` sets the interface MTU. ``offload`` (the default)
     opens the device with a virtio header and asks for checksum and TCPv6 segmentation
-    offload (see the module docstring), falling back silently to plain packets when
-    the kernel refuses; ``offload=False`` never asks (a capture on the interface then
-    shows MTU-sized packets with complete checksums).
+    offload (see :mod:`trio_tcp6.links.tunoffload`), falling back silently to plain
+    packets when the kernel refuses; ``offload=False`` never asks (a capture on the
+    interface then shows MTU-sized packets with complete checksums).
     ``netns`` creates the interface inside that named namespace. ``device`` is the
     clone device. Needs CAP_NET_ADMIN (:class:`PermissionError` otherwise); a missing
     device raises :class:`FileNotFoundError` saying how to get one.
