@@ -3,7 +3,8 @@
 In-order text goes into the reassembly buffer (:mod:`.recvbuf`) and is acknowledged
 by the delayed-ACK policy (every second full segment at once, RFC 9293 §3.8.6.3);
 out-of-order and duplicate text is acknowledged at once (RFC 5681 §4.2). The FIN is
-processed once everything before it has arrived.
+processed once everything before it has arrived; in ESTABLISHED its ACK may wait
+for the application's own FIN (:func:`process_fin`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: floa
         else:
             c.stats["drop_data_after_fin"] += 1
             rcv.ack_now = True
+    in_order = False
     if fin:
         if st in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK):
             rcv.ack_now = True  # retransmitted FIN
@@ -70,23 +72,48 @@ def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: floa
             rcv.ack_now = True
             c.timers.tw = now + c.config.time_wait_duration
             return
+        # A FIN seen before waited for earlier data: this segment fills that gap.
+        in_order = rcv.fin_off < 0
         rcv.fin_off = start + plen
-        rcv.ack_now = True
+        if rb.nxt != rcv.fin_off:
+            rcv.ack_now = True  # out of order: a duplicate ACK at once (RFC 5681 §4.2)
     if rcv.fin_off >= 0 and not rcv.fin_rcvd and rb.nxt == rcv.fin_off:
-        process_fin(c, now)
+        process_fin(c, now, in_order)
 
 
-def process_fin(c: Connection, now: float) -> None:
-    """RFC 9293 §3.10.7.4 eighth: the FIN is next in sequence."""
+def process_fin(c: Connection, now: float, in_order: bool = False) -> None:
+    """RFC 9293 §3.10.7.4 eighth: the FIN is next in sequence; ``in_order``: it
+    arrived so, on the segment just processed, not after a gap that segment filled.
+
+    Its ACK goes out at once, except for an in-order FIN in ESTABLISHED (or
+    SYN-RECEIVED) with delayed ACKs on and at most one segment's worth of sequence
+    space, FIN included, unacknowledged: then it waits on the delayed-ACK timer
+    (never past ``delayed_ack``), so that an application that closes once it sees
+    the end of the stream sends its FIN with the ACK in one segment. Linux does the
+    same (``tcp_fin`` enters pingpong mode, which stops quick ACKs;
+    ``__tcp_ack_snd_check`` then sends at once only when more than one receive MSS
+    is unacknowledged). A FIN after a gap (the segment filling it, RFC 5681 §4.2),
+    one in FIN-WAIT-1 or FIN-WAIT-2 (the peer waits for its ACK to finish closing)
+    and a retransmitted FIN are acknowledged at once. With at most one segment
+    outstanding the peer's loss probe allows for a delayed ACK (RFC 8985 §7.2
+    WCDelAckT), so the wait costs it no retransmission."""
     rcv = c.rcv
     rcv.fin_rcvd = True
     rcv.buf.nxt += 1
-    rcv.ack_now = True
     c.eventq.append(EV_EOF)
     st = c.state
     if st is State.ESTABLISHED or st is State.SYN_RECEIVED:
         c.set_state(State.CLOSE_WAIT, "fin received", now)
-    elif st is State.FIN_WAIT_1:
+        delayed_ack = c.config.delayed_ack
+        if in_order and delayed_ack is not None and rcv.unacked < rcv.mss:
+            t = c.timers
+            if t.delack is None:
+                t.delack = now + delayed_ack
+        else:
+            rcv.ack_now = True
+        return
+    rcv.ack_now = True
+    if st is State.FIN_WAIT_1:
         snd = c.snd
         if snd.fin_sent and snd.una > snd.fin_off:
             c.enter_time_wait(now)

@@ -41,6 +41,7 @@ __all__ = [
     "data_mss",
     "emit",
     "flight_size",
+    "max_offered_window",
     "pipe",
     "send_ack",
     "send_rst",
@@ -72,6 +73,27 @@ def receive_space(c: Connection) -> int:
     if m is not None and m.pressure:
         avail = window_room(c, avail)
     return avail if avail > 0 else 0
+
+
+def max_offered_window(c: Connection) -> int:
+    """The largest receive window the peer has been offered, what a window update
+    on a read (:func:`.usercalls.receive`) measures "held back" against.
+
+    Until data is acknowledged every window we advertised was at RCV.NXT = 1, so
+    it is the right edge less one: after a passive open the SYN-ACK's window,
+    unscaled (RFC 7323 §2.2) and so at most 65535 whatever the buffer; after an
+    active open the handshake's ACK, which offered the free buffer. From the first
+    ACK of data on it is the window clamp: the buffer, at most what the window
+    scale can express. That ACK offered the buffer less at most the SYN-ACK's
+    window of data, so the clamp overstates it only for buffers not much larger
+    than 64 KiB, and then errs towards sending updates. (Linux compares with its
+    clamp too, but its offered window grows towards it gradually,
+    ``rcv_ssthresh``; ours offers the free buffer from the first ACK on.)"""
+    rcv = c.rcv
+    if rcv.last_ack_sent <= 1:
+        return rcv.adv - 1
+    clamp = 0xFFFF << c.opt.rcv_shift
+    return rcv.cap if rcv.cap < clamp else clamp
 
 
 def window_field(c: Connection) -> int:

@@ -14,7 +14,7 @@ from ..wire.tcp import IPV6_TCP_HEADERS_LEN
 from .events import State
 from .handshake import update_mss
 from .memory import send_room, settle
-from .output import receive_space, transmit
+from .output import max_offered_window, receive_space, transmit
 from .states import CA_LOSS, RECEIVING, SENDING
 
 if TYPE_CHECKING:
@@ -62,24 +62,37 @@ def send(
 
 
 def receive(c: Connection, max_bytes: int, now: float) -> bytes:
-    """Take in-order data; a window update if the right edge moves enough."""
+    """Take in-order data; a window update if the peer could be held back by the
+    window we last advertised and the right edge moves enough.
+
+    "Held back" is measured against the largest window the peer has been offered
+    (:func:`.output.max_offered_window`), not the buffer: the update goes out when
+    what is left of the advertised window is under half of it (Linux's
+    ``tcp_cleanup_rbuf`` rule against its window clamp), or when this read lets
+    the edge move by a quarter of it (and 2 MSS) and the peer's window is at least
+    that much short of it -- a burst ACKed before the application read it left
+    the peer a window short by the whole burst, with no ACK to come. After a
+    passive open, until data is acknowledged, the peer has seen only the SYN-ACK's
+    unscaled window (at most 65535): reading a small request then sends no update
+    even though the buffer would offer megabytes; the byte's (delayed) ACK offers
+    them. Either way the edge must move by min(half the window, 2 MSS) at least
+    (receiver SWS avoidance, RFC 9293 §3.8.6.2.2)."""
     rcv = c.rcv
     rb = rcv.buf
     data = rb.read(max_bytes)
     if not rb.readable:
         c.readable_ev = False
     if data and c.state in RECEIVING:
-        # Window update when the right edge would move substantially: when what
-        # is left of the advertised window is under half the buffer (Linux's
-        # tcp_cleanup_rbuf rule), or when this read frees a quarter of the buffer
-        # (and 2 MSS) at once -- a burst ACKed before the application read it
-        # left the peer a window short by the whole burst, with no ACK to come.
-        cap = rcv.cap
+        most = max_offered_window(c)
+        half = most >> 1
         mss2 = 2 * c.opt.our_mss
-        adv_wnd = rcv.adv - rb.nxt
+        adv = rcv.adv
+        left = adv - rb.nxt
         right = rb.nxt + min(receive_space(c), 0xFFFF << c.opt.rcv_shift)
-        move = right - rcv.adv
-        if move >= min(cap >> 1, mss2) and (adv_wnd < (cap >> 1) or move >= max(cap >> 2, mss2)):
+        move = right - adv
+        if move >= min(half, mss2) and (
+            left < half or min(move, most - left) >= max(most >> 2, mss2)
+        ):
             rcv.ack_now = True
             c.stats["window_updates"] += 1
             transmit(c, now)
