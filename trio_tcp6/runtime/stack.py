@@ -180,6 +180,10 @@ class DirectStack(Stack):
         flow.engine.tso_max_bytes = self._tso_max
         flow.start(self._nursery)
         self._apply_path_mtu(flow, trio.current_time())
+        # The SYN (or SYN-ACK) leaves now, on a link that never blocks: not one
+        # scheduling round later with the sender task's first step, which would
+        # add a round to every handshake (two per connection).
+        flow.flush()
 
     def unregister(self, flow: DirectFlow) -> None:
         """(:class:`~trio_tcp6.runtime.flow.FlowHost`) ``flow`` reached CLOSED: its
