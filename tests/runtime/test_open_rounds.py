@@ -6,12 +6,14 @@ Left to the new flow's sender task, each would wait for one more scheduling roun
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import trio
 import trio.testing
 
 import trio_tcp6 as tcp6
 from trio_tcp6.links.base import LinkCapabilities
+from trio_tcp6.tcp.connection import shared_config
 from trio_tcp6.wire.tcp import ACK, SYN, TCPSegment, build_tcp, parse_tcp
 
 US = ipaddress.IPv6Address("2001:db8::1")
@@ -69,3 +71,18 @@ async def test_the_task_delivering_a_syn_sends_the_syn_ack(
         assert syn_ack.flags == SYN | ACK and syn_ack.ack == 5001
         assert task == trio.lowlevel.current_task().name
         await listener.aclose()
+
+
+async def test_a_connecting_flow_has_nodelay_from_the_start(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """open_tcp_stream's flows have TCP_NODELAY (trio's default) already while
+    connecting: the option is part of the connection it builds, not a call after."""
+    link = RecordingLink()
+    async with tcp6.open_stack(link, US) as stack, trio.open_nursery() as nursery:
+        nursery.start_soon(stack.open_tcp_stream, PEER, 80)
+        await trio.testing.wait_all_tasks_blocked()
+        (flow,) = stack.flows
+        assert flow.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert flow.engine.config is shared_config(stack.config, nagle=False)
+        nursery.cancel_scope.cancel()

@@ -34,7 +34,7 @@ from ..config import TCPConfig
 from ..errors import TCPError, Unknown
 from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilities_of
 from ..links.replay import derive_seed
-from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift
+from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift, shared_config
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.memory import MemoryAccount, relieve
 from ..tcp.ports import EphemeralPorts
@@ -796,7 +796,9 @@ class DirectStack(Stack):
             raise Unknown("no free local port", errno.EADDRNOTAVAIL)
         now = trio.current_time()
         conn = Connection.connect(
-            cfg,
+            # trio's default, TCP_NODELAY, from the start: nothing is sent before the
+            # handshake completes, and a set_nodelay() call per connection is saved.
+            shared_config(cfg, nagle=False) if cfg.nagle else cfg,
             local_port=lport,
             remote_port=port,
             iss=self._isn.isn(self._addr, lport, rp, port, now),
@@ -819,7 +821,6 @@ class DirectStack(Stack):
             c["attempt_fails"] += 1
             flow.abort(Unknown("connection attempt cancelled", errno.ECANCELED))
             raise
-        flow.set_nodelay(True)  # trio's default
         return flow
 
     async def open_tcp_listener(

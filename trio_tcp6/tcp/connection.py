@@ -99,7 +99,7 @@ from .timers import Timers, schedule
 if TYPE_CHECKING:
     from .trace import FlowTrace
 
-__all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift"]
+__all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift", "shared_config"]
 
 _CA_NAMES: tuple[CAStateName, ...] = ("open", "recovery", "loss")
 
