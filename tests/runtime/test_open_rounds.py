@@ -86,3 +86,36 @@ async def test_a_connecting_flow_has_nodelay_from_the_start(
         assert flow.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
         assert flow.engine.config is shared_config(stack.config, nagle=False)
         nursery.cancel_scope.cancel()
+
+
+async def accepted_flow(listener_nodelay_at_syn: bool, at_accept: bool) -> tuple[int, int]:
+    """TCP_NODELAY of a flow accepted from a listener whose option was
+    ``listener_nodelay_at_syn`` when the SYN came and ``at_accept`` at accept(),
+    while connecting and once accepted."""
+    link = RecordingLink()
+    async with tcp6.open_stack(link, US) as stack:
+        listener = await stack.open_tcp_listener(80)
+        listener.nodelay = listener_nodelay_at_syn
+        syn = TCPSegment.handshake(40000, 80, 5000, 65535, mss=1440)
+        await stack.input(PEER, US, build_tcp(syn, PEER.packed, US.packed))
+        (flow,) = stack.flows
+        connecting = flow.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        ((_, syn_ack),) = link.sent
+        ack = TCPSegment(40000, 80, 5001, syn_ack.seq + 1, ACK, 65535)
+        await stack.input(PEER, US, build_tcp(ack, PEER.packed, US.packed))
+        listener.nodelay = at_accept
+        accepted = await listener.accept()
+        assert accepted is flow
+        nodelay = flow.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        await listener.aclose()
+        return int(connecting), int(nodelay)
+
+
+async def test_a_nodelay_listeners_flows_have_nodelay_from_the_syn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert await accepted_flow(True, True) == (1, 1)
+    # What accept() sees decides, as when the option was set only there.
+    assert await accepted_flow(False, True) == (0, 1)
+    assert await accepted_flow(True, False) == (1, 0)
+    assert await accepted_flow(False, False) == (0, 0)

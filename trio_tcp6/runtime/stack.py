@@ -630,7 +630,7 @@ class DirectStack(Stack):
         if iss_floor is not None and not seq_gt(iss, iss_floor):
             iss = iss_floor
         conn = Connection.accept(
-            cfg,
+            self._accepted_config(listener),
             seg,
             iss=iss,
             mss=self._link_mss,
@@ -643,6 +643,13 @@ class DirectStack(Stack):
         listener.add_half_open(flow)
         c["passive_opens"] += 1
         self._register(flow)
+
+    def _accepted_config(self, listener: DirectListener) -> TCPConfig:
+        """The configuration of a connection accepted by ``listener``: with
+        TCP_NODELAY from the start if the listener gives it to accepted flows
+        (``accept()`` then has nothing to change)."""
+        cfg = self.config
+        return shared_config(cfg, nagle=False) if listener.nodelay and cfg.nagle else cfg
 
     def _send_cookie(self, src: bytes, seg: TCPSegment, now: float) -> None:
         """A stateless SYN-ACK whose ISN is a SYN cookie (RFC 4987 §3.6)."""
@@ -705,7 +712,7 @@ class DirectStack(Stack):
         else:
             peer_ws, sack = None, False
         conn = Connection.accept_cookie(
-            cfg,
+            self._accepted_config(listener),
             seg,
             iss=cookie,
             peer_mss=mss,
