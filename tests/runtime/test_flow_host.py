@@ -17,7 +17,13 @@ import trio.testing
 
 from trio_tcp6.config import TCPConfig
 from trio_tcp6.errors import Unknown
-from trio_tcp6.runtime.flow import INBOX_SIZE, DirectFlow, UnsentPackets
+from trio_tcp6.runtime.flow import (
+    INBOX_SIZE,
+    RECEIVER_TASK_NAME,
+    SENDER_TASK_NAME,
+    DirectFlow,
+    UnsentPackets,
+)
 from trio_tcp6.runtime.listener import DirectListener
 from trio_tcp6.tcp.connection import Connection
 from trio_tcp6.tcp.events import State
@@ -46,15 +52,19 @@ class FakeHost:
     def clock(self) -> float:
         return trio.current_time()
 
+    def _record(self, segs: list[TCPSegment]) -> None:
+        self.sent += segs
+        if trio.lowlevel.current_task().name in (RECEIVER_TASK_NAME, SENDER_TASK_NAME):
+            self.sent_by_task += segs  # (not by a user's call)
+
     async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
         assert dst == PEER.packed
-        self.sent += segs
-        self.sent_by_task += segs
+        self._record(segs)
         await trio.lowlevel.checkpoint()
 
     def transmit_nowait(self, dst: bytes, segs: list[TCPSegment]) -> UnsentPackets | None:
         assert dst == PEER.packed
-        self.sent += segs
+        self._record(segs)
         return None
 
     async def send_unsent(self, unsent: UnsentPackets) -> None:

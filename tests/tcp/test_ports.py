@@ -114,3 +114,21 @@ def test_choose_property(
         assert port is not None
         assert low <= port <= high
         assert port not in taken
+
+
+def test_known_answers_across_destinations() -> None:
+    """The ports a seeded stack picks are fixed by the secret and the order of the
+    connections: these values (of the first implementation, which hashed F and G
+    anew for every call) must not move when the per-destination hashes are reused,
+    including when a destination comes back after another one."""
+    p = EphemeralPorts(SECRET)
+    picks = [
+        p.choose(A, B, 80, free),
+        p.choose(A, B, 80, free),
+        p.choose(A, B, 443, free),
+        p.choose(A, B, 80, free),
+        p.choose(A, C, 80, free),
+        p.choose(A, b"", 0, free),
+        p.choose(A, B, 80, lambda port: port % 3 != 0),
+    ]
+    assert picks == [55972, 55973, 62748, 55974, 50488, 54275, 55977]

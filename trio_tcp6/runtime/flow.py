@@ -593,8 +593,8 @@ class DirectFlow(Flow):
             if self._state_lot:
                 # write_nodelay()/close() waiters re-check snd_una after every batch.
                 self._state_lot.unpark_all()
-            if self._outbox or self._unsent is not None:
-                await self._send_outbox()
+            if (self._outbox or self._unsent is not None) and not self._flush_nowait():
+                await self._send_outbox()  # (a link that may block: wait for it)
             self._rearm()
 
     async def _sender(self) -> None:
@@ -616,7 +616,7 @@ class DirectFlow(Flow):
                 self._drain()
             except Exception as exc:
                 self.engine_failed(exc)
-            if self._outbox or self._unsent is not None:
+            if (self._outbox or self._unsent is not None) and not self._flush_nowait():
                 await self._send_outbox()
             if self._dead:
                 return

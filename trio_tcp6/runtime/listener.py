@@ -14,6 +14,7 @@ from typing import Protocol
 
 import trio
 
+from ..config import TCPConfig
 from ..errors import Unknown
 from .base import Listener
 from .flow import DirectFlow
@@ -43,6 +44,11 @@ class ListenerHost(Protocol):
     @property
     def address(self) -> ipaddress.IPv6Address:
         """The stack's own address (where the listener listens)."""
+        ...
+
+    @property
+    def config(self) -> TCPConfig:
+        """The stack's configuration (``accept()`` reads its ``nagle``)."""
         ...
 
 
@@ -174,9 +180,14 @@ class DirectListener(Listener):
                     raise trio.ClosedResourceError("listener was closed")
                 if self._queue:
                     flow = self._queue.popleft()
-                    if self.nodelay:
+                    # The stack builds a connection with TCP_NODELAY when its SYN
+                    # comes to a nodelay listener (nothing is sent before accept()
+                    # but ACKs, which Nagle does not hold): set here only what
+                    # changed since, the listener's option or the stack's default.
+                    nodelay = self.nodelay or not self._host.config.nagle
+                    if flow.engine.nodelay != nodelay:
                         try:
-                            flow.set_nodelay(True)
+                            flow.set_nodelay(nodelay)
                         except OSError:
                             pass  # (a broken flow says so later)
                     break

@@ -34,7 +34,7 @@ from ..config import TCPConfig
 from ..errors import TCPError, Unknown
 from ..links.base import Link, LinkCapabilities, ReceiveBatchMarked, capabilities_of
 from ..links.replay import derive_seed
-from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift
+from ..tcp.connection import DEFAULT_IPV6_MSS, Connection, choose_shift, shared_config
 from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_options
 from ..tcp.memory import MemoryAccount, relieve
 from ..tcp.ports import EphemeralPorts
@@ -180,6 +180,10 @@ class DirectStack(Stack):
         flow.engine.tso_max_bytes = self._tso_max
         flow.start(self._nursery)
         self._apply_path_mtu(flow, trio.current_time())
+        # The SYN (or SYN-ACK) leaves now, on a link that never blocks: not one
+        # scheduling round later with the sender task's first step, which would
+        # add a round to every handshake (two per connection).
+        flow.flush()
 
     def unregister(self, flow: DirectFlow) -> None:
         """(:class:`~trio_tcp6.runtime.flow.FlowHost`) ``flow`` reached CLOSED: its
@@ -227,10 +231,9 @@ class DirectStack(Stack):
         can send without waiting."""
         return self._send_nowait is not None
 
-    @staticmethod
-    def clock() -> float:
-        """The stack's time: the trio clock (``trio.current_time()``)."""
-        return trio.current_time()
+    #: The stack's time: the trio clock, ``trio.current_time`` itself (a flow reads
+    #: it in every call and every batch; a method around it would add a frame).
+    clock = staticmethod(trio.current_time)
 
     def _ts_offset(self, local_port: int, remote: bytes, remote_port: int) -> int:
         return self._ts_offsets.offset(self._addr, local_port, remote, remote_port)
@@ -626,7 +629,7 @@ class DirectStack(Stack):
         if iss_floor is not None and not seq_gt(iss, iss_floor):
             iss = iss_floor
         conn = Connection.accept(
-            cfg,
+            self._accepted_config(listener),
             seg,
             iss=iss,
             mss=self._link_mss,
@@ -639,6 +642,13 @@ class DirectStack(Stack):
         listener.add_half_open(flow)
         c["passive_opens"] += 1
         self._register(flow)
+
+    def _accepted_config(self, listener: DirectListener) -> TCPConfig:
+        """The configuration of a connection accepted by ``listener``: with
+        TCP_NODELAY from the start if the listener gives it to accepted flows
+        (``accept()`` then has nothing to change)."""
+        cfg = self.config
+        return shared_config(cfg, nagle=False) if listener.nodelay and cfg.nagle else cfg
 
     def _send_cookie(self, src: bytes, seg: TCPSegment, now: float) -> None:
         """A stateless SYN-ACK whose ISN is a SYN cookie (RFC 4987 §3.6)."""
@@ -701,7 +711,7 @@ class DirectStack(Stack):
         else:
             peer_ws, sack = None, False
         conn = Connection.accept_cookie(
-            cfg,
+            self._accepted_config(listener),
             seg,
             iss=cookie,
             peer_mss=mss,
@@ -792,7 +802,9 @@ class DirectStack(Stack):
             raise Unknown("no free local port", errno.EADDRNOTAVAIL)
         now = trio.current_time()
         conn = Connection.connect(
-            cfg,
+            # trio's default, TCP_NODELAY, from the start: nothing is sent before the
+            # handshake completes, and a set_nodelay() call per connection is saved.
+            shared_config(cfg, nagle=False) if cfg.nagle else cfg,
             local_port=lport,
             remote_port=port,
             iss=self._isn.isn(self._addr, lport, rp, port, now),
@@ -815,7 +827,6 @@ class DirectStack(Stack):
             c["attempt_fails"] += 1
             flow.abort(Unknown("connection attempt cancelled", errno.ECANCELED))
             raise
-        flow.set_nodelay(True)  # trio's default
         return flow
 
     async def open_tcp_listener(

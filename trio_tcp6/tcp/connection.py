@@ -99,7 +99,7 @@ from .timers import Timers, schedule
 if TYPE_CHECKING:
     from .trace import FlowTrace
 
-__all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift"]
+__all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift", "shared_config"]
 
 _CA_NAMES: tuple[CAStateName, ...] = ("open", "recovery", "loss")
 
@@ -223,6 +223,11 @@ class Connection:
     state: State
     iss: int
     irs: int
+    #: The congestion controller (:mod:`.cc`). An active open has a provisional one
+    #: in SYN-SENT (``info()``, TCP_CONGESTION); the handshake builds the one the
+    #: connection keeps once the peer's MSS is known (:func:`.handshake.set_peer_mss`),
+    #: which for a passive open is its first.
+    cc: CongestionControl
 
     # -- construction ----------------------------------------------------------------
     def __init__(
@@ -285,7 +290,8 @@ class Connection:
         #: The retransmission scoreboard (:mod:`.sack`).
         self.sb = Scoreboard(1)
         self.rtt = RTTEstimator(config.initial_rto, config.min_rto, config.max_rto)
-        self.cc: CongestionControl = handshake.new_cc(self)
+        if not passive:
+            self.cc = handshake.new_cc(self)
         #: Loss-recovery state (:mod:`.recovery`).
         self.rec = LossRecovery()
         #: ECN state (:mod:`.ecn`).

@@ -19,7 +19,6 @@ from .delivery import text_and_fin
 from .events import EV_CONNECTED, State
 from .options import DEFAULT_IPV6_MSS, MAX_WSCALE, MIN_MSS
 from .output import send_rst
-from .recvbuf import ReceiveBuffer
 from .sack import Scoreboard
 from .seq import MASK, seq_gt, seq_lt
 from .timers import T_RTO
@@ -70,13 +69,17 @@ def update_mss(c: Connection) -> None:
 
 def set_peer_mss(c: Connection, peer_mss: int | None) -> None:
     """The handshake fixed the send MSS: the congestion controller starts with
-    the initial window for it (RFC 6928 §2), not a rescaled provisional one."""
+    the initial window for it (RFC 6928 §2), not a rescaled provisional one.
+
+    This builds the connection's controller (a passive open has none before)."""
     opt = c.opt
     base = min(opt.our_mss, peer_mss if peer_mss else DEFAULT_IPV6_MSS)
     if opt.pmtu_mss is not None:
         base = min(base, opt.pmtu_mss)
     opt.path_mss = max(base, MIN_MSS)
-    update_mss(c)
+    # update_mss() without telling the provisional controller: it is replaced.
+    opt.mss = opt.effective_mss()
+    c.rcv.mss = min(c.rcv.mss, opt.our_mss)
     c.cc = new_cc(c)
 
 
@@ -88,7 +91,9 @@ def take_peer_syn(c: Connection, syn: TCPSegment, now: float) -> None:
     rcv = c.rcv
     snd = c.snd
     c.irs = syn.seq & MASK
-    rcv.buf = ReceiveBuffer(1, rcv.cap, c.stats)
+    # The buffer is still empty (nothing is received before the peer's SYN): only
+    # its size may have changed since it was made (SO_RCVBUF while connecting).
+    rcv.buf.cap = rcv.cap
     rcv.adv = 1 + min(rcv.cap, 0xFFFF)
     opt.ws_ok = cfg.window_scale and syn.wscale is not None
     if opt.ws_ok:

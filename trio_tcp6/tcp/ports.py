@@ -44,6 +44,10 @@ class EphemeralPorts:
         self.low = low
         self.high = high
         self._table = [0] * TABLE_LENGTH
+        # F and G of the last destination: successive connections mostly go to the
+        # same one, and each hash is a keyed BLAKE2s.
+        self._last_dest: tuple[bytes, bytes, int] | None = None
+        self._last_hashes = (0, 0)
 
     @property
     def count(self) -> int:
@@ -79,8 +83,14 @@ class EphemeralPorts:
         ``remote_addr=b""`` and ``remote_port=0``.
         """
         num = self.count
-        offset = self._hash(b"tcp6pF", local_addr, remote_addr, remote_port)
-        index = self._hash(b"tcp6pG", local_addr, remote_addr, remote_port) % TABLE_LENGTH
+        dest = (local_addr, remote_addr, remote_port)
+        if dest == self._last_dest:
+            offset, index = self._last_hashes
+        else:
+            offset = self._hash(b"tcp6pF", local_addr, remote_addr, remote_port)
+            index = self._hash(b"tcp6pG", local_addr, remote_addr, remote_port) % TABLE_LENGTH
+            self._last_dest = dest
+            self._last_hashes = (offset, index)
         for _ in range(num):
             port = self.low + (offset + self._table[index]) % num
             self._table[index] = (self._table[index] + 1) % num

@@ -10,6 +10,7 @@ from .base import (
     CongestionControlBase,
     initial_window_bytes,
 )
+from .cubic import Cubic
 from .newreno import NewReno
 
 __all__ = [
@@ -46,8 +47,6 @@ def make_congestion_control(
             abc_limit=abc_limit,
         )
     if key == "cubic":
-        from .cubic import Cubic
-
         return Cubic(
             mss=mss,
             initial_window=initial_window,
