@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import pkgutil
+import types
 
 import pytest
 
@@ -16,6 +17,10 @@ import trio_tcp6.wire
 import trio_tcp6.wire.tcp
 from trio_tcp6.cli import main
 from trio_tcp6.cli.build import build_description, compiled_modules
+from trio_tcp6.tcp.cc import CongestionControlBase, NewReno
+from trio_tcp6.tcp.cc.cubic import Cubic
+from trio_tcp6.tcp.cc.hystart import HyStartPlusPlus
+from trio_tcp6.wire.tcp import TCPSegment
 
 EXTENSION = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 # Interpreted in the compiled build too (setup.py says why).
@@ -66,3 +71,15 @@ def test_the_build_ci_asked_for_is_the_one_loaded() -> None:
         module = __import__(name, fromlist=["_"])
         compiled = str(module.__file__).endswith(EXTENSION)
         assert compiled != (name in INTERPRETED), name
+
+
+def test_hot_classes_are_native_in_the_compiled_build() -> None:
+    """The classes the compiled engine builds per segment and per connection are
+    native there, constructed by native code: attrs would generate a Python
+    ``__init__`` (one interpreted call per segment), and an interpreted congestion
+    controller is an interpreted call per ACK."""
+    if not trio_tcp6.wire.tcp.__file__.endswith(EXTENSION):
+        pytest.skip("the pure build")
+    for cls in (TCPSegment, CongestionControlBase, NewReno, Cubic, HyStartPlusPlus):
+        assert cls.__dictoffset__ == 0, cls  # no __dict__: a native class
+        assert not isinstance(cls.__init__, types.FunctionType), cls
