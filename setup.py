@@ -1,8 +1,9 @@
 """Build script: the pure-Python package by default, or a compiled engine on request.
 
-``TRIO_TCP6_COMPILE=1 pip install .`` compiles the modules of ``trio_tcp6/wire/`` and
-``trio_tcp6/tcp/`` with mypyc (each becomes a C extension next to its ``.py``, which
-the import system then prefers); every other module stays interpreted. Without the
+``TRIO_TCP6_COMPILE=1 pip install .`` compiles the modules of ``trio_tcp6/wire/``,
+``trio_tcp6/tcp/`` and ``trio_tcp6/tcp/cc/`` with mypyc (each becomes a C extension
+next to its ``.py``, which the import system then prefers); every other module stays
+interpreted. Without the
 variable, or when mypyc or a C compiler is missing, the build is pure Python and says
 why. The metadata lives in pyproject.toml; this file only adds the extensions.
 """
@@ -26,22 +27,23 @@ NOT_COMPILED = {
     # those native, and an attrs class (always interpreted) cannot derive from a native
     # class. ICMPv6 is not on the per-segment path.
     "trio_tcp6/wire/icmpv6.py",
+    # The congestion-control Protocol is runtime-checkable, which mypyc cannot compile.
+    # The algorithms themselves (tcp/cc/base.py, newreno.py, cubic.py) are compiled:
+    # the engine calls them on every ACK and builds one per connection, and their
+    # classes allow interpreted subclasses, so CongestionControlBase stays the
+    # extension point for algorithms written in plain Python.
+    "trio_tcp6/tcp/cc/interface.py",
 }
-# Congestion control stays interpreted as a whole: CongestionControlBase is the public
-# extension point (user algorithms subclass it in plain Python, which a native class
-# forbids), and its undo snapshot walks each class's ``__slots__``, which native
-# classes do not have.
-NOT_COMPILED_DIRS = ("trio_tcp6/tcp/cc/",)
 
 
 def compiled_sources() -> list[str]:
     """The ``.py`` files the compiled build turns into extensions."""
     paths = sorted(
         str(p.relative_to(ROOT).as_posix())
-        for pattern in ("trio_tcp6/wire/*.py", "trio_tcp6/tcp/*.py")
+        for pattern in ("trio_tcp6/wire/*.py", "trio_tcp6/tcp/*.py", "trio_tcp6/tcp/cc/*.py")
         for p in ROOT.glob(pattern)
     )
-    return [p for p in paths if p not in NOT_COMPILED and not p.startswith(NOT_COMPILED_DIRS)]
+    return [p for p in paths if p not in NOT_COMPILED]
 
 
 def _warn(message: str) -> None:

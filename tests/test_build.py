@@ -6,24 +6,30 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import pkgutil
+import types
 
 import pytest
 
 import trio_tcp6.tcp
+import trio_tcp6.tcp.cc
 import trio_tcp6.tcp.connection
 import trio_tcp6.wire
 import trio_tcp6.wire.tcp
 from trio_tcp6.cli import main
 from trio_tcp6.cli.build import build_description, compiled_modules
+from trio_tcp6.tcp.cc import CongestionControlBase, NewReno
+from trio_tcp6.tcp.cc.cubic import Cubic
+from trio_tcp6.tcp.cc.hystart import HyStartPlusPlus
+from trio_tcp6.wire.tcp import TCPSegment
 
 EXTENSION = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 # Interpreted in the compiled build too (setup.py says why).
-INTERPRETED = ("trio_tcp6.wire.icmpv6", "trio_tcp6.tcp.cc")
+INTERPRETED = ("trio_tcp6.wire.icmpv6", "trio_tcp6.tcp.cc.interface")
 
 
 def _engine_modules() -> list[str]:
     names = []
-    for package in (trio_tcp6.wire, trio_tcp6.tcp):
+    for package in (trio_tcp6.wire, trio_tcp6.tcp, trio_tcp6.tcp.cc):
         names.append(package.__name__)
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if not info.ispkg:
@@ -64,4 +70,16 @@ def test_the_build_ci_asked_for_is_the_one_loaded() -> None:
     for name in _engine_modules():
         module = __import__(name, fromlist=["_"])
         compiled = str(module.__file__).endswith(EXTENSION)
-        assert compiled != name.startswith(INTERPRETED), name
+        assert compiled != (name in INTERPRETED), name
+
+
+def test_hot_classes_are_native_in_the_compiled_build() -> None:
+    """The classes the compiled engine builds per segment and per connection are
+    native there, constructed by native code: attrs would generate a Python
+    ``__init__`` (one interpreted call per segment), and an interpreted congestion
+    controller is an interpreted call per ACK."""
+    if not trio_tcp6.wire.tcp.__file__.endswith(EXTENSION):
+        pytest.skip("the pure build")
+    for cls in (TCPSegment, CongestionControlBase, NewReno, Cubic, HyStartPlusPlus):
+        assert cls.__dictoffset__ == 0, cls  # no __dict__: a native class
+        assert not isinstance(cls.__init__, types.FunctionType), cls

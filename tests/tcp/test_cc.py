@@ -14,15 +14,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_tcp6.config import TCPConfig
 from trio_tcp6.tcp.cc import (
     INFINITE_SSTHRESH,
     CongestionControl,
+    CongestionControlBase,
     initial_window_bytes,
     make_congestion_control,
 )
+from trio_tcp6.tcp.cc.base import state_names
 from trio_tcp6.tcp.cc.cubic import ALPHA_CUBIC, BETA_CUBIC, C, Cubic
 from trio_tcp6.tcp.cc.hystart import CSS_ROUNDS, HyStartPhase, HyStartPlusPlus
 from trio_tcp6.tcp.cc.newreno import NewReno
+from trio_tcp6.tcp.connection import Connection
 
 MSS = 1000
 
@@ -534,3 +538,119 @@ def test_cubic_w_max_is_the_window_used() -> None:
     cc2.cwnd = 44 * MSS
     cc2.on_congestion_event(1.0, 44 * MSS)
     assert cc2.w_max == 44 * MSS
+
+
+# -- the extension point: algorithms written in plain Python ----------------------------
+# In the compiled build the built-in controllers are native classes; these check that
+# interpreted subclasses still work there as in the pure build: their overrides are
+# the ones called (by the test and by the compiled engine), and undo covers their own
+# state, in slots and in a __dict__.
+
+
+class CountingReno(NewReno):
+    """NewReno that grows by half a segment per window and counts its ACKs."""
+
+    __slots__ = ("avoidance_acks",)
+
+    def __init__(self, *, mss: int) -> None:
+        super().__init__(mss=mss)
+        self.avoidance_acks = 0
+
+    def _congestion_avoidance(
+        self, acked: int, now: float, rtt: float | None, limited: bool
+    ) -> None:
+        self.avoidance_acks += 1
+        self.bytes_acked += acked
+        if self.bytes_acked >= 2 * self.cwnd:
+            self.bytes_acked -= 2 * self.cwnd
+            self.cwnd += self.mss
+
+
+class Fixed(CongestionControlBase):
+    """A controller of its own, without slots: its state lives in a __dict__."""
+
+    def __init__(self, *, mss: int) -> None:
+        super().__init__(mss=mss, hystart=False)
+        self.losses = 0
+        self.acked_total = 0
+
+    def on_ack(
+        self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, in_flight: int
+    ) -> None:
+        self.acked_total += acked
+
+    def on_congestion_event(self, now: float, in_flight: int) -> None:
+        self.losses += 1
+        self.ssthresh = self.reno_ssthresh(in_flight)
+
+
+def test_interpreted_subclass_override_is_called() -> None:
+    cc = CountingReno(mss=MSS)
+    cc.ssthresh = cc.cwnd  # straight into congestion avoidance
+    s = Sender(cc)
+    for _ in range(4):
+        s.round(0.05)
+    assert cc.avoidance_acks == 10 + 10 + 11 + 11  # one per segment acknowledged
+    assert cc.cwnd == 12 * MSS  # half NewReno's growth: +1 SMSS per two windows
+
+
+def test_undo_restores_a_subclass_slot_and_dict() -> None:
+    cc = CountingReno(mss=MSS)
+    cc.ssthresh = cc.cwnd
+    s = Sender(cc)
+    s.round(0.05)
+    snap = cc.save()
+    before = (cc.cwnd, cc.ssthresh, cc.avoidance_acks, cc.bytes_acked)
+    s.round(0.05)
+    cc.on_congestion_event(s.now, s.in_flight)
+    assert (cc.cwnd, cc.ssthresh, cc.avoidance_acks, cc.bytes_acked) != before
+    cc.restore(snap)
+    assert (cc.cwnd, cc.ssthresh, cc.avoidance_acks, cc.bytes_acked) == before
+
+    fixed = Fixed(mss=MSS)
+    fixed.on_ack(5 * MSS, 0.1, 0.05, 5 * MSS, 15 * MSS, 10 * MSS)
+    snap = fixed.save()
+    fixed.on_congestion_event(0.2, 10 * MSS)
+    fixed.on_ack(MSS, 0.3, 0.05, 6 * MSS, 15 * MSS, 9 * MSS)
+    fixed.restore(snap)
+    assert (fixed.acked_total, fixed.losses, fixed.ssthresh) == (5 * MSS, 0, INFINITE_SSTHRESH)
+
+
+def test_engine_calls_an_interpreted_subclass() -> None:
+    """The engine (compiled in the compiled build) calls the subclass's override."""
+    config = TCPConfig(send_buffer=1 << 20, receive_buffer=1 << 20)
+    a = Connection.connect(config, local_port=1, remote_port=2, iss=1, mss=MSS, now=0.0)
+    b = Connection.accept(config, a.take_segments()[0], iss=99, mss=MSS, now=0.0)
+    for seg in b.take_segments():
+        a.on_segment(seg, 0.0)
+    for seg in a.take_segments():
+        b.on_segment(seg, 0.0)
+    cc = CountingReno(mss=a.cc.mss)
+    cc.ssthresh = cc.cwnd
+    a.cc = cc
+    now, sent, received = 0.0, 0, 0
+    total = 200 * MSS
+    while received < total:
+        now += 0.01
+        sent += a.send(bytes(min(a.send_space, total - sent)), now)
+        for seg in a.take_segments():
+            b.on_segment(seg, now)
+        received += len(b.receive(1 << 30, now))
+        if b.next_deadline is not None and b.next_deadline <= now:
+            b.on_timer(now)
+        for seg in b.take_segments():
+            a.on_segment(seg, now)
+    assert cc.avoidance_acks > 0
+    assert cc.cwnd > 10 * MSS
+
+
+def test_hystart_copy_is_equal_field_by_field() -> None:
+    hs = HyStartPlusPlus()
+    for i in range(20):
+        hs.on_ack(0.01 + i * 0.002, 100 * i, 100 * i + 1000)
+    copy = hs.copy()
+    names = state_names(HyStartPlusPlus)
+    assert len(names) == 8
+    assert [getattr(copy, n) for n in names] == [getattr(hs, n) for n in names]
+    copy.on_ack(0.5, 5000, 6000)
+    assert [getattr(copy, n) for n in names] != [getattr(hs, n) for n in names]

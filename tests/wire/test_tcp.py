@@ -737,3 +737,30 @@ def test_parse_memoryview_of_other_formats() -> None:
     assert parse_tcp(memoryview(raw).cast("b")) == expected
     assert parse_tcp(memoryview(raw).cast("B", (2, len(raw) // 2))) == expected
     assert parse_tcp(memoryview(raw)[::1]) == expected
+
+
+def test_segment_value_semantics() -> None:
+    """A segment is a record compared by value, built and changed through attrs'
+    field list; the compiled build's native class keeps all of this."""
+    seg = TCPSegment.data(1, 2, 100, 200, ACK | PSH, 512, b"hi", 0, ((5, 9),), (7, 8))
+    names = [f.name for f in attrs.fields(TCPSegment)]
+    assert names[:6] == ["src_port", "dst_port", "seq", "ack", "flags", "window"]
+    assert len(names) == 14
+    twin = TCPSegment(**{n: getattr(seg, n) for n in names})
+    assert twin == seg
+    assert (twin != seg) is False
+    # A different value for each field, of the field's type (the compiled build checks).
+    changed: dict[str, object] = {"payload": b"x", "sack_permitted": True}
+    changed |= {"sack_blocks": (), "timestamps": (7, 9)}
+    for name in names:
+        other = attrs.evolve(seg, **{name: changed.get(name, 3)})
+        assert getattr(other, name) != getattr(seg, name), name
+        assert other != seg, name
+    assert seg != (1, 2, 100)
+    assert repr(seg) == (
+        "TCPSegment(src_port=1, dst_port=2, seq=100, ack=200, flags=24, window=512, "
+        "payload=b'hi', urgent=0, mss=None, wscale=None, sack_permitted=False, "
+        "sack_blocks=((5, 9),), timestamps=(7, 8), ecn=0)"
+    )
+    with pytest.raises(TypeError):
+        hash(seg)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import struct
 
-import attrs
+import attr
 
 from .checksum import checksum, complete_checksum, pseudo_header_sum, verify_transport
 from .errors import ParseError
@@ -127,13 +127,19 @@ _IP6_VERSION_WORD = 6 << 28  # version 6, traffic class 0, flow label 0
 _PORTS_SEQ = struct.Struct("!HHI")
 
 
-@attrs.define(slots=True, eq=True)
+# attr.s with auto_attribs is the form mypyc compiles to a native class (C fields,
+# read and written directly by the compiled engine); __init__, __eq__ and __repr__
+# are written out so that they are native code too (attrs would generate them in
+# Python, and with slots=True mypyc keeps none of its generated methods). attrs still
+# gives fields() and evolve(), and the slots of the pure build.
+@attr.s(auto_attribs=True, slots=True, init=False, eq=False, repr=False)
 class TCPSegment:
     """One TCP segment, header fields plus the options we understand.
 
     ``window`` is the raw 16-bit field as on the wire (not scaled). Options that are
     absent are ``None`` (or ``False``/``()``). ``payload`` is the segment's data, as
     ``bytes`` (not a bytearray or memoryview: the compiled build checks the type).
+    Segments compare equal when every field is equal.
     """
 
     src_port: int
@@ -158,6 +164,68 @@ class TCPSegment:
     #: on input what the packet arrived with, on output what to send it with
     #: (``wire.ipv6.ECN_ECT0`` ...). The stack's IPv6 layer reads and writes it.
     ecn: int = 0
+
+    def __init__(
+        self,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload: bytes = b"",
+        urgent: int = 0,
+        mss: int | None = None,
+        wscale: int | None = None,
+        sack_permitted: bool = False,
+        sack_blocks: tuple[tuple[int, int], ...] = (),
+        timestamps: tuple[int, int] | None = None,
+        ecn: int = 0,
+    ) -> None:
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.payload = payload
+        self.urgent = urgent
+        self.mss = mss
+        self.wscale = wscale
+        self.sack_permitted = sack_permitted
+        self.sack_blocks = sack_blocks
+        self.timestamps = timestamps
+        self.ecn = ecn
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TCPSegment):
+            return NotImplemented
+        return (
+            self.src_port == other.src_port
+            and self.dst_port == other.dst_port
+            and self.seq == other.seq
+            and self.ack == other.ack
+            and self.flags == other.flags
+            and self.window == other.window
+            and self.payload == other.payload
+            and self.urgent == other.urgent
+            and self.mss == other.mss
+            and self.wscale == other.wscale
+            and self.sack_permitted == other.sack_permitted
+            and self.sack_blocks == other.sack_blocks
+            and self.timestamps == other.timestamps
+            and self.ecn == other.ecn
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TCPSegment(src_port={self.src_port!r}, dst_port={self.dst_port!r}, "
+            f"seq={self.seq!r}, ack={self.ack!r}, flags={self.flags!r}, "
+            f"window={self.window!r}, payload={self.payload!r}, urgent={self.urgent!r}, "
+            f"mss={self.mss!r}, wscale={self.wscale!r}, "
+            f"sack_permitted={self.sack_permitted!r}, sack_blocks={self.sack_blocks!r}, "
+            f"timestamps={self.timestamps!r}, ecn={self.ecn!r})"
+        )
 
     # -- named constructors (the one place the positional layout is written) -------
     @classmethod

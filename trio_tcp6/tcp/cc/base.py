@@ -32,10 +32,12 @@ Application-limited rule (cwnd validation), one of two, chosen with ``validation
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 from ..seq import seq_ge
 from .hystart import HyStartPhase, HyStartPlusPlus
+from .interface import CongestionControl
+from .native import mypyc_attr
 
 __all__ = [
     "ABC_L",
@@ -65,91 +67,47 @@ def initial_window_bytes(mss: int, segments: int = 10) -> int:
     return max(mss, min(segments * mss, max(2 * mss, segments * 1460)))
 
 
-@runtime_checkable
-class CongestionControl(Protocol):
-    """What the connection state machine calls. Sizes in bytes, times in seconds."""
-
-    #: Congestion window; the engine may write it during recovery (PRR).
-    cwnd: int
-    #: Slow-start threshold; :data:`INFINITE_SSTHRESH` until the first congestion.
-    ssthresh: int
-    #: Sender maximum segment size (SMSS).
-    mss: int
-
-    def set_mss(self, mss: int) -> None:
-        """The SMSS changed (PMTU discovery): rescale so cwnd keeps its segment count."""
-        ...
-
-    def on_ack(
-        self, acked: int, now: float, rtt: float | None, snd_una: int, snd_nxt: int, in_flight: int
-    ) -> None:
-        """``acked`` new bytes cumulatively or SACK-newly acknowledged, not in recovery.
-        ``rtt`` is this ACK's RTT sample (if any), ``snd_una``/``snd_nxt`` the values
-        after processing it, ``in_flight`` the bytes still outstanding after it."""
-        ...
-
-    def on_congestion_event(self, now: float, in_flight: int) -> None:
-        """Loss detected, recovery starts: reduce ``ssthresh``; ``cwnd`` is the engine's."""
-        ...
-
-    def on_recovery_exit(self, now: float) -> None:
-        """Recovery is over: ``cwnd = ssthresh``."""
-        ...
-
-    def on_rto(self, now: float, in_flight: int, *, repeated: bool = False) -> None:
-        """Retransmission timeout: reduce ``ssthresh`` and set ``cwnd`` to 1 SMSS.
-        ``repeated``: the timed-out segment had already been retransmitted by the
-        timer, so ssthresh is held (RFC 5681 §3.1, after eq. 4)."""
-        ...
-
-    def save(self) -> object:
-        """A snapshot of the whole state, for :meth:`restore`."""
-        ...
-
-    def restore(self, state: object) -> None:
-        """Undo back to a :meth:`save` snapshot (spurious RTO / spurious recovery)."""
-        ...
-
-    def on_idle_restart(self, now: float, rto: float) -> None:
-        """The engine is about to send after more than ``rto`` seconds without
-        sending: ``cwnd = min(IW, cwnd)`` (RFC 5681 §4.1)."""
-        ...
-
-    def in_slow_start(self) -> bool:
-        """``cwnd < ssthresh``."""
-        ...
+_STATE_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-_SLOT_NAMES: dict[type, tuple[str, ...]] = {}
-
-
-def slot_names(cls: type) -> tuple[str, ...]:
-    """Every slot ``cls`` and its bases declare (the state an undo must copy)."""
-    cached = _SLOT_NAMES.get(cls)
+def state_names(cls: type) -> tuple[str, ...]:
+    """Every instance attribute ``cls`` and its bases declare (the state an undo must
+    copy; a ``__dict__`` comes on top): an interpreted class's ``__slots__``, and for
+    a class compiled by mypyc, which keeps its attributes in C fields and drops
+    ``__slots__``, the names mypyc records in ``__mypyc_attrs__`` (its own pickling
+    support reads the same list)."""
+    cached = _STATE_NAMES.get(cls)
     if cached is not None:
         return cached
     names: list[str] = []
     for klass in cls.__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        for name in (slots,) if isinstance(slots, str) else slots:
+        namespace = vars(klass)
+        declared = namespace.get("__mypyc_attrs__", namespace.get("__slots__", ()))
+        for name in (declared,) if isinstance(declared, str) else declared:
             if name not in ("__dict__", "__weakref__") and name not in names:
                 names.append(name)
-    cached = _SLOT_NAMES[cls] = tuple(names)
+    cached = _STATE_NAMES[cls] = tuple(names)
     return cached
 
 
+# Compiled, this is a native class that interpreted classes may still derive from
+# (user algorithms): their overrides are called through Python, the built-in
+# algorithms' methods natively.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class CongestionControlBase:
     """Shared machinery: initial window, slow start with ABC and HyStart++, the
     application-limited rule, RTO and idle restart, MSS changes, save/restore.
 
     Subclasses implement :meth:`_congestion_avoidance` and :meth:`on_congestion_event`
-    and may extend the other hooks.
+    and may extend the other hooks. A subclass may keep its own state in slots or in
+    a ``__dict__``: :meth:`save` and :meth:`restore` include both.
     """
 
     name: ClassVar[str] = "base"
 
-    # Slots keep an idle connection small; a subclass without ``__slots__`` simply
-    # gets a ``__dict__`` as well, which save()/restore() include.
+    # Slots keep an idle connection small in the pure build (the compiled build's
+    # native class ignores them: its attributes are C fields); a subclass without
+    # ``__slots__`` simply gets a ``__dict__`` as well, which save()/restore() include.
     __slots__ = (
         "abc_limit",
         "congestion_events",
@@ -327,7 +285,7 @@ class CongestionControlBase:
 
     def save(self) -> object:
         state: dict[str, Any] = {
-            name: getattr(self, name) for name in slot_names(type(self)) if hasattr(self, name)
+            name: getattr(self, name) for name in state_names(type(self)) if hasattr(self, name)
         }
         state.update(getattr(self, "__dict__", {}))
         del state["mss"]

@@ -27,6 +27,7 @@ import math
 from typing import ClassVar
 
 from .base import ABC_L, CongestionControlBase
+from .native import mypyc_attr
 
 __all__ = ["ALPHA_CUBIC", "BETA_CUBIC", "C", "Cubic"]
 
@@ -41,6 +42,7 @@ def _cbrt(x: float) -> float:
     return math.copysign(abs(x) ** (1 / 3), x)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Cubic(CongestionControlBase):
     """RFC 9438 CUBIC with fast convergence."""
 

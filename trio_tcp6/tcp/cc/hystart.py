@@ -126,7 +126,14 @@ class HyStartPlusPlus:
         return HyStartPhase.CSS if self.in_css else HyStartPhase.SLOW_START
 
     def copy(self) -> HyStartPlusPlus:
-        new = HyStartPlusPlus.__new__(HyStartPlusPlus)
-        for name in HyStartPlusPlus.__slots__:
-            setattr(new, name, getattr(self, name))
+        # Field by field: compiled, this is a native class without ``__slots__``.
+        new = HyStartPlusPlus()
+        new.window_end = self.window_end
+        new.last_round_min_rtt = self.last_round_min_rtt
+        new.current_round_min_rtt = self.current_round_min_rtt
+        new.rtt_sample_count = self.rtt_sample_count
+        new.css_baseline_min_rtt = self.css_baseline_min_rtt
+        new.css_rounds = self.css_rounds
+        new.in_css = self.in_css
+        new.done = self.done
         return new

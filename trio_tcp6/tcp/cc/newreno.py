@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 from .base import ABC_L, CongestionControlBase
+from .native import mypyc_attr
 
 __all__ = ["NewReno"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class NewReno(CongestionControlBase):
     """RFC 5681 / RFC 6582 congestion control."""
 
