@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_tcp6.tcp.rack import Rack
-from trio_tcp6.tcp.sack import LOST, RETRANS, SACKED, Scoreboard, SentSeg
+from trio_tcp6.tcp.sack import EVER_RETRANS, LOST, RETRANS, SACKED, Scoreboard, SentSeg
 
 MSS = 100
 
@@ -233,3 +233,32 @@ def test_rack_and_whole_segment_sacks_model(
         assert sacked_bytes <= reported
     # Records stay bounded by what was sent: splits only where segments were cut.
     assert len(sb.segs) <= 2 * sent + len(operations)
+
+
+def test_partly_acked_super_segment_gives_the_rtt_sample() -> None:
+    """A TSO super-segment of which the ACK covers at least one whole segment is
+    the record to take the RTT sample from (Linux's tcp_clean_rtx_queue takes one
+    from a partly acknowledged TSO packet); a record of one segment, partly
+    acknowledged, is not, and neither is a super-segment with less than a segment
+    acknowledged or one that was retransmitted (Karn)."""
+    sb = Scoreboard(0)
+    sb.add(0, 5 * MSS, 1.0)  # a super-segment of five
+    sb.add(5 * MSS, 6 * MSS, 2.0)  # one segment
+    last, newest = sb.on_ack(MSS - 1, MSS)
+    assert last is None and newest is sb.segs[0]
+    last, newest = sb.on_ack(2 * MSS, MSS)
+    assert last is sb.segs[0] and last.xmit == 1.0 and newest is last
+    assert sb.segs[0].start == 2 * MSS
+    sb.check()
+    last, _ = sb.on_ack(5 * MSS + 50, MSS)
+    assert last is not None and last.xmit == 1.0  # the super-segment, fully acked now
+    assert sb.segs[0].start == 5 * MSS + 50
+    sb.check()
+    # Without the MSS (or with a record of one segment), as before: no sample.
+    sb = Scoreboard(0)
+    sb.add(0, 5 * MSS, 1.0)
+    assert sb.on_ack(3 * MSS) == (None, sb.segs[0])
+    sb = Scoreboard(0)
+    sb.add(0, 5 * MSS, 1.0)
+    sb.segs[0].flags = EVER_RETRANS  # (a mark that no counter follows)
+    assert sb.on_ack(3 * MSS, MSS)[0] is None

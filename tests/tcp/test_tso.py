@@ -305,3 +305,30 @@ def test_urgent_data_is_not_in_a_super_segment() -> None:
     assert urgent and all(len(s.payload) <= mss for s in urgent)
     # Once past the urgent data, super-segments again.
     assert max(len(s.payload) for s in segs) > mss
+
+
+def test_tail_loss_probe_resends_the_last_wire_segment() -> None:
+    """The probe of a tail loss after a super-segment is its last wire segment (the
+    short tail here), what the probe would be segment by segment; Linux's
+    tcp_send_loss_probe cuts the skb at (pcount - 1) * mss for the same reason."""
+    a, b, now = handshake()
+    mss = a.mss
+    data = bytes(range(256)) * 40  # 10240 bytes: 7 MSS and a 160-byte tail
+    assert a.send(data, now) == len(data)
+    (big,) = a.take_segments()
+    wire = cut(big, 1440)
+    assert len(wire) == 8 and len(wire[-1].payload) == len(data) - 7 * mss
+    now += 0.01
+    for piece in wire[:-1]:  # the tail is lost
+        b.on_segment(piece, now)
+    for ack in b.take_segments():
+        a.on_segment(ack, now)
+    probe: list[TCPSegment] = []
+    while not probe:
+        d = a.next_deadline
+        assert d is not None
+        now = d
+        a.on_timer(now)
+        probe = [s for s in a.take_segments() if s.payload]
+    assert a.stats["tlp"] == 1
+    assert [(s.seq, s.payload) for s in probe] == [(wire[-1].seq, wire[-1].payload)]

@@ -15,6 +15,8 @@ from trio_tcp6.wire.errors import ParseError
 from trio_tcp6.wire.ipv6 import PROTO_TCP, build_ipv6_header, peek_ipv6
 from trio_tcp6.wire.tcp import (
     ACK,
+    CWR,
+    FIN,
     PSH,
     TCP_CHECKSUM_OFFSET,
     TCP_HEADER_LEN,
@@ -23,9 +25,11 @@ from trio_tcp6.wire.tcp import (
     TCP_TS_HEADER_LEN,
     TCPSegment,
     build_ipv6_tcp_ts_partial,
+    build_ipv6_tcp_ts_partial_cut,
     build_tcp,
     build_tcp_header_partial,
     complete_tcp_checksum,
+    cut_segment,
     parse_tcp,
     partial_tcp_checksum,
     quoted_tcp_fields,
@@ -169,3 +173,62 @@ def test_quoted_tcp_fields_needs_eight_bytes() -> None:
     with pytest.raises(ParseError) as info:
         quoted_tcp_fields(bytes(7))
     assert info.value.reason == "tcp_truncated"
+
+
+# -- cutting a super-segment (software GSO) ---------------------------------------------
+
+
+@settings(max_examples=200)
+@given(ts_segments, addresses, addresses, st.integers(1, 1500))
+def test_cut_builder_is_the_fast_builder_per_segment(
+    seg: TCPSegment, src: bytes, dst: bytes, size: int
+) -> None:
+    """Each packet of the cut is the packet of its segment, as the fast builder
+    builds it; the segments tile the payload."""
+    seg = attrs.evolve(seg, urgent=0)
+    base = tcp_pseudo_base(src, dst)
+    pieces = cut_segment(seg, size)
+    packets = build_ipv6_tcp_ts_partial_cut(seg, src, dst, base, size)
+    assert packets == [build_ipv6_tcp_ts_partial(p, src, dst, base) for p in pieces]
+    assert b"".join(p.payload for p in pieces) == seg.payload
+    assert all(len(p.payload) == size for p in pieces[:-1])
+    assert 0 < len(pieces[-1].payload) <= size or pieces == [seg]
+
+
+def test_cut_flags_and_sequence_numbers() -> None:
+    """FIN and PSH only on the last segment, CWR only on the first (Linux's
+    tcp_gso_segment); SEQ advances by the offset and wraps at 2**32."""
+    seg = TCPSegment(1, 2, 2**32 - 150, 9, ACK | PSH | FIN | CWR, 5, bytes(250), timestamps=(6, 7))
+    pieces = cut_segment(seg, 100)
+    assert [len(p.payload) for p in pieces] == [100, 100, 50]
+    assert [p.seq for p in pieces] == [2**32 - 150, 2**32 - 50, 50]
+    assert [p.flags for p in pieces] == [ACK | CWR, ACK, ACK | PSH | FIN]
+    assert all(p.ack == 9 and p.timestamps == (6, 7) and p.window == 5 for p in pieces)
+    src, dst = bytes(range(16)), bytes(range(16, 32))
+    base = tcp_pseudo_base(src, dst)
+    packets = build_ipv6_tcp_ts_partial_cut(seg, src, dst, base, 100)
+    assert packets is not None
+    assert [parse_tcp(memoryview(p)[40:]) for p in packets] == pieces
+    # A segment that fits is not cut.
+    assert cut_segment(seg, 250) == [seg]
+    assert build_ipv6_tcp_ts_partial_cut(seg, src, dst, base, 250) == [
+        build_ipv6_tcp_ts_partial(seg, src, dst, base)
+    ]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"timestamps": None},
+        {"sack_blocks": ((1, 2),)},
+        {"urgent": 1},
+        {"seq": 2**32},
+        {"timestamps": (2**32, 0)},
+    ],
+)
+def test_cut_builder_leaves_other_layouts_to_the_general_path(
+    changes: dict[str, object],
+) -> None:
+    seg = attrs.evolve(TCPSegment(1, 2, 3, 4, ACK, 5, bytes(300), timestamps=(6, 7)), **changes)
+    src, dst = bytes(range(16)), bytes(range(16, 32))
+    assert build_ipv6_tcp_ts_partial_cut(seg, src, dst, tcp_pseudo_base(src, dst), 100) is None

@@ -56,11 +56,15 @@ from ..wire.tcp import (
     IPV6_TCP_HEADERS_LEN,
     RST,
     SYN,
+    TCP_HEADER_LEN,
     TCP_MAX_HEADER_LEN,
     TCPSegment,
     build_ipv6_tcp_ts_partial,
+    build_ipv6_tcp_ts_partial_cut,
     build_tcp_header,
     build_tcp_header_partial,
+    cut_segment,
+    options_length,
     parse_tcp,
     tcp_pseudo_base,
     verify_tcp_checksum,
@@ -88,6 +92,20 @@ RST_BUDGET_DESTINATIONS = 4096
 #: Under memory pressure the stack prunes out-of-order data across its connections
 #: at most once per this many seconds (the walk is O(n log n) in the connections).
 MEMORY_RELIEF_INTERVAL = 0.1
+#: Software GSO (on by default): on a link that does not segment TCP packets itself
+#: (no ``gso_max`` above its MTU) the engines still send new data in super-segments
+#: of up to :data:`SOFTWARE_GSO_MAX` bytes a packet, and the stack cuts each into
+#: MTU-sized packets when it builds them, exactly as a TSO link would. The packets
+#: on the link are the ones the engine would have sent segment by segment; the
+#: engine does its per-segment work (building, the scoreboard, ACK processing)
+#: once per super-segment. Linux's TCP does the same on every device (GSO is
+#: always on since the 2018 commit "tcp: switch to GSO being always on"; a device
+#: without TSO gets the cut in software, ``skb_gso_segment``). Read when a stack
+#: opens; tests switch it off to compare.
+SOFTWARE_GSO = True
+#: The largest packet a super-segment makes before the cut (as a TUN link's
+#: ``gso_max``): 65535 bytes, the most an IPv6 payload length field holds.
+SOFTWARE_GSO_MAX = 0xFFFF
 logger = logging.getLogger("trio_tcp6")
 
 
@@ -119,8 +137,18 @@ class DirectStack(Stack):
         #: much payload (0: off; not with a smaller configured MSS, which the link's
         #: cut at MTU - 40 - TCP header length would not respect).
         gso_max = self.capabilities.gso_max
+        #: Software GSO: a link that does not segment gets super-segments all the
+        #: same, and :meth:`transmit_nowait` cuts them into MTU-sized packets
+        #: (:data:`SOFTWARE_GSO`).
+        self._cut = gso_max <= self._mtu and SOFTWARE_GSO and self._mtu < SOFTWARE_GSO_MAX
+        if self._cut:
+            gso_max = SOFTWARE_GSO_MAX
         tso_ok = gso_max > self._mtu and self._our_mss == self._link_mss
         self._tso_max = gso_max - IPV6_HEADER_LEN - TCP_MAX_HEADER_LEN if tso_ok else 0
+        self._cut = self._cut and tso_ok
+        #: Payloads longer than this may need cutting (those that fit the MTU even
+        #: with the longest TCP header certainly do not).
+        self._cut_above = self._mtu - IPV6_HEADER_LEN - TCP_MAX_HEADER_LEN
         self._flows: dict[FlowKey, DirectFlow] = {}
         self._listeners: dict[int, DirectListener] = {}
         self._local_ports: Counter[int] = Counter()
@@ -279,6 +307,26 @@ class DirectStack(Stack):
         ip = build_ipv6_header(src, dst, PROTO_TCP, size, traffic_class=seg.ecn)
         return b"".join((ip, header, payload)) if payload else ip + header
 
+    def _cut_packets(self, dst: bytes, seg: TCPSegment, partial: bool) -> list[bytes]:
+        """The packets of ``seg``, a super-segment if it does not fit the MTU: cut
+        into segments of MTU - 40 - TCP header length payload bytes, as a TSO link
+        cuts one (software GSO)."""
+        size = self._mtu - IPV6_HEADER_LEN - TCP_HEADER_LEN - options_length(seg)
+        if len(seg.payload) <= size:
+            return [self._packet(dst, seg, partial)]
+        self._counters["gso_cut"] += 1
+        if partial:
+            base = self._pseudo.get(dst)
+            if base is None:
+                if len(self._pseudo) >= 4096:
+                    self._pseudo.clear()
+                base = self._pseudo[dst] = tcp_pseudo_base(self._addr, dst)
+            fast = build_ipv6_tcp_ts_partial_cut(seg, self._addr, dst, base, size)
+            if fast is not None:
+                return fast
+        packet = self._packet
+        return [packet(dst, piece, partial) for piece in cut_segment(seg, size)]
+
     async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
         """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Send ``segs`` to ``dst``,
         waiting for the link if it is busy."""
@@ -291,12 +339,21 @@ class DirectStack(Stack):
         and send what the link takes without waiting (``send_nowait``, a link that
         never blocks a sender); returns None when all went, else the packets left
         and their ``partial`` flag, to be sent with :meth:`send_unsent`."""
-        self._counters["segments_out"] += len(segs)
         # Checksum offload: asked per batch, it may change.
         offload = self._offload
         partial = offload is not None and offload.active()
         packet = self._packet
-        packets = [packet(dst, seg, partial) for seg in segs]
+        if self._cut:
+            packets: list[bytes] = []
+            above = self._cut_above
+            for seg in segs:
+                if len(seg.payload) > above:
+                    packets.extend(self._cut_packets(dst, seg, partial))
+                else:
+                    packets.append(packet(dst, seg, partial))
+        else:
+            packets = [packet(dst, seg, partial) for seg in segs]
+        self._counters["segments_out"] += len(packets)
         send_nowait = self._send_nowait
         if send_nowait is None:
             return packets, partial
@@ -889,7 +946,8 @@ class DirectStack(Stack):
     def stats(self) -> dict[str, int]:
         """Counters: ``segments_in``/``segments_out``, ``retransmits``, ``resets_sent``,
         ``challenge_acks``, ``syn_cookies_sent``/``syn_cookies_validated``,
-        ``icmp_echo_replies``, every ``drop_<reason>`` (``drop_bad_checksum``,
+        ``icmp_echo_replies``, ``gso_cut`` (super-segments cut into packets by the
+        stack, :data:`SOFTWARE_GSO`), every ``drop_<reason>`` (``drop_bad_checksum``,
         ``drop_malformed`` and ``drop_malformed_<ParseError.reason>``,
         ``drop_no_listener``, ...), ``engine_errors`` (internal errors contained: each
         aborted one connection or dropped one packet), the engine's own counters;

@@ -78,7 +78,7 @@ def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) ->
     snd = c.snd
     una = snd.una
     acked = ack - una
-    last, newest = c.sb.on_ack(ack)
+    last, newest = c.sb.on_ack(ack, c.opt.mss)
     snd.una = ack
     rtt: float | None = None
     ts = seg.timestamps

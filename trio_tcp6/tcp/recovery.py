@@ -600,7 +600,10 @@ def tlp_fire(c: Connection, now: float) -> None:
             return
         mss = data_mss(c)
         if r.end - r.start > mss:
-            sb.split(i, r.end - mss)
+            # A TSO super-segment: probe with its last wire segment, the part after
+            # its last whole MSS (Linux's tcp_send_loss_probe fragments the skb at
+            # (pcount - 1) * mss), which segment by segment is the last record.
+            sb.split(i, r.start + (r.end - r.start - 1) // mss * mss)
             i += 1
             r = sb.segs[i]
         xmit(c, r.start, r.end, now)

@@ -350,11 +350,17 @@ class Scoreboard:
         self._relink_all()
 
     # -- acknowledgements ----------------------------------------------------------
-    def on_ack(self, una: int) -> tuple[SentSeg | None, SentSeg | None]:
+    def on_ack(self, una: int, mss: int = 0) -> tuple[SentSeg | None, SentSeg | None]:
         """Cumulative ACK up to ``una``. Returns (the highest fully acknowledged
         record that was not SACKed before — the one to take an RTT sample from, None
         if a retransmitted record was among them (Karn) — and the most recently
-        transmitted record newly delivered by this ACK)."""
+        transmitted record newly delivered by this ACK).
+
+        A record longer than ``mss`` (a TSO super-segment) of which the ACK covers
+        at least ``mss`` bytes counts as acknowledged for the RTT sample, as
+        Linux's ``tcp_clean_rtx_queue`` takes one from a TSO packet that is only
+        partly acknowledged: whole segments of it were, and they were sent when it
+        was. (A record of one segment, partly acknowledged, gives none.)"""
         segs = self.segs
         last: SentSeg | None = None
         newest: SentSeg | None = None
@@ -389,8 +395,13 @@ class Scoreboard:
         if segs and segs[0].start < una:
             r = segs[0]
             f = r.flags
-            if not f & SACKED and (newest is None or r.order >= newest.order):
-                newest = r
+            if not f & SACKED:
+                if newest is None or r.order >= newest.order:
+                    newest = r
+                if 0 < mss <= una - r.start and r.end - r.start > mss:
+                    last = r
+                    if f & EVER_RETRANS:
+                        ambiguous = True
             if f & (SACKED | LOST | RETRANS):
                 self._set(r, f & EVER_RETRANS)
                 r.start = una

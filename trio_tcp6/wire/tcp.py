@@ -42,9 +42,10 @@ __all__ = [
     "IPV6_TCP_HEADERS_LEN", "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS",
     "SACK_BLOCK_LEN", "SACK_OPTION_BASE_LEN", "TCP_CHECKSUM_OFFSET", "TCP_HEADER_LEN",
     "TCP_MAX_HEADER_LEN", "TCP_PROTOCOL", "TCP_TS_HEADER_LEN", "TS_OPTION_LEN",
-    "TCPSegment", "build_ipv6_tcp_ts_partial", "build_tcp", "build_tcp_header",
-    "build_tcp_header_partial", "complete_tcp_checksum", "options_length", "parse_tcp",
-    "partial_tcp_checksum", "quoted_tcp_fields", "tcp_pseudo_base", "verify_tcp_checksum",
+    "TCPSegment", "build_ipv6_tcp_ts_partial", "build_ipv6_tcp_ts_partial_cut", "build_tcp",
+    "build_tcp_header", "build_tcp_header_partial", "complete_tcp_checksum", "cut_segment",
+    "options_length", "parse_tcp", "partial_tcp_checksum", "quoted_tcp_fields",
+    "tcp_pseudo_base", "verify_tcp_checksum",
 ]  # fmt: skip
 
 # Control bits (the low byte of the flags field).
@@ -702,6 +703,96 @@ def build_ipv6_tcp_ts_partial(
     except struct.error:
         return None
     return header + payload if payload else header
+
+
+def cut_segment(seg: TCPSegment, size: int) -> list[TCPSegment]:
+    """``seg`` cut into segments of ``size`` payload bytes (the last one shorter),
+    as a NIC's TSO or Linux's software GSO (``tcp_gso_segment``) cuts a
+    super-segment: every field copied, SEQ advanced by the offset, FIN and PSH only
+    on the last one, CWR only on the first. ``[seg]`` itself if it is not longer
+    than ``size`` (or ``size`` is not positive)."""
+    payload = seg.payload
+    n = len(payload)
+    if size <= 0 or n <= size:
+        return [seg]
+    view = memoryview(payload)
+    flags = seg.flags
+    out: list[TCPSegment] = []
+    for off in range(0, n, size):
+        end = off + size
+        if end >= n:
+            end = n
+            f = flags
+        else:
+            f = flags & ~(FIN | PSH)
+        if off:
+            f &= ~CWR
+        out.append(
+            attrs.evolve(seg, seq=(seg.seq + off) & _M32, flags=f, payload=bytes(view[off:end]))
+        )
+    return out
+
+
+def build_ipv6_tcp_ts_partial_cut(
+    seg: TCPSegment, src: bytes, dst: bytes, pseudo_base: int, size: int
+) -> list[bytes] | None:
+    """The IPv6 packets carrying the super-segment ``seg`` cut into segments of
+    ``size`` payload bytes (the last one shorter), each built as
+    :func:`build_ipv6_tcp_ts_partial` builds a segment; None in the same cases.
+
+    The cut is the one a NIC's TSO or Linux's software GSO makes
+    (``tcp_gso_segment``): each segment gets a copy of the header with SEQ advanced
+    by its offset; FIN and PSH only on the last one, CWR only on the first. Each
+    packet is one copy of its part of the payload (no intermediate slices)."""
+    ts = seg.timestamps
+    if (
+        ts is None
+        or seg.sack_blocks
+        or seg.mss is not None
+        or seg.wscale is not None
+        or seg.sack_permitted
+        or seg.urgent
+        or size <= 0
+    ):
+        return None
+    payload = seg.payload
+    n = len(payload)
+    if n <= size:
+        one = build_ipv6_tcp_ts_partial(seg, src, dst, pseudo_base)
+        return None if one is None else [one]
+    tsval, tsecr = ts
+    view = memoryview(payload)
+    word = _IP6_VERSION_WORD | seg.ecn << 20
+    flags = seg.flags
+    # FIN and PSH belong to the last segment, CWR to the first only.
+    middle = flags & ~(FIN | PSH)
+    later = middle & ~CWR
+    seq = seg.seq
+    if seq > _M32 or seg.ack > _M32 or tsval > _M32 or tsecr > _M32:
+        return None
+    pack = _IP6_TCP_TS.pack
+    out: list[bytes] = []
+    off = 0
+    try:
+        while off < n:
+            end = off + size
+            if end >= n:
+                end = n
+                f = flags if off == 0 else flags & ~CWR
+            else:
+                f = middle if off == 0 else later
+            tcp_len = TCP_TS_HEADER_LEN + end - off
+            csum = (pseudo_base + tcp_len) % 0xFFFF or 0xFFFF
+            header = pack(
+                word, tcp_len, TCP_PROTOCOL, DEFAULT_HOP_LIMIT, src, dst,
+                seg.src_port, seg.dst_port, (seq + off) & _M32, seg.ack, _OFF_32, f,
+                seg.window, csum, 0, _NOP_NOP_TS, tsval, tsecr,
+            )  # fmt: skip
+            out.append(header + view[off:end])
+            off = end
+    except struct.error:
+        return None
+    return out
 
 
 def quoted_tcp_fields(data: bytes | bytearray | memoryview) -> tuple[int, int, int]:
