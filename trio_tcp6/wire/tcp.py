@@ -728,7 +728,7 @@ def cut_segment(seg: TCPSegment, size: int) -> list[TCPSegment]:
         if off:
             f &= ~CWR
         out.append(
-            attrs.evolve(seg, seq=(seg.seq + off) & _M32, flags=f, payload=bytes(view[off:end]))
+            attr.evolve(seg, seq=(seg.seq + off) & _M32, flags=f, payload=bytes(view[off:end]))
         )
     return out
 
