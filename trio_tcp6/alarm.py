@@ -94,7 +94,12 @@ class Alarm:
         elif deadline < scope.deadline:
             scope.deadline = deadline
 
-    def _abort(self, _: Any) -> trio.lowlevel.Abort:
+    def __call__(self, _: Any) -> trio.lowlevel.Abort:
+        """The sleep's abort function (trio calls it when the sleeper is cancelled).
+
+        The alarm itself rather than a bound method: the parked trap holds its abort
+        function while the task sleeps, and a bound method made per sleep is one
+        object more that every sleeping task (two per idle connection) keeps."""
         self._task = None
         return _SUCCEEDED
 
@@ -119,14 +124,14 @@ class Alarm:
             raise trio.BusyResourceError(self._busy_message)
         self._task = _current_task()
         if deadline == math.inf:
-            return _wait_task_rescheduled(self._abort)
+            return _wait_task_rescheduled(self)
         return self._sleep_scoped(deadline)
 
     async def _sleep_scoped(self, deadline: float) -> None:
         with trio.CancelScope(deadline=deadline) as scope:
             self._scope = scope
             try:
-                await _wait_task_rescheduled(self._abort)
+                await _wait_task_rescheduled(self)
             finally:
                 self._scope = None
 
