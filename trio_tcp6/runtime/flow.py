@@ -140,6 +140,10 @@ logger = logging.getLogger("trio_tcp6")
 _checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 
+# The sender's "no timer fired yet": one shared float (``-math.inf`` evaluated in the
+# task would be a new float object that every idle sender keeps).
+_NEVER = -math.inf
+
 
 class FlowHost(Protocol):
     """What a :class:`DirectFlow` needs from the stack it belongs to.
@@ -605,7 +609,7 @@ class DirectFlow(Flow):
         conn = self._conn
         alarm = self._alarm
         clock = self._clock
-        fired_at = -math.inf
+        fired_at = _NEVER
         while True:
             alarm.clear()  # what follows does the work of any wake-up so far
             try:
