@@ -151,8 +151,8 @@ _READY = _Ready()
 class Waiters:
     """Tasks waiting for one condition, woken all at once: what
     :class:`trio.lowlevel.ParkingLot` does for a connection's user calls, at a tenth
-    of its memory (one slot, and a list only while somebody waits; a connection has
-    three of these).
+    of its memory (one slot, and a list only while somebody waits; a connection makes
+    up to three of these, each when a user task first waits on it).
 
     True while a task waits. :meth:`park` is a checkpoint (cancellation is raised as
     usual); :meth:`unpark_all` wakes the waiters in the order they parked.

@@ -311,9 +311,12 @@ class DirectFlow(Flow):
         # streams; plain flags rather than a detector object each (memory per flow).
         self._sending = False
         self._receiving = False
-        self._recv_lot = Waiters()
-        self._send_lot = Waiters()
-        self._state_lot = Waiters()
+        # The user tasks waiting for data, for send space, for a state change: each
+        # lot is made when a task first waits on it (most idle connections have none
+        # waiting, and three empty lots were 120 B per flow).
+        self._recv_lot: Waiters | None = None
+        self._send_lot: Waiters | None = None
+        self._state_lot: Waiters | None = None
         # What the user did.
         self._closed = False  # aclose() was called
         self._eof_sent = False  # send_eof()/close() queued our FIN
@@ -379,7 +382,7 @@ class DirectFlow(Flow):
                 raise self._error
             if self._dead:
                 raise Unknown("connection closed during the handshake", errno.ECONNABORTED)
-            await self._state_lot.park()
+            await self._state_waiters().park()
 
     def abort(self, error: TCPError | None = None) -> None:
         """Reset the connection now (RST if synchronized); blocked users get ``error``."""
@@ -451,17 +454,21 @@ class DirectFlow(Flow):
             elif kind is EventKind.EOF:
                 self._fin_received = True
                 fin_event = True
-                self._recv_lot.unpark_all()
-                self._state_lot.unpark_all()
+                if self._recv_lot:
+                    self._recv_lot.unpark_all()
+                if self._state_lot:
+                    self._state_lot.unpark_all()
             elif kind is EventKind.CONNECTED:
                 self._connected = True
-                self._state_lot.unpark_all()
+                if self._state_lot:
+                    self._state_lot.unpark_all()
                 if self._listener is not None:
                     self._listener.handshake_done(self)
             elif kind is EventKind.FIN_ACKED:
                 self._fin_acked = True
                 fin_event = True
-                self._state_lot.unpark_all()
+                if self._state_lot:
+                    self._state_lot.unpark_all()
             elif kind is EventKind.ERROR:
                 if self._error is None:
                     self._error = engine_error(ev.error)
@@ -472,9 +479,30 @@ class DirectFlow(Flow):
             self._on_time_wait()
 
     def _wake_all(self) -> None:
-        self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
-        self._state_lot.unpark_all()
+        if self._recv_lot:
+            self._recv_lot.unpark_all()
+        if self._send_lot:
+            self._send_lot.unpark_all()
+        if self._state_lot:
+            self._state_lot.unpark_all()
+
+    def _recv_waiters(self) -> Waiters:
+        lot = self._recv_lot
+        if lot is None:
+            lot = self._recv_lot = Waiters()
+        return lot
+
+    def _send_waiters(self) -> Waiters:
+        lot = self._send_lot
+        if lot is None:
+            lot = self._send_lot = Waiters()
+        return lot
+
+    def _state_waiters(self) -> Waiters:
+        lot = self._state_lot
+        if lot is None:
+            lot = self._state_lot = Waiters()
+        return lot
 
     def _on_closed(self) -> None:
         if self._dead:
@@ -700,7 +728,7 @@ class DirectFlow(Flow):
                     raise self._user_call_failed(exc) from self._error
                 self.flush()
             else:
-                await self._send_lot.park()
+                await self._send_waiters().park()
                 parked = True
             if offset < total:
                 self._check_send()  # (the flow may have failed or closed meanwhile)
@@ -717,7 +745,7 @@ class DirectFlow(Flow):
                     raise trio.ClosedResourceError("flow was closed")
                 if self._conn.send_space > 0 or self._eof_sent or self._error or self._dead:
                     break
-                await self._send_lot.park()
+                await self._send_waiters().park()
                 parked = True
             if not parked:
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -764,7 +792,7 @@ class DirectFlow(Flow):
                 if conn.at_eof or self._dead:
                     data = b""
                     break
-                await self._recv_lot.park()
+                await self._recv_waiters().park()
                 parked = True
             if not parked:
                 await _cancel_shielded_checkpoint()
@@ -802,7 +830,7 @@ class DirectFlow(Flow):
             target = self._conn.send_queue_end
             while not seq_ge(self._conn.snd_una, target):
                 self._check_ack_wait()
-                await self._state_lot.park()
+                await self._state_waiters().park()
         finally:
             self._sending = False
 
@@ -823,7 +851,7 @@ class DirectFlow(Flow):
             await trio.lowlevel.checkpoint()
         while not (self._fin_received and (self._fin_acked or self._dead)):
             self._check_ack_wait()
-            await self._state_lot.park()
+            await self._state_waiters().park()
 
     # -- options ------------------------------------------------------------------------
     def set_nodelay(self, on: bool) -> None:
