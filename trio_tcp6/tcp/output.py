@@ -32,6 +32,7 @@ from .timers import T_RTO, arm_rto, schedule
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .recovery import LossRecovery
 
 __all__ = [
     "SEND_BATCH",
@@ -365,8 +366,10 @@ def retransmit_record(c: Connection, sb: Scoreboard, i: int, now: float) -> tupl
 # -- what may be sent now ---------------------------------------------------------------
 def budget(c: Connection) -> int:
     """Congestion-window room in bytes (PRR during fast recovery)."""
-    if c.rec.ca is CA_RECOVERY:
-        return c.rec.prr.budget
+    rec = c.rec
+    if rec.ca is CA_RECOVERY:
+        assert rec.prr is not None  # (made on entering recovery)
+        return rec.prr.budget
     return c.cc.cwnd - pipe(c)
 
 
@@ -455,9 +458,7 @@ def send_lost(c: Connection, now: float) -> None:
         start, end = retransmit_record(c, sb, i, now)
         sb.mark_retransmitted(i, now)
         if rec.ca is CA_RECOVERY:
-            rec.prr.sent(end - start)
-            rec.undo_retrans += 1
-            rec.undo_ranges.append((start, end))
+            recovery_sent(rec, start, end)
         if timers.rtx is None or timers.rtx_mode is not T_RTO:
             arm_rto(c, now)
 
@@ -492,13 +493,24 @@ def send_new_segment(c: Connection, n: int, now: float) -> None:
     c.bytes_sent += end - nxt
 
 
+def recovery_sent(rec: LossRecovery, start: int, end: int) -> None:
+    """``[start, end)`` was retransmitted in fast recovery: PRR counts it, and the
+    D-SACK undo records it (both are made on entering recovery)."""
+    assert rec.prr is not None and rec.undo_ranges is not None
+    rec.prr.sent(end - start)
+    rec.undo_retrans += 1
+    rec.undo_ranges.append((start, end))
+
+
 def send_rule3(c: Connection, now: float) -> None:
     """RFC 6675 §4 NextSeg rule 3: with window left over and nothing lost or new
     to send, retransmit un-SACKed data below the highest SACK."""
     sb = c.sb
     snd = c.snd
     rec = c.rec
-    while rec.prr.budget >= c.opt.mss:
+    prr = rec.prr
+    assert prr is not None  # (called in recovery only)
+    while prr.budget >= c.opt.mss:
         if snd.buf.end > snd.nxt and snd.una + snd.wnd > snd.nxt:
             return  # new data (rule 2) goes first; it was window/cwnd limited
         i = sb.next_unsacked_below_fack()
@@ -509,9 +521,7 @@ def send_rule3(c: Connection, now: float) -> None:
         # (lost - retrans) relies on every retransmitted record being marked lost.
         sb.mark_lost(i)
         sb.mark_retransmitted(i, now)
-        rec.prr.sent(end - start)
-        rec.undo_retrans += 1
-        rec.undo_ranges.append((start, end))
+        recovery_sent(rec, start, end)
         c.stats["rule3_retransmits"] += 1
 
 
@@ -631,6 +641,7 @@ def send_new(c: Connection, now: float) -> None:
         timers.sws = None
         c.bytes_sent += k
         if rec.ca is CA_RECOVERY:
+            assert rec.prr is not None
             rec.prr.sent(k)
         if timers.rtx is None or timers.rtx_mode is not T_RTO:
             # (From T_PTO: RFC 8985 §7.2 SHOULD restart the probe timer after new

@@ -112,7 +112,9 @@ class LossRecovery:
     ca: CAState = CA_OPEN
     #: SND.NXT when recovery began: recovery ends once it is acknowledged.
     recovery_point: int = 0
-    prr: PRR = attrs.Factory(PRR)
+    #: PRR's state, made when the connection first enters fast recovery (most
+    #: connections never do; an idle one saves the object).
+    prr: PRR | None = None
     rack: Rack = attrs.Factory(Rack)
     #: Without SACK: duplicate ACKs in a row, bytes they stand for as delivered, and
     #: RFC 6582's "recover".
@@ -137,7 +139,9 @@ class LossRecovery:
     rec_undo: object | None = None
     undo_marker: int = 0
     undo_retrans: int = 0
-    undo_ranges: list[tuple[int, int]] = attrs.Factory(list)
+    #: The ranges this recovery retransmitted (for the D-SACK undo): a list during
+    #: fast recovery, None outside it.
+    undo_ranges: list[tuple[int, int]] | None = None
     #: The largest flight (SND.NXT - SND.UNA) an ACK found in the current round
     #: and in the previous one, and SND.NXT when the current round began (it ends
     #: once that is acknowledged): the recent flight a loss response starts from.
@@ -234,7 +238,7 @@ def dsack_undo(rec: LossRecovery, s: int, e: int) -> None:
     about whether a retransmission repaired a real loss."""
     seen: set[tuple[int, int]] = set()
     keep: list[tuple[int, int]] = []
-    for rng in rec.undo_ranges:
+    for rng in rec.undo_ranges or ():
         if s <= rng[0] and rng[1] <= e and rng not in seen:
             # This retransmission turned out unnecessary.
             seen.add(rng)
@@ -320,7 +324,10 @@ def enter_recovery(c: Connection, now: float, delivered: int) -> None:
     rec.ca = CA_RECOVERY
     rec.recovery_point = snd.nxt
     rec.reno_recover = snd.nxt
-    rec.prr.start(snd.nxt - snd.una)
+    prr = rec.prr
+    if prr is None:
+        prr = rec.prr = PRR()
+    prr.start(snd.nxt - snd.una)
     rec.tlp_end = None
     prr_update(c, delivered, entering=True)
     ft = c.flow_trace
@@ -332,7 +339,9 @@ def prr_update(c: Connection, delivered: int, entering: bool = False) -> None:
     """RFC 6937: the window for this ACK is what is in flight plus sndcnt."""
     p = pipe(c)
     cc = c.cc
-    sndcnt = c.rec.prr.on_ack(delivered, p, cc.ssthresh, c.opt.mss, first=entering)
+    prr = c.rec.prr
+    assert prr is not None  # (made on entering recovery)
+    sndcnt = prr.on_ack(delivered, p, cc.ssthresh, c.opt.mss, first=entering)
     cc.cwnd = p + sndcnt
 
 
@@ -511,7 +520,7 @@ def exit_recovery(c: Connection, now: float) -> None:
     else:
         c.cc.on_recovery_exit(now)
     rec.rec_undo = None
-    rec.undo_ranges = []
+    rec.undo_ranges = None
     rec.rack.on_recovery_exit()
     c.stats["recovery_exits"] += 1
     ft = c.flow_trace
@@ -533,7 +542,7 @@ def on_rto(c: Connection, now: float) -> None:
         rec.undo_state = c.cc.save()
         rec.undo_tsval = c.tsval(now) if opt.ts_ok else None
     rec.rec_undo = None
-    rec.undo_ranges = []
+    rec.undo_ranges = None
     repeated = rec.ca is CA_LOSS
     basis = c.cc.cwnd if c.config.loss_response == "cwnd" else sb.outstanding
     rec.max_flight = rec.max_flight_prev = rec.flight_found = 0
