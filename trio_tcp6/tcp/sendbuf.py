@@ -26,6 +26,12 @@ _TAIL_MAX = 65536
 
 _Chunk = bytes | bytearray | memoryview
 
+# What an empty buffer's two lists are: shared, and never added to (a buffer with
+# nothing queued, an idle connection's, then keeps two list objects fewer); only
+# append adds to the lists, and it first gives the buffer lists of its own.
+_NO_CHUNKS: list[_Chunk] = []
+_NO_STARTS: list[int] = []
+
 
 class SendBuffer:
     """Data from offset :attr:`base` (the first unacknowledged data byte) to
@@ -38,8 +44,8 @@ class SendBuffer:
         self.base = base
         #: Chunks in order; ``_chunks[i]`` holds the bytes from absolute ``_starts[i]``.
         #: Entries before ``_head`` were dropped (compacted from time to time).
-        self._chunks: list[_Chunk] = []
-        self._starts: list[int] = []
+        self._chunks: list[_Chunk] = _NO_CHUNKS
+        self._starts: list[int] = _NO_STARTS
         self._head = 0
         self._len = 0
 
@@ -69,6 +75,9 @@ class SendBuffer:
         if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
             data = data.cast("B")
         chunks = self._chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self._chunks = []
+            self._starts = []
         if n < _BIG:
             # Small write: coalesce into a bytearray tail (copied).
             if chunks and len(chunks) > self._head:
@@ -154,8 +163,9 @@ class SendBuffer:
                 chunks[head] = memoryview(chunk)[cut:]
             starts[head] = new_base
         if head >= last:
-            chunks.clear()
-            starts.clear()
+            # Everything queued is acknowledged: back to the shared empty lists.
+            self._chunks = _NO_CHUNKS
+            self._starts = _NO_STARTS
             head = 0
         elif head > 64 and head * 2 > last:
             del chunks[:head]
