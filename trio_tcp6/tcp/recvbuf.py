@@ -68,6 +68,10 @@ COALESCE = 512
 # _note_recent add to the lists, and they first give the buffer lists of its own.
 _NO_OFFSETS: list[int] = []
 _NO_DATA: list[list[bytes]] = []
+# Likewise the in-order chunks while none is unread (from the start, and again after
+# a read took everything): only add, _add_inorder and _release_first add to it, and
+# they first give the buffer a list of its own (:meth:`_own_chunks`).
+_NO_CHUNKS: list[bytes | memoryview] = []
 
 
 class ReceiveBuffer:
@@ -97,7 +101,7 @@ class ReceiveBuffer:
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # A list, not a deque: an empty deque costs 760 bytes per idle connection,
         # and a read takes its chunks from the front with one slice deletion.
-        self._chunks: list[bytes | memoryview] = []
+        self._chunks: list[bytes | memoryview] = _NO_CHUNKS
         #: Bytes in ``_chunks`` (in order, not yet read).
         self.readable = 0
         #: Out-of-order ranges [start, end), sorted, neither overlapping nor
@@ -150,7 +154,10 @@ class ReceiveBuffer:
                 n = end - start
                 if self.readable + n <= self.cap and (n >= COALESCE or not self._chunks):
                     # The common case, kept inline: in order, nothing held, room.
-                    self._chunks.append(data)
+                    chunks = self._chunks
+                    if chunks is _NO_CHUNKS:
+                        chunks = self._chunks = []
+                    chunks.append(data)
                     self.readable += n
                     self.nxt = end
                     return ADD_INORDER
@@ -214,7 +221,7 @@ class ReceiveBuffer:
                     return ADD_DROP
                 data = data[:room]
                 n = room
-        chunks = self._chunks
+        chunks = self._own_chunks()
         if n < COALESCE and chunks and len(chunks[-1]) + n <= 4 * COALESCE:
             chunks[-1] = b"".join((chunks[-1], data))
         else:
@@ -261,6 +268,12 @@ class ReceiveBuffer:
         self.ooo_bytes += new_bytes
         self.ooo_chunks += new_chunks
 
+    def _own_chunks(self) -> list[bytes | memoryview]:
+        chunks = self._chunks
+        if chunks is _NO_CHUNKS:
+            chunks = self._chunks = []
+        return chunks
+
     def _release_first(self) -> None:
         """The first range now starts at RCV.NXT: move it to the in-order data."""
         start, end = self._starts.pop(0), self._ends.pop(0)
@@ -268,11 +281,12 @@ class ReceiveBuffer:
         n = end - start
         self.ooo_bytes -= n
         self.ooo_chunks -= len(pieces)
+        chunks = self._own_chunks()
         if len(pieces) > 1 and n < COALESCE * len(pieces):
             # Mostly small pieces: one object instead of one per piece.
-            self._chunks.append(b"".join(pieces))
+            chunks.append(b"".join(pieces))
         else:
-            self._chunks.extend(pieces)
+            chunks.extend(pieces)
         self.readable += n
         self.nxt = end
         if self._recent:
@@ -343,12 +357,8 @@ class ReceiveBuffer:
             return b""
         chunks = self._chunks
         if max_bytes >= self.readable:
-            if len(chunks) == 1:
-                out = bytes(chunks[0])
-                chunks.clear()
-            else:
-                out = b"".join(chunks)
-                chunks.clear()
+            out = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
+            self._chunks = _NO_CHUNKS
             self.readable = 0
             return out
         parts: list[bytes | memoryview] = []
