@@ -144,6 +144,11 @@ _cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
 # task would be a new float object that every idle sender keeps).
 _NEVER = -math.inf
 
+# An empty outbox: shared and never added to (an idle flow keeps no list of its own).
+# The outbox adopts the list of segments the engine hands over (:meth:`_drain`), and
+# the one place that appends (a failed engine's RST) first gives it a list of its own.
+_NO_SEGMENTS: list[TCPSegment] = []
+
 
 class FlowHost(Protocol):
     """What a :class:`DirectFlow` needs from the stack it belongs to.
@@ -302,7 +307,7 @@ class DirectFlow(Flow):
         # memory channel (its state and endpoints cost ~1.6 KiB per connection).
         channel, self._inbox_out = trio.open_memory_channel[TCPSegment](INBOX_SIZE)
         self.inbox = Inbox(channel)  # also the receiver's sleep while it is empty
-        self._outbox: list[TCPSegment] = []
+        self._outbox: list[TCPSegment] = _NO_SEGMENTS
         # Packets a synchronous flush could not hand to the link (sent by a task),
         # and whether a task is transmitting (waiting for a blocking link) now.
         self._unsent: UnsentPackets | None = None
@@ -371,8 +376,8 @@ class DirectFlow(Flow):
         """Remove and return the segments waiting to be transmitted (the host sends
         them itself when it shuts down)."""
         segs = self._outbox
-        self._outbox = []
-        return segs
+        self._outbox = _NO_SEGMENTS
+        return segs if segs is not _NO_SEGMENTS else []
 
     async def wait_connected(self) -> None:
         """Wait until the handshake completes; raise the connection's error (or
@@ -439,7 +444,10 @@ class DirectFlow(Flow):
         conn = self._conn
         segs = conn.take_segments()
         if segs:
-            self._outbox.extend(segs)
+            if self._outbox:
+                self._outbox.extend(segs)
+            else:
+                self._outbox = segs  # (the engine gave this list away: ours now)
         fin_event = False
         for ev in conn.take_events():
             kind = ev.kind
@@ -549,7 +557,7 @@ class DirectFlow(Flow):
         if not host.sends_nowait or self._tx_busy or self._unsent is not None:
             return False  # (never overtake packets a task is still sending)
         segs = self._outbox
-        self._outbox = []
+        self._outbox = _NO_SEGMENTS
         rest = host.transmit_nowait(self.remote_packed, segs)
         if rest is None:
             return True
@@ -573,7 +581,7 @@ class DirectFlow(Flow):
                 segs = self._outbox
                 if not segs:
                     return
-                self._outbox = []
+                self._outbox = _NO_SEGMENTS
                 await self._host.transmit(self.remote_packed, segs)
         finally:
             self._tx_busy = False

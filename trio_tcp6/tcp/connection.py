@@ -921,7 +921,8 @@ class Connection:
 
     # -- output --------------------------------------------------------------------------
     def take_segments(self) -> list[TCPSegment]:
-        """The segments to transmit, in order (the queue is emptied)."""
+        """The segments to transmit, in order (the queue is emptied: a non-empty
+        list is handed over, the caller may keep it)."""
         out = self.outq
         if out:
             self.outq = []
