@@ -248,16 +248,16 @@ async def test_no_error_where_rfc_4443_forbids_one(
         multicast = ipaddress.IPv6Address("ff02::1").packed
         now = trio.current_time()
         for src, dst in ((PC, multicast), (bytes(16), PA), (multicast, PA), (PC, PB)):
-            a._ip_input(build_ipv6(src, dst, PROTO_UDP, b"\x00" * 8), now)
+            a._input.ip_input(build_ipv6(src, dst, PROTO_UDP, b"\x00" * 8), now)
         # 11xxxxxx to multicast: no error either.
         opt = ExtensionHeader(EXT_DESTINATION_OPTIONS, bytes((0xC0 | 0x1E, 4, 0, 0, 0, 0)))
-        a._ip_input(build_ipv6(PC, multicast, PROTO_TCP, b"x" * 20, ext_headers=[opt]), now)
-        assert a._pending == []
+        a._input.ip_input(build_ipv6(PC, multicast, PROTO_TCP, b"x" * 20, ext_headers=[opt]), now)
+        assert a._output.pending == []
         assert a.stats().get("icmp_errors_sent", 0) == 0
         assert a.stats()["icmp_errors_suppressed"] == 2  # the two bad sources
         # An echo request from a multicast source gets no reply.
-        a._ip_input(icmp_packet(EchoRequest(1, 1, b"hi"), src=multicast), now)
-        assert a._pending == []
+        a._input.ip_input(icmp_packet(EchoRequest(1, 1, b"hi"), src=multicast), now)
+        assert a._output.pending == []
         await raw.send(icmp_packet(EchoRequest(1, 2, b"hi")))
         assert await icmp_from(raw) is not None
 

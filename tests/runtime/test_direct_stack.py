@@ -566,12 +566,12 @@ async def test_packets_never_exceed_the_link_mtu(autojump_clock: trio.testing.Mo
             sack_blocks=((100, 200), (300, 400), (500, 600)),
             timestamps=(1, 2),
         )
-        packet = a._packet(PC, seg)
+        packet = a._output.packet(PC, seg)
         assert len(packet) == 1500
         assert parse_tcp(parse_ipv6(packet).payload).payload == seg.payload
         assert a.stats()["sack_blocks_trimmed"] == 1
         small = TCPSegment(80, 40000, 1, 1, ACK, 1000, b"d" * 100, sack_blocks=((1, 2),))
-        assert parse_tcp(parse_ipv6(a._packet(PC, small)).payload).sack_blocks == ((1, 2),)
+        assert parse_tcp(parse_ipv6(a._output.packet(PC, small)).payload).sack_blocks == ((1, 2),)
 
 
 class MinimalLink:

@@ -1,4 +1,4 @@
-"""Software GSO (``trio_tcp6.runtime.stack.SOFTWARE_GSO``): on a link that does not
+"""Software GSO (``trio_tcp6.runtime.ipoutput.SOFTWARE_GSO``): on a link that does not
 segment TCP packets itself, the engines send new data in super-segments and the
 stack cuts each into MTU-sized packets as it builds them, as Linux's TCP does on
 every device (GSO always on; ``skb_gso_segment`` in software where the device has no
@@ -19,7 +19,7 @@ import trio
 import trio.testing
 
 import trio_tcp6 as tcp6
-from trio_tcp6.runtime import stack as stack_module
+from trio_tcp6.runtime import ipoutput
 from trio_tcp6.sim import DropTail, dumbbell
 from trio_tcp6.wire.pcap import read_pcap
 
@@ -56,7 +56,7 @@ def _bulk_over_virtual_network(**net: Any) -> tuple[bytes, dict[str, int], dict[
         async with two_stacks(deterministic=True, seed=3, **net) as (vnet, a, b):
             vnet.capture(pcap)
             client, server = await connect(a, b)
-            assert client.engine.tso_max_bytes == (TSO_MAX if stack_module.SOFTWARE_GSO else 0)
+            assert client.engine.tso_max_bytes == (TSO_MAX if ipoutput.SOFTWARE_GSO else 0)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(client.send_all, payload)
                 assert await receive_exactly(server, len(payload)) == payload
@@ -92,9 +92,9 @@ def test_a_link_without_tso_gets_super_segments_cut_to_the_mtu() -> None:
 def test_the_link_sees_the_same_packets_with_and_without_it(
     net: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stack_module, "SOFTWARE_GSO", False, raising=False)
+    monkeypatch.setattr(ipoutput, "SOFTWARE_GSO", False, raising=False)
     off = _bulk_over_virtual_network(**net)
-    monkeypatch.setattr(stack_module, "SOFTWARE_GSO", True, raising=False)
+    monkeypatch.setattr(ipoutput, "SOFTWARE_GSO", True, raising=False)
     on = _bulk_over_virtual_network(**net)
     assert on[1].get("gso_cut", 0) > 0
     assert off[1].get("gso_cut", 0) == 0
@@ -130,9 +130,9 @@ def test_shared_bottleneck_replays_the_same_with_and_without_it(
             nursery.cancel_scope.cancel()
         return result
 
-    monkeypatch.setattr(stack_module, "SOFTWARE_GSO", False, raising=False)
+    monkeypatch.setattr(ipoutput, "SOFTWARE_GSO", False, raising=False)
     off = _run(program)
-    monkeypatch.setattr(stack_module, "SOFTWARE_GSO", True, raising=False)
+    monkeypatch.setattr(ipoutput, "SOFTWARE_GSO", True, raising=False)
     on = _run(program)
     assert off[1]["channels"]["r1->r2"]["drops"] > 0
     assert on[3] > 0 and off[3] == 0
@@ -158,7 +158,7 @@ def test_staggered_cubic_flows_replay_the_same_with_and_without_it(
     monkeypatch.setattr(bb, "dumbbell", captured)
     runs = []
     for gso in (False, True):
-        monkeypatch.setattr(stack_module, "SOFTWARE_GSO", gso, raising=False)
+        monkeypatch.setattr(ipoutput, "SOFTWARE_GSO", gso, raising=False)
         pcaps.append(io.BytesIO())
         run = bb.simulate(n=4, duration=1.5, starts=[0.0, 0.25, 0.5, 0.75])
         runs.append((_packets(pcaps[-1].getvalue()), [s.received for s in run.samples]))
@@ -187,7 +187,7 @@ async def test_no_super_segments_below_the_links_mss(
 async def test_switched_off(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stack_module, "SOFTWARE_GSO", False)
+    monkeypatch.setattr(ipoutput, "SOFTWARE_GSO", False)
     async with two_stacks() as (_net, a, b):
         client, server = await connect(a, b)
         assert client.engine.tso_max_bytes == 0

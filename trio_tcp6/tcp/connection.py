@@ -71,18 +71,16 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from ..config import Keepalive, TCPConfig
 from ..wire.tcp import TCPSegment
-from . import coalesce, handshake, timeouts, usercalls
+from . import coalesce, handshake, setsockopt, timeouts, usercalls
 from .arrival import on_closed, on_synchronized
-from .cc import INFINITE_SSTHRESH, CongestionControl
+from .cc import CongestionControl
 from .ecn import ECNState
 from .events import EV_CLOSED, EV_CONNECTED, EV_WRITABLE, Event, EventKind, State
-from .info import CAStateName, TCPInfo
+from .info import TCPInfo, snapshot
 from .memory import MemoryAccount, detach, send_room, settle
 from .options import DEFAULT_IPV6_MSS, MIN_MSS, Options, choose_shift
 from .output import ack_data, send_rst, transmit
@@ -92,16 +90,15 @@ from .rtt import RTTEstimator
 from .sack import Scoreboard
 from .sendbuf import SendBuffer
 from .seq import MASK, seq_gt
+from .setsockopt import shared_config
 from .states import RESET_ON_ABORT, StateTrace
 from .tcb import ReceiveState, SendState
-from .timers import Timers, schedule
+from .timers import Timers
 
 if TYPE_CHECKING:
     from .trace import FlowTrace
 
 __all__ = ["DEFAULT_IPV6_MSS", "Connection", "EngineError", "choose_shift", "shared_config"]
-
-_CA_NAMES: tuple[CAStateName, ...] = ("open", "recovery", "loss")
 
 
 class EngineError(Exception):
@@ -136,37 +133,6 @@ def _contained(
             raise
 
     return contained
-
-
-#: Configurations made by the per-connection options, shared by every connection
-#: that ends up with the same one (each accepted flow turns TCP_NODELAY on: a copy
-#: each would cost ~300 bytes per connection). Bounded: cleared when full.
-_SHARED_CONFIGS: dict[tuple[TCPConfig, str, object], TCPConfig] = {}
-_SHARED_CONFIGS_MAX = 256
-
-
-#: The last :func:`shared_config` answer, checked by identity first: hashing a
-#: TCPConfig hashes every field, and every trio-style flow asks the same question
-#: (its stack's config with TCP_NODELAY on).
-_LAST_SHARED: list[tuple[TCPConfig, str, object, TCPConfig]] = []
-
-
-def shared_config(config: TCPConfig, **change: Any) -> TCPConfig:
-    """``attrs.evolve(config, **change)`` (one field), the same object for equal
-    inputs."""
-    ((name, value),) = change.items()
-    if _LAST_SHARED:
-        last = _LAST_SHARED[0]
-        if last[0] is config and last[1] == name and last[2] is value:
-            return last[3]
-    key = (config, name, value)
-    found = _SHARED_CONFIGS.get(key)
-    if found is None:
-        if len(_SHARED_CONFIGS) >= _SHARED_CONFIGS_MAX:
-            _SHARED_CONFIGS.clear()
-        found = _SHARED_CONFIGS[key] = attrs.evolve(config, **change)
-    _LAST_SHARED[:] = [(config, name, value, found)]
-    return found
 
 
 class Connection:
@@ -806,11 +772,7 @@ class Connection:
             send_rst(self, self.snd_nxt, now)
         self.close("aborted", "abort", now)
 
-    # -- per-connection options (what setsockopt changes) --------------------------------
-    # Each starts from the stack's TCPConfig and replaces this connection's copy of it
-    # (``config`` is frozen and may be shared): nothing is added to the per-segment
-    # path, which already reads ``config``. Values are validated before anything
-    # changes, so a rejected value never marks the connection broken.
+    # -- per-connection options (what setsockopt changes; :mod:`.setsockopt`) -----------
     def _check_usable(self) -> None:
         if self.broken is not None:
             raise self.broken_error()
@@ -824,38 +786,20 @@ class Connection:
         """TCP_NODELAY for this connection: ``on`` turns Nagle off. Turning it off
         sends at once what Nagle was holding back (as Linux does)."""
         self._check_usable()
-        on = bool(on)
-        if on == self.nodelay:
-            return
-        self.config = shared_config(self.config, nagle=not on)
-        if on:
-            transmit(self, now)
+        setsockopt.set_nodelay(self, on, now)
 
     def set_keepalive(self, keepalive: Keepalive | None, now: float) -> None:
         """SO_KEEPALIVE and its timings: probe as ``keepalive`` says (None: off).
         The keepalive timer restarts from the last segment received."""
         self._check_usable()
-        if keepalive is not None and not (
-            keepalive.idle > 0 and keepalive.interval > 0 and keepalive.probes > 0
-        ):
-            raise ValueError(f"keepalive times and probes must be positive: {keepalive!r}")
-        if keepalive == self.config.keepalive:
-            return
-        self.config = shared_config(self.config, keepalive=keepalive)
-        self.timers.ka_probes = 0
-        self.timers.keep = None
-        schedule(self, now)
+        setsockopt.set_keepalive(self, keepalive, now)
 
     def set_user_timeout(self, seconds: float | None) -> None:
         """TCP_USER_TIMEOUT (RFC 5482): abort when sent data stays unacknowledged
         this long (None or 0: R2 applies). Taken into account from the next time the
         retransmission timer is armed."""
         self._check_usable()
-        if seconds is not None and seconds < 0:
-            raise ValueError(f"user timeout must not be negative, got {seconds!r}")
-        value = seconds if seconds else None
-        if value != self.config.user_timeout:
-            self.config = shared_config(self.config, user_timeout=value)
+        setsockopt.set_user_timeout(self, seconds)
 
     @property
     def send_buffer(self) -> int:
@@ -866,11 +810,7 @@ class Connection:
         """SO_SNDBUF: resize the send buffer (what is queued stays queued; a larger
         buffer lets a blocked writer go on)."""
         self._check_usable()
-        if size < 1:
-            raise ValueError(f"send buffer must be positive, got {size!r}")
-        self.snd.buf.capacity = size
-        self.want_writable = True
-        self.flush_events()
+        setsockopt.set_send_buffer(self, size)
 
     @property
     def receive_buffer(self) -> int:
@@ -882,9 +822,7 @@ class Connection:
         edge stays where it was advertised); beyond what the negotiated window scale
         can express the extra room is not advertised."""
         self._check_usable()
-        if size < 1:
-            raise ValueError(f"receive buffer must be positive, got {size!r}")
-        self.rcv.cap = size
+        setsockopt.set_receive_buffer(self, size)
 
     @property
     def congestion(self) -> str:
@@ -901,23 +839,7 @@ class Connection:
         Only before any data has been sent: ValueError afterwards, and for an
         unknown name."""
         self._check_usable()
-        lowered = name.lower()
-        key: Literal["cubic", "newreno"]
-        if lowered == "cubic":
-            key = "cubic"
-        elif lowered == "newreno":
-            key = "newreno"
-        else:
-            raise ValueError(f"unknown congestion control {name!r}")
-        if key == self.config.congestion:
-            return
-        if self.data_sent:
-            raise ValueError("congestion control can only change before data is sent")
-        old = self.cc
-        self.config = shared_config(self.config, congestion=key)
-        self.cc = handshake.new_cc(self)
-        # A lost SYN already cut the initial window (RFC 6928 §2): keep that.
-        self.cc.cwnd = min(self.cc.cwnd, old.cwnd)
+        setsockopt.set_congestion(self, name)
 
     # -- output --------------------------------------------------------------------------
     def take_segments(self) -> list[TCPSegment]:
@@ -939,40 +861,4 @@ class Connection:
 
     def info(self) -> TCPInfo:
         """A :class:`~.info.TCPInfo` snapshot (what ``Flow.info()`` returns)."""
-        rtt = self.rtt
-        sb = self.sb
-        opt = self.opt
-        ecn = self.ecn
-        ssthresh = self.cc.ssthresh
-        return TCPInfo(
-            state=self.state,
-            srtt=rtt.srtt,
-            rttvar=rtt.rttvar,
-            rto=rtt.rto,
-            min_rtt=rtt.min_rtt,
-            cwnd=self.cc.cwnd,
-            ssthresh=None if ssthresh >= INFINITE_SSTHRESH else ssthresh,
-            mss=opt.mss,
-            snd_wnd=self.snd.wnd,
-            rcv_wnd=self.rcv_wnd,
-            retransmits=self.retransmits,
-            bytes_acked=self.bytes_acked,
-            bytes_received=self.bytes_received,
-            bytes_sent=self.bytes_sent,
-            sack=opt.sack_ok,
-            timestamps=opt.ts_ok,
-            wscale=(opt.snd_shift, opt.rcv_shift) if opt.ws_ok else None,
-            in_flight=sb.pipe,
-            lost=sb.lost,
-            sacked=sb.sacked,
-            reordering=self.rec.rack.reord,
-            ca_state=_CA_NAMES[self.rec.ca],
-            unacked=self.snd.nxt - self.snd.una,
-            scoreboard_records=len(sb.segs),
-            rcv_ooo=self.rcv.buf.ooo_bytes,
-            rcv_held=self.rcv.buf.held,
-            ecn=ecn.ok,
-            ce_received=ecn.ce_received,
-            ece_received=ecn.ece_received,
-            cwr_sent=ecn.cwr_sent,
-        )
+        return snapshot(self)

@@ -9,17 +9,23 @@ bytes.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from .cc import INFINITE_SSTHRESH
 from .events import State
 
-__all__ = ["CAStateName", "TCPInfo"]
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["CAStateName", "TCPInfo", "snapshot"]
 
 #: The sender's congestion-avoidance state as Linux names it (the engine uses
 #: "open", "recovery" and "loss"; Linux also reports "disorder" and "cwr").
 CAStateName = Literal["open", "disorder", "cwr", "recovery", "loss"]
+#: The engine's ``CAState`` values, by value, as Linux names them.
+_CA_NAMES: tuple[CAStateName, ...] = ("open", "recovery", "loss")
 
 
 @attrs.frozen
@@ -91,3 +97,44 @@ class TCPInfo:
     ece_received: int | None = None
     #: Segments sent with CWR. Kernel: None (not reported).
     cwr_sent: int | None = None
+
+
+def snapshot(c: Connection) -> TCPInfo:
+    """The :class:`TCPInfo` of ``c`` now (``Connection.info()``): it only reads."""
+    rtt = c.rtt
+    sb = c.sb
+    opt = c.opt
+    ecn = c.ecn
+    ssthresh = c.cc.ssthresh
+    return TCPInfo(
+        state=c.state,
+        srtt=rtt.srtt,
+        rttvar=rtt.rttvar,
+        rto=rtt.rto,
+        min_rtt=rtt.min_rtt,
+        cwnd=c.cc.cwnd,
+        ssthresh=None if ssthresh >= INFINITE_SSTHRESH else ssthresh,
+        mss=opt.mss,
+        snd_wnd=c.snd.wnd,
+        rcv_wnd=c.rcv_wnd,
+        retransmits=c.retransmits,
+        bytes_acked=c.bytes_acked,
+        bytes_received=c.bytes_received,
+        bytes_sent=c.bytes_sent,
+        sack=opt.sack_ok,
+        timestamps=opt.ts_ok,
+        wscale=(opt.snd_shift, opt.rcv_shift) if opt.ws_ok else None,
+        in_flight=sb.pipe,
+        lost=sb.lost,
+        sacked=sb.sacked,
+        reordering=c.rec.rack.reord,
+        ca_state=_CA_NAMES[c.rec.ca],
+        unacked=c.snd.nxt - c.snd.una,
+        scoreboard_records=len(sb.segs),
+        rcv_ooo=c.rcv.buf.ooo_bytes,
+        rcv_held=c.rcv.buf.held,
+        ecn=ecn.ok,
+        ce_received=ecn.ce_received,
+        ece_received=ecn.ece_received,
+        cwr_sent=ecn.cwr_sent,
+    )
