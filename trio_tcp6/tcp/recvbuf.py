@@ -3,8 +3,9 @@ segments held for reassembly (RFC 9293 §3.10.7.4 "seventh", RFC 2018 §4 for th
 SACK blocks that describe them).
 
 Positions are absolute offsets counted from the IRS (the peer's SYN is offset 0),
-so they never wrap. Payloads are kept as the ``bytes`` objects that arrived (no
-copy) until :meth:`ReceiveBuffer.read` joins them; small ones are coalesced.
+so they never wrap. Payloads are kept as the objects that arrived (``bytes``, or
+views of the packets for long ones: :data:`~trio_tcp6.wire.tcp.Payload`; no copy)
+until :meth:`ReceiveBuffer.read` joins them; small ones are coalesced.
 
 Memory is bounded the way Linux bounds it (``tcp_prune_ofo_queue`` and truesize
 accounting): the buffer never holds more than ``cap`` bytes, counting the
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
+
+from ..wire.tcp import Payload
 
 __all__ = [
     "ADD_DROP",
@@ -67,7 +70,7 @@ COALESCE = 512
 # idle connection then keeps four list objects fewer); only _add_range and
 # _note_recent add to the lists, and they first give the buffer lists of its own.
 _NO_OFFSETS: list[int] = []
-_NO_DATA: list[list[bytes]] = []
+_NO_DATA: list[list[Payload]] = []
 
 
 class ReceiveBuffer:
@@ -104,7 +107,7 @@ class ReceiveBuffer:
         #: touching, and the chunks that hold each range's bytes in order.
         self._starts: list[int] = _NO_OFFSETS
         self._ends: list[int] = _NO_OFFSETS
-        self._data: list[list[bytes]] = _NO_DATA
+        self._data: list[list[Payload]] = _NO_DATA
         #: Out-of-order data bytes held, and the chunks holding them.
         self.ooo_bytes = 0
         self.ooo_chunks = 0
@@ -130,7 +133,7 @@ class ReceiveBuffer:
         return self.readable + self.ooo_cost if self._starts else self.readable
 
     # -- adding data ----------------------------------------------------------------
-    def add(self, start: int, data: bytes) -> int:
+    def add(self, start: int, data: Payload) -> int:
         """Store ``data`` received at absolute offset ``start``; return ADD_*.
 
         Data at RCV.NXT is taken as far as ``cap`` allows once held out-of-order
@@ -198,7 +201,7 @@ class ReceiveBuffer:
         self._note_recent(start)
         return ADD_OOO
 
-    def _add_inorder(self, data: bytes) -> int:
+    def _add_inorder(self, data: Payload) -> int:
         """Append in-order data that touches no held range, within ``cap``."""
         n = len(data)
         room = self.cap - self.readable
@@ -223,7 +226,7 @@ class ReceiveBuffer:
         self.nxt += n
         return ADD_INORDER
 
-    def _add_range(self, i: int, start: int, end: int, data: bytes) -> int:
+    def _add_range(self, i: int, start: int, end: int, data: Payload) -> int:
         """Hold ``data`` as a new range at index ``i``, touching no other."""
         need = end - start + CHUNK_OVERHEAD + RANGE_OVERHEAD
         if not self._room(need, i):
@@ -240,7 +243,7 @@ class ReceiveBuffer:
         return ADD_OOO
 
     def _merge(
-        self, i: int, j: int, start: int, end: int, data: bytes, new_bytes: int, new_chunks: int
+        self, i: int, j: int, start: int, end: int, data: Payload, new_bytes: int, new_chunks: int
     ) -> None:
         """Make ranges i..j-1 and the data one range (they overlap or touch)."""
         starts, ends, dl = self._starts, self._ends, self._data
