@@ -1,8 +1,13 @@
 """The send buffer hands out long payloads of immutable writes as views (no copy
-before the packet is built) and copies everything else."""
+before the packet is built) and copies everything else; the receive buffer holds a
+received view only whole."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
+from trio_tcp6.tcp.recvbuf import ReceiveBuffer
 from trio_tcp6.tcp.sendbuf import SendBuffer
 from trio_tcp6.wire.tcp import VIEW_MIN
 
@@ -56,3 +61,25 @@ def test_small_writes_gather_in_a_tail_that_is_copied_and_stays_trimmable() -> N
     assert buf.drop_to(1 + 10) == 10  # (the tail is trimmed in place: no view holds it)
     buf.append(b"w")
     assert buf.get(buf.end - 2, 2) == b"zw"
+
+
+def _pinned(packet: bytes, add: Callable[[memoryview], object]) -> bool:
+    """Whether the receive buffer still holds ``packet`` after ``add`` was given a
+    view of its payload (the view itself dropped)."""
+    before = sys.getrefcount(packet)
+    add(memoryview(packet)[72:])
+    return sys.getrefcount(packet) > before
+
+
+def test_the_receive_buffer_holds_a_view_whole_and_copies_parts_of_one() -> None:
+    payload = bytes(range(256)) * 64  # 16 KiB
+    rb = ReceiveBuffer(1)
+    assert _pinned(bytes(72) + payload, lambda v: rb.add(1, v))  # held as it came
+    # A retransmission overlapping all but its last 100 bytes: the new bytes must not
+    # pin the whole packet (the buffer charges them as 100 bytes).
+    assert not _pinned(bytes(72) + payload[100:] + bytes(200), lambda v: rb.add(101, v))
+    # Out of order, a part left by an overlap with a held range: copied too.
+    rb.add(1 + 100_000, memoryview(bytes(72) + payload)[72:])
+    left = bytes(72) + bytes(10) + payload
+    assert not _pinned(left, lambda v: rb.add(1 + 100_000 - 10, v))
+    assert rb.read(len(payload) + 100) == payload + bytes(100)

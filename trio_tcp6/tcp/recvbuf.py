@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from typing import cast
 
 from ..wire.tcp import Payload
 
@@ -41,6 +42,7 @@ __all__ = [
     "ADD_OOO",
     "CHUNK_OVERHEAD",
     "COALESCE",
+    "PIN_SLACK",
     "RANGE_OVERHEAD",
     "ReceiveBuffer",
 ]
@@ -65,6 +67,10 @@ RANGE_OVERHEAD = 192
 #: times this size), so one-byte segments cannot make the reader's queue hold a
 #: Python object per byte.
 COALESCE = 512
+
+#: A view may pin this many bytes more than it shows (the headers in front of a
+#: received payload) and still be held as it is (:func:`_kept`).
+PIN_SLACK = 128
 
 # Until a buffer holds its first out-of-order range it shares these empty lists (an
 # idle connection then keeps four list objects fewer); only _add_range and
@@ -147,6 +153,8 @@ class ReceiveBuffer:
         if start < nxt:
             data = data[nxt - start :]
             start = nxt
+        if type(data) is memoryview:
+            data = _kept(data)
         starts = self._starts
         if start == nxt:
             if not starts:
@@ -215,7 +223,7 @@ class ReceiveBuffer:
                 self.stats["drop_rcv_buffer_full"] += 1
                 if room <= 0:
                     return ADD_DROP
-                data = data[:room]
+                data = _kept(data[:room])
                 n = room
         chunks = self._chunks
         if n < COALESCE and chunks and len(chunks[-1]) + n <= 4 * COALESCE:
@@ -249,14 +257,14 @@ class ReceiveBuffer:
         starts, ends, dl = self._starts, self._ends, self._data
         base = dl[i]
         if start < starts[i]:
-            base.insert(0, data[: starts[i] - start])
+            base.insert(0, _kept(data[: starts[i] - start]))
             starts[i] = start
         for k in range(i + 1, j):
-            base.append(data[ends[k - 1] - start : starts[k] - start])
+            base.append(_kept(data[ends[k - 1] - start : starts[k] - start]))
             base.extend(dl[k])
         last = ends[j - 1]
         if end > last:
-            base.append(data[last - start :])
+            base.append(_kept(data[last - start :]))
             last = end
         ends[i] = last
         if j > i + 1:
@@ -405,3 +413,12 @@ class ReceiveBuffer:
                 if len(out) >= limit:
                     break
         return out
+
+
+def _kept(data: Payload) -> Payload:
+    """``data`` as the buffer may hold it: a view showing less than the memory it pins
+    (part of a packet, left by a trim or an overlap) is copied, so that a chunk pins
+    no more than the buffer charges for it (its length and :data:`CHUNK_OVERHEAD`)."""
+    if type(data) is memoryview and len(data) + PIN_SLACK < len(cast(bytes, data.obj)):
+        return bytes(data)
+    return data
