@@ -123,15 +123,16 @@ _HDR_TS_SACK = [struct.Struct("!HHIIBBHHHIIII" + "I" * (2 * n)) for n in range(4
 _TS_SACK_BLOCKS = {44: 1, 52: 2, 60: 3}
 _OFF_20 = (TCP_HEADER_LEN >> 2) << 4
 _OFF_32 = (TCP_TS_HEADER_LEN >> 2) << 4
-# The IPv6 fixed header followed by the TCP header with NOP NOP Timestamps.
+
 #: A segment's data: ``bytes``, or a read-only ``memoryview`` of immutable ``bytes``
 #: (a received packet, a queued write) that the stack passes on instead of copying.
 Payload: TypeAlias = bytes | memoryview
 #: Payloads at least this long are passed on as views rather than copied (by
 #: :func:`parse_tcp`, and by the send buffer); shorter ones are copied: a view costs
-#: about 200 bytes and pins the whole buffer, more than the copy it saves.
+#: about 200 bytes and pins the whole buffer, which for them outweighs the copy.
 VIEW_MIN = 4096
 
+# The IPv6 fixed header followed by the TCP header with NOP NOP Timestamps.
 _IP6_TCP_TS = struct.Struct("!IHBB16s16sHHIIBBHHHIII")
 _IP6_VERSION_WORD = 6 << 28  # version 6, traffic class 0, flow label 0
 # The ports and sequence number at the start of a TCP header.
@@ -361,8 +362,9 @@ def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
     view of ``bytes``) is returned as a view of it, not copied; any other payload as a
     fresh ``bytes`` copy, so a mutable ``data`` may be reused afterwards. Unknown
     options with a sane length are skipped; a repeated option overrides the earlier
-    one; parsing stops at End of Option List. The four reserved bits before the flags byte
-    (including AccECN's AE bit) are ignored; :func:`build_tcp` sends them as zero.
+    one; parsing stops at End of Option List. The four reserved bits before the
+    flags byte (including AccECN's AE bit) are ignored; :func:`build_tcp` sends them
+    as zero.
     Raises :class:`ParseError` (reasons in :data:`PARSE_ERROR_REASONS`) for
     malformed input.
     """
