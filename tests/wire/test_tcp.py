@@ -150,9 +150,9 @@ def test_parse_accepts_bytearray_and_memoryview(seg: TCPSegment) -> None:
 
 
 def test_payload_parsed_from_a_reused_view_rebuilds_identically() -> None:
-    # ``payload`` is bytes, never a view (the compiled build enforces the annotation):
-    # a segment parsed from a memoryview of a receive buffer owns its payload, so it
-    # rebuilds to the same packet after the buffer is reused.
+    # A segment parsed from a memoryview of a mutable receive buffer owns its payload
+    # (a copy: only immutable memory is passed on as a view), so it rebuilds to the
+    # same packet after the buffer is reused.
     payload = bytes(range(200)) * 3
     raw = build_tcp(TCPSegment(1, 2, 3, 4, ACK, 5, payload, timestamps=(6, 7)), SRC, DST)
     buf = bytearray(raw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..wire.tcp import Payload
 from .events import EV_EOF, EV_READABLE, State
 from .memory import add_under_pressure
 from .output import ack_data
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["process_fin", "text_and_fin"]
 
 
-def text_and_fin(c: Connection, start: int, payload: bytes, fin: bool, now: float) -> None:
+def text_and_fin(c: Connection, start: int, payload: Payload, fin: bool, now: float) -> None:
     """Text at offset ``start`` (already trimmed to the window) and maybe a FIN."""
     st = c.state
     rcv = c.rcv

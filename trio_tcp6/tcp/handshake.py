@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.ipv6 import ECN_CE
-from ..wire.tcp import ACK, FIN, RST, SYN, TCPSegment
+from ..wire.tcp import ACK, FIN, RST, SYN, Payload, TCPSegment
 from . import ecn
 from .cc import CongestionControl, make_congestion_control
 from .delivery import text_and_fin
@@ -231,7 +231,7 @@ def established(c: Connection, now: float) -> None:
 
 
 # -- text on a SYN -----------------------------------------------------------------------
-def syn_text_in_window(c: Connection, syn: TCPSegment) -> tuple[bytes, bool]:
+def syn_text_in_window(c: Connection, syn: TCPSegment) -> tuple[Payload, bool]:
     """The text and FIN of a SYN, trimmed to our initial receive window (a FIN
     beyond it is dropped too), as RFC 9293 §3.10.7.4 first does for any segment."""
     text = syn.payload

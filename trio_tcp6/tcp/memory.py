@@ -56,6 +56,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+from ..wire.tcp import Payload
+
 if TYPE_CHECKING:
     from .connection import Connection
 
@@ -232,7 +234,7 @@ def receive_cap(c: Connection, start: int) -> int:
     return allowed if allowed < rcv.cap else rcv.cap
 
 
-def add_under_pressure(c: Connection, start: int, payload: bytes) -> int:
+def add_under_pressure(c: Connection, start: int, payload: Payload) -> int:
     """``ReceiveBuffer.add`` under pressure, within :func:`receive_cap`; what that
     drops is counted as ``drop_memory_pressure``, what it prunes also as
     ``memory_ofo_pruned``."""

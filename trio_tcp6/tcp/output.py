@@ -22,6 +22,7 @@ from ..wire.tcp import (
     SACK_BLOCK_LEN,
     SACK_OPTION_BASE_LEN,
     URG,
+    Payload,
     TCPSegment,
 )
 from .memory import window_room
@@ -180,7 +181,13 @@ def ack_sent(c: Connection) -> None:
 
 
 def emit(
-    c: Connection, seq: int, flags: int, payload: bytes, now: float, urgent: int = 0, ecn: int = 0
+    c: Connection,
+    seq: int,
+    flags: int,
+    payload: Payload,
+    now: float,
+    urgent: int = 0,
+    ecn: int = 0,
 ) -> None:
     """Queue one segment with our current ACK, window and options (and ECE while
     the receiver echoes CE, :mod:`.ecn`), sent with the IPv6 ECN field ``ecn``."""

@@ -3,8 +3,9 @@ segments held for reassembly (RFC 9293 §3.10.7.4 "seventh", RFC 2018 §4 for th
 SACK blocks that describe them).
 
 Positions are absolute offsets counted from the IRS (the peer's SYN is offset 0),
-so they never wrap. Payloads are kept as the ``bytes`` objects that arrived (no
-copy) until :meth:`ReceiveBuffer.read` joins them; small ones are coalesced.
+so they never wrap. Payloads are kept as the objects that arrived (``bytes``, or
+views of the packets for long ones: :data:`~trio_tcp6.wire.tcp.Payload`; no copy)
+until :meth:`ReceiveBuffer.read` joins them; small ones are coalesced.
 
 Memory is bounded the way Linux bounds it (``tcp_prune_ofo_queue`` and truesize
 accounting): the buffer never holds more than ``cap`` bytes, counting the
@@ -29,6 +30,9 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import Counter
+from typing import cast
+
+from ..wire.tcp import Payload
 
 __all__ = [
     "ADD_DROP",
@@ -38,6 +42,7 @@ __all__ = [
     "ADD_OOO",
     "CHUNK_OVERHEAD",
     "COALESCE",
+    "PIN_SLACK",
     "RANGE_OVERHEAD",
     "ReceiveBuffer",
 ]
@@ -63,15 +68,19 @@ RANGE_OVERHEAD = 192
 #: Python object per byte.
 COALESCE = 512
 
+#: A view may pin this many bytes more than it shows (the headers in front of a
+#: received payload) and still be held as it is (:func:`_kept`).
+PIN_SLACK = 128
+
 # Until a buffer holds its first out-of-order range it shares these empty lists (an
 # idle connection then keeps four list objects fewer); only _add_range and
 # _note_recent add to the lists, and they first give the buffer lists of its own.
 _NO_OFFSETS: list[int] = []
-_NO_DATA: list[list[bytes]] = []
+_NO_DATA: list[list[Payload]] = []
 # Likewise the in-order chunks while none is unread (from the start, and again after
 # a read took everything): only add, _add_inorder and _release_first add to it, and
 # they first give the buffer a list of its own (:meth:`_own_chunks`).
-_NO_CHUNKS: list[bytes | memoryview] = []
+_NO_CHUNKS: list[Payload] = []
 
 
 class ReceiveBuffer:
@@ -108,7 +117,7 @@ class ReceiveBuffer:
         #: touching, and the chunks that hold each range's bytes in order.
         self._starts: list[int] = _NO_OFFSETS
         self._ends: list[int] = _NO_OFFSETS
-        self._data: list[list[bytes]] = _NO_DATA
+        self._data: list[list[Payload]] = _NO_DATA
         #: Out-of-order data bytes held, and the chunks holding them.
         self.ooo_bytes = 0
         self.ooo_chunks = 0
@@ -134,7 +143,7 @@ class ReceiveBuffer:
         return self.readable + self.ooo_cost if self._starts else self.readable
 
     # -- adding data ----------------------------------------------------------------
-    def add(self, start: int, data: bytes) -> int:
+    def add(self, start: int, data: Payload) -> int:
         """Store ``data`` received at absolute offset ``start``; return ADD_*.
 
         Data at RCV.NXT is taken as far as ``cap`` allows once held out-of-order
@@ -148,6 +157,8 @@ class ReceiveBuffer:
         if start < nxt:
             data = data[nxt - start :]
             start = nxt
+        if type(data) is memoryview:
+            data = _kept(data)
         starts = self._starts
         if start == nxt:
             if not starts:
@@ -205,7 +216,7 @@ class ReceiveBuffer:
         self._note_recent(start)
         return ADD_OOO
 
-    def _add_inorder(self, data: bytes) -> int:
+    def _add_inorder(self, data: Payload) -> int:
         """Append in-order data that touches no held range, within ``cap``."""
         n = len(data)
         room = self.cap - self.readable
@@ -219,7 +230,7 @@ class ReceiveBuffer:
                 self.stats["drop_rcv_buffer_full"] += 1
                 if room <= 0:
                     return ADD_DROP
-                data = data[:room]
+                data = _kept(data[:room])
                 n = room
         chunks = self._own_chunks()
         if n < COALESCE and chunks and len(chunks[-1]) + n <= 4 * COALESCE:
@@ -230,7 +241,7 @@ class ReceiveBuffer:
         self.nxt += n
         return ADD_INORDER
 
-    def _add_range(self, i: int, start: int, end: int, data: bytes) -> int:
+    def _add_range(self, i: int, start: int, end: int, data: Payload) -> int:
         """Hold ``data`` as a new range at index ``i``, touching no other."""
         need = end - start + CHUNK_OVERHEAD + RANGE_OVERHEAD
         if not self._room(need, i):
@@ -247,20 +258,20 @@ class ReceiveBuffer:
         return ADD_OOO
 
     def _merge(
-        self, i: int, j: int, start: int, end: int, data: bytes, new_bytes: int, new_chunks: int
+        self, i: int, j: int, start: int, end: int, data: Payload, new_bytes: int, new_chunks: int
     ) -> None:
         """Make ranges i..j-1 and the data one range (they overlap or touch)."""
         starts, ends, dl = self._starts, self._ends, self._data
         base = dl[i]
         if start < starts[i]:
-            base.insert(0, data[: starts[i] - start])
+            base.insert(0, _kept(data[: starts[i] - start]))
             starts[i] = start
         for k in range(i + 1, j):
-            base.append(data[ends[k - 1] - start : starts[k] - start])
+            base.append(_kept(data[ends[k - 1] - start : starts[k] - start]))
             base.extend(dl[k])
         last = ends[j - 1]
         if end > last:
-            base.append(data[last - start :])
+            base.append(_kept(data[last - start :]))
             last = end
         ends[i] = last
         if j > i + 1:
@@ -412,3 +423,12 @@ class ReceiveBuffer:
                 if len(out) >= limit:
                     break
         return out
+
+
+def _kept(data: Payload) -> Payload:
+    """``data`` as the buffer may hold it: a view showing less than the memory it pins
+    (part of a packet, left by a trim or an overlap) is copied, so that a chunk pins
+    no more than the buffer charges for it (its length and :data:`CHUNK_OVERHEAD`)."""
+    if type(data) is memoryview and len(data) + PIN_SLACK < len(cast(bytes, data.obj)):
+        return bytes(data)
+    return data

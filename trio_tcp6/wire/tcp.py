@@ -30,6 +30,7 @@ summed.
 from __future__ import annotations
 
 import struct
+from typing import TypeAlias
 
 import attr
 
@@ -42,8 +43,9 @@ __all__ = [
     "IPV6_TCP_HEADERS_LEN", "MAX_OPTIONS_LEN", "PARSE_ERROR_REASONS",
     "SACK_BLOCK_LEN", "SACK_OPTION_BASE_LEN", "TCP_CHECKSUM_OFFSET", "TCP_HEADER_LEN",
     "TCP_MAX_HEADER_LEN", "TCP_PROTOCOL", "TCP_TS_HEADER_LEN", "TS_OPTION_LEN",
-    "TCPSegment", "build_ipv6_tcp_ts_partial", "build_ipv6_tcp_ts_partial_cut", "build_tcp",
-    "build_tcp_header", "build_tcp_header_partial", "complete_tcp_checksum", "cut_segment",
+    "VIEW_MIN", "Payload", "TCPSegment", "build_ipv6_tcp_ts_partial",
+    "build_ipv6_tcp_ts_partial_cut", "build_tcp", "build_tcp_header",
+    "build_tcp_header_partial", "complete_tcp_checksum", "cut_segment",
     "options_length", "parse_tcp", "partial_tcp_checksum", "quoted_tcp_fields",
     "tcp_pseudo_base", "verify_tcp_checksum",
 ]  # fmt: skip
@@ -121,6 +123,15 @@ _HDR_TS_SACK = [struct.Struct("!HHIIBBHHHIIII" + "I" * (2 * n)) for n in range(4
 _TS_SACK_BLOCKS = {44: 1, 52: 2, 60: 3}
 _OFF_20 = (TCP_HEADER_LEN >> 2) << 4
 _OFF_32 = (TCP_TS_HEADER_LEN >> 2) << 4
+
+#: A segment's data: ``bytes``, or a read-only ``memoryview`` of immutable ``bytes``
+#: (a received packet, a queued write) that the stack passes on instead of copying.
+Payload: TypeAlias = bytes | memoryview
+#: Payloads at least this long are passed on as views rather than copied (by
+#: :func:`parse_tcp`, and by the send buffer); shorter ones are copied: a view costs
+#: about 200 bytes and pins the whole buffer, which for them outweighs the copy.
+VIEW_MIN = 4096
+
 # The IPv6 fixed header followed by the TCP header with NOP NOP Timestamps.
 _IP6_TCP_TS = struct.Struct("!IHBB16s16sHHIIBBHHHIII")
 _IP6_VERSION_WORD = 6 << 28  # version 6, traffic class 0, flow label 0
@@ -138,9 +149,10 @@ class TCPSegment:
     """One TCP segment, header fields plus the options we understand.
 
     ``window`` is the raw 16-bit field as on the wire (not scaled). Options that are
-    absent are ``None`` (or ``False``/``()``). ``payload`` is the segment's data, as
-    ``bytes`` (not a bytearray or memoryview: the compiled build checks the type).
-    Segments compare equal when every field is equal.
+    absent are ``None`` (or ``False``/``()``). ``payload`` is the segment's data, a
+    :data:`Payload`: ``bytes`` or a read-only view of immutable bytes, never a
+    bytearray (the compiled build checks the type). Segments compare equal when
+    every field is equal (a view equals the bytes it shows).
     """
 
     src_port: int
@@ -149,7 +161,7 @@ class TCPSegment:
     ack: int
     flags: int
     window: int
-    payload: bytes = b""
+    payload: Payload = b""
     urgent: int = 0
     #: MSS option (kind 2), only meaningful on SYNs.
     mss: int | None = None
@@ -174,7 +186,7 @@ class TCPSegment:
         ack: int,
         flags: int,
         window: int,
-        payload: bytes = b"",
+        payload: Payload = b"",
         urgent: int = 0,
         mss: int | None = None,
         wscale: int | None = None,
@@ -222,7 +234,7 @@ class TCPSegment:
         return (
             f"TCPSegment(src_port={self.src_port!r}, dst_port={self.dst_port!r}, "
             f"seq={self.seq!r}, ack={self.ack!r}, flags={self.flags!r}, "
-            f"window={self.window!r}, payload={self.payload!r}, urgent={self.urgent!r}, "
+            f"window={self.window!r}, payload={bytes(self.payload)!r}, urgent={self.urgent!r}, "
             f"mss={self.mss!r}, wscale={self.wscale!r}, "
             f"sack_permitted={self.sack_permitted!r}, sack_blocks={self.sack_blocks!r}, "
             f"timestamps={self.timestamps!r}, ecn={self.ecn!r})"
@@ -288,7 +300,7 @@ class TCPSegment:
         ack: int,
         flags: int,
         window: int,
-        payload: bytes,
+        payload: Payload,
         urgent: int,
         sack_blocks: tuple[tuple[int, int], ...],
         timestamps: tuple[int, int] | None,
@@ -345,11 +357,14 @@ class TCPSegment:
 def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
     """Parse a TCP header, its options and payload (no checksum check).
 
-    ``data`` is the whole segment (the IPv6 payload). The payload is returned as a
-    fresh ``bytes`` copy, so ``data`` may be reused afterwards. Unknown options with
-    a sane length are skipped; a repeated option overrides the earlier one; parsing
-    stops at End of Option List. The four reserved bits before the flags byte
-    (including AccECN's AE bit) are ignored; :func:`build_tcp` sends them as zero.
+    ``data`` is the whole segment (the IPv6 payload). A payload of at least
+    :data:`VIEW_MIN` bytes in immutable memory (``data`` is ``bytes``, or a read-only
+    view of ``bytes``) is returned as a view of it, not copied; any other payload as a
+    fresh ``bytes`` copy, so a mutable ``data`` may be reused afterwards. Unknown
+    options with a sane length are skipped; a repeated option overrides the earlier
+    one; parsing stops at End of Option List. The four reserved bits before the
+    flags byte (including AccECN's AE bit) are ignored; :func:`build_tcp` sends them
+    as zero.
     Raises :class:`ParseError` (reasons in :data:`PARSE_ERROR_REASONS`) for
     malformed input.
     """
@@ -361,7 +376,8 @@ def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
     sport, dport, seq, ack, off, flags, window, _csum, urgent = _HDR.unpack_from(data)
     hlen = (off >> 4) << 2
     if hlen == 20:
-        return TCPSegment(sport, dport, seq, ack, flags, window, bytes(data[20:]), urgent)
+        payload = _view(data, 20) if n >= 20 + VIEW_MIN else bytes(data[20:])
+        return TCPSegment(sport, dport, seq, ack, flags, window, payload, urgent)
     if hlen < 20:
         raise ParseError("tcp_bad_data_offset", f"TCP data offset {hlen >> 2} is below 5")
     if hlen > n:
@@ -372,8 +388,9 @@ def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
         word, tsval, tsecr = _WORD_II.unpack_from(data, 20)
         if word == _NOP_NOP_TS:
             if hlen == 32:  # NOP NOP TS: every data segment and ACK.
+                payload = _view(data, 32) if n >= 32 + VIEW_MIN else bytes(data[32:])
                 return TCPSegment(
-                    sport, dport, seq, ack, flags, window, bytes(data[32:]), urgent,
+                    sport, dport, seq, ack, flags, window, payload, urgent,
                     None, None, False, (), (tsval, tsecr),
                 )  # fmt: skip
             # NOP NOP TS NOP NOP SACK(1..3 blocks) filling the header exactly.
@@ -381,13 +398,24 @@ def parse_tcp(data: bytes | bytearray | memoryview) -> TCPSegment:
             if count and _I.unpack_from(data, 32)[0] == _NOP_NOP_SACK | (hlen - 34):
                 edges = _SACK_BODY[count].unpack_from(data, 36)
                 return TCPSegment(
-                    sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urgent,
+                    sport, dport, seq, ack, flags, window, _view(data, hlen), urgent,
                     None, None, False, tuple(zip(edges[0::2], edges[1::2], strict=True)),
                     (tsval, tsecr),
                 )  # fmt: skip
-    seg = TCPSegment(sport, dport, seq, ack, flags, window, bytes(data[hlen:]), urgent)
+    seg = TCPSegment(sport, dport, seq, ack, flags, window, _view(data, hlen), urgent)
     _parse_options(data, hlen, seg)
     return seg
+
+
+def _view(data: bytes | bytearray | memoryview, start: int) -> Payload:
+    """``data[start:]`` as :func:`parse_tcp` returns a payload: a view if it is at
+    least :data:`VIEW_MIN` bytes of immutable memory, else a copy."""
+    if len(data) - start >= VIEW_MIN:
+        if type(data) is bytes:
+            return memoryview(data)[start:]
+        if type(data) is memoryview and data.readonly and type(data.obj) is bytes:
+            return data[start:]
+    return bytes(data[start:])
 
 
 def _parse_options(data: bytes | bytearray | memoryview, end: int, seg: TCPSegment) -> None:
