@@ -40,6 +40,8 @@ class FlowEndpoint(Flow):
     engine produce).
     """
 
+    # Slots, read as ``self._conn`` etc. by the subclass's per-segment and per-call
+    # code too: a property here would add a call on that path.
     __slots__ = (
         "_clock",
         "_conn",
