@@ -1,5 +1,5 @@
 """A DirectFlow and a DirectListener driven against fake hosts, with no DirectStack:
-what they need from a stack is exactly :class:`~trio_tcp6.runtime.flow.FlowHost` and
+what they need from a stack is exactly :class:`~trio_tcp6.runtime.flowhost.FlowHost` and
 :class:`~trio_tcp6.runtime.listener.ListenerHost`. The test plays the peer by putting
 segments into ``flow.inbox`` and reading what the flow hands its host.
 """

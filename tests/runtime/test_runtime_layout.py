@@ -55,7 +55,9 @@ def test_the_dependency_graph_is_as_documented() -> None:
     assert runtime_graph() == {
         "_util": set(),
         "base": set(),
-        "flow": {"_util", "base"},
+        "flowhost": set(),
+        "endpoint": {"base", "flowhost"},
+        "flow": {"_util", "base", "endpoint", "flowhost"},
         "listener": {"base", "flow"},
         "icmp": {"base", "flow", "timewait"},
         "stack": {
@@ -69,8 +71,8 @@ def test_the_dependency_graph_is_as_documented() -> None:
             "timewait",
         },
         "ipinput": {"base", "flow", "icmp", "ipoutput", "listener", "passive", "timewait"},
-        "passive": {"flow", "ipoutput", "listener", "timewait"},
-        "ipoutput": {"flow"},
+        "passive": {"flow", "flowhost", "ipoutput", "listener", "timewait"},
+        "ipoutput": {"flowhost"},
         "timewait": set(),
         "kernel": {"_util", "base", "sockopts", "tcpinfo"},
         "sockopts": set(),

@@ -23,15 +23,18 @@ the receiver, whichever runs first) transmits them. Engine events wake the parke
 user tasks through :class:`~trio_tcp6.alarm.Waiters` (a lean parking lot).
 
 When the connection enters TIME-WAIT the flow hands its engine to the host
-(:meth:`FlowHost.time_wait_entered`) and the task pair ends: the host answers what
-still arrives until 2*MSL are over. The user keeps what TIME-WAIT allows: reading
-the data that came before the peer's FIN, then EOF, ``state`` and ``info()``;
-sending was refused since the user closed.
+(:meth:`~trio_tcp6.runtime.flowhost.FlowHost.time_wait_entered`) and the task pair
+ends: the host answers what still arrives until 2*MSL are over. The user keeps what
+TIME-WAIT allows: reading the data that came before the peer's FIN, then EOF,
+``state`` and ``info()``; sending was refused since the user closed.
 
-What a flow needs from its stack is :class:`FlowHost` (counters, config, clock,
-transmit, unregister, time_wait_entered) and from its listener :class:`FlowListener`; this module
-imports neither the stack nor the listener, so a flow can be driven against a fake
-host in a test.
+What a flow needs from its stack is :class:`~trio_tcp6.runtime.flowhost.FlowHost`
+and from its listener :class:`~trio_tcp6.runtime.flowhost.FlowListener` (both in
+:mod:`~trio_tcp6.runtime.flowhost`, re-exported here); this module imports neither
+the stack nor the listener, so a flow can be driven against a fake host in a test.
+The socket-like calls that are not per packet (options, addresses, ``state``,
+``info()``, ``trace()``) are its base class,
+:class:`~trio_tcp6.runtime.endpoint.FlowEndpoint`.
 
 Cost (see ``docs/performance.md``): the inbox channel costs a wake-up per burst but
 nothing per segment beyond ``send_nowait``/``receive_nowait``; the sender's timer is
@@ -51,33 +54,23 @@ import errno
 import ipaddress
 import logging
 import math
-from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
-import attrs
 import trio
 
 from ..alarm import Alarm, Waiters
-from ..config import Keepalive, TCPConfig
-from ..errors import Refused, TCPError, Timeout, Unknown
-from ..tcp.connection import Connection, EngineError
+from ..errors import TCPError, Unknown
+from ..tcp.connection import Connection
 from ..tcp.events import EventKind, State
 from ..tcp.seq import seq_ge
-from ..tcp.states import RESET_ON_ABORT, StateTrace
-from ..tcp.trace import FlowTrace
+from ..tcp.states import RESET_ON_ABORT
 from ..wire.tcp import TCPSegment
 from ._util import check_max_bytes
-from .base import (
-    Buffer,
-    Flow,
-    FlowInfo,
-    congestion_name,
-    option_name,
-    option_value,
-    sockopt_result,
-)
+from .base import Buffer
+from .endpoint import FlowEndpoint
+from .flowhost import INBOX_SIZE, FlowHost, FlowListener, Inbox, UnsentPackets, engine_error
 
+# The host's side (flowhost.py) is re-exported: it was first defined here.
 __all__ = [
     "INBOX_SIZE",
     "DirectFlow",
@@ -88,52 +81,10 @@ __all__ = [
     "engine_error",
 ]
 
-#: Segments queued towards one connection before the stack drops (and counts) more.
-INBOX_SIZE = 4096
-
-# Keepalive is frozen: every flow without configured timings shares this one.
-DEFAULT_KEEPALIVE = Keepalive()
-
 # The task pair's names, given to trio so that it does not format a new string for
 # every task it starts.
 RECEIVER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._receiver"
 SENDER_TASK_NAME = "trio_tcp6.runtime.flow.DirectFlow._sender"
-
-
-class Inbox(Alarm):
-    """The sending end of a flow's inbox channel, as its host uses it:
-    :meth:`send_nowait` puts a segment into the trio memory channel (raising what the
-    channel raises: ``trio.WouldBlock`` when full, ``trio.ClosedResourceError`` once
-    closed) and wakes the receiver task, which takes segments from the channel's other
-    end with ``receive_nowait`` and otherwise sleeps on this object, an
-    :class:`~trio_tcp6.alarm.Alarm` (one object per connection, not two).
-
-    Why not ``await receive()``: a task parked in a memory channel's ``receive``
-    holds that coroutine, its abort closure and an entry in the channel's table of
-    waiting tasks, ~0.7 KiB that every idle connection kept; a sleep on an alarm
-    holds a third of that.
-    """
-
-    __slots__ = ("_channel",)
-
-    def __init__(self, channel: trio.MemorySendChannel[TCPSegment]) -> None:
-        super().__init__("a flow has one receiver task")
-        self._channel = channel
-
-    def send_nowait(self, seg: TCPSegment) -> None:
-        """Queue ``seg`` for the receiver task and wake it."""
-        self._channel.send_nowait(seg)
-        self.wake()
-
-    def close(self) -> None:
-        """No more segments: the receiver ends once it has taken what is queued."""
-        self._channel.close()
-        self.wake()
-
-
-#: Packets a host could not hand to its link without waiting, with their
-#: ``partial_checksum`` flag (see :meth:`FlowHost.transmit_nowait`).
-UnsentPackets = tuple[list[bytes], bool]
 
 logger = logging.getLogger("trio_tcp6")
 
@@ -150,93 +101,7 @@ _NEVER = -math.inf
 _NO_SEGMENTS: list[TCPSegment] = []
 
 
-class FlowHost(Protocol):
-    """What a :class:`DirectFlow` needs from the stack it belongs to.
-
-    :class:`~trio_tcp6.runtime.stack.DirectStack` is one; a test may pass a fake.
-    Segments are handed over per destination (``dst``: the peer's packed 16-byte
-    address) as the engine produced them; the host builds and sends the packets.
-    """
-
-    @property
-    def counters(self) -> Counter[str]:
-        """The stack's counters (``stats()``): the flow counts ``engine_errors``,
-        ``resets_sent``, ``drop_flow_queue_full``, ``orphan_timeouts``, ..."""
-        ...
-
-    @property
-    def config(self) -> TCPConfig:
-        """The stack's configuration (the flow reads ``time_wait_duration``)."""
-        ...
-
-    @property
-    def address(self) -> ipaddress.IPv6Address:
-        """The stack's own address (the flow's local address)."""
-        ...
-
-    @property
-    def sends_nowait(self) -> bool:
-        """True when :meth:`transmit_nowait` can hand packets to the link without
-        waiting (the link declares ``send_nowait``): user calls then transmit at
-        once instead of waking the sender task."""
-        ...
-
-    def clock(self) -> float:
-        """The current time, in the trio clock's seconds (the sender's sleeps use
-        trio deadlines, so a host's clock is ``trio.current_time``)."""
-        ...
-
-    async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
-        """Send ``segs`` to ``dst``, waiting for the link if it is busy."""
-        ...
-
-    def transmit_nowait(self, dst: bytes, segs: list[TCPSegment]) -> UnsentPackets | None:
-        """Send ``segs`` to ``dst`` without waiting. None when everything went; else
-        the packets the link would not take now, for :meth:`send_unsent`."""
-        ...
-
-    async def send_unsent(self, unsent: UnsentPackets) -> None:
-        """Send what :meth:`transmit_nowait` left, waiting for the link."""
-        ...
-
-    def unregister(self, flow: DirectFlow) -> None:
-        """The flow reached CLOSED: forget it (its 4-tuple and port are free)."""
-        ...
-
-    def time_wait_entered(self, flow: DirectFlow) -> None:
-        """The flow's connection entered TIME-WAIT: from now on the host drives
-        ``flow.engine`` (segments for its 4-tuple, the 2*MSL expiry); the flow's
-        task pair ends."""
-        ...
-
-
-class FlowListener(Protocol):
-    """What a passive :class:`DirectFlow` tells the listener that accepted its SYN
-    (:class:`~trio_tcp6.runtime.listener.DirectListener` is one)."""
-
-    def handshake_done(self, flow: DirectFlow) -> None:
-        """The flow reached ESTABLISHED: queue it for ``accept()``."""
-        ...
-
-    def flow_closed(self, flow: DirectFlow) -> None:
-        """The flow reached CLOSED (maybe before its handshake completed)."""
-        ...
-
-
-def engine_error(kind: str | None) -> TCPError:
-    """The public error for an engine ``ERROR`` event."""
-    if kind == "refused":
-        return Refused()
-    if kind == "timeout":
-        return Timeout()
-    if kind == "reset":
-        return Unknown("connection reset by peer", errno.ECONNRESET)
-    if kind == "aborted":
-        return Unknown("connection aborted", errno.ECONNABORTED)
-    return Unknown(f"connection failed ({kind})")
-
-
-class DirectFlow(Flow):
+class DirectFlow(FlowEndpoint):
     """One connection of :func:`~trio_tcp6.open_stack` (see the module docstring).
 
     Made by its host (the stack) around an engine, with the listener that accepted
@@ -249,26 +114,19 @@ class DirectFlow(Flow):
     __slots__ = (
         "__weakref__",
         "_alarm",
-        "_clock",
         "_closed",
-        "_conn",
         "_connected",
         "_dead",
         "_eof_sent",
         "_error",
         "_fin_acked",
         "_fin_received",
-        "_host",
         "_inbox_out",
-        "_keepalive_params",
         "_listener",
-        "_local_port",
         "_orphan_at",
         "_outbox",
         "_receiving",
         "_recv_lot",
-        "_remote",
-        "_remote_port",
         "_send_lot",
         "_sending",
         "_state_lot",
@@ -281,22 +139,18 @@ class DirectFlow(Flow):
 
     def __init__(
         self,
-        host: FlowHost,
+        host: FlowHost[DirectFlow],
         conn: Connection,
         remote: ipaddress.IPv6Address,
         remote_port: int,
         local_port: int,
-        listener: FlowListener | None = None,
+        listener: FlowListener[DirectFlow] | None = None,
     ) -> None:
-        super().__init__()
-        self._host = host
-        self._clock = host.clock
-        self._conn = conn
-        self._remote = remote
+        super().__init__(host, conn, remote, remote_port, local_port)
+        # The endpoint holds the host; this flow also tells it about itself.
+        self._host: FlowHost[DirectFlow]
         #: The peer's packed 16-byte address (the ``dst`` of every transmit).
         self.remote_packed = remote.packed
-        self._remote_port = remote_port
-        self._local_port = local_port
         #: ``(remote_packed, remote_port, local_port)``: the host's demux key.
         self.key = (self.remote_packed, remote_port, local_port)
         self._listener = listener
@@ -337,22 +191,15 @@ class DirectFlow(Flow):
         self._alarm = Alarm("a flow has one sender task")
         #: When an orphaned flow (closed by the user) stuck in FIN-WAIT gives up.
         self._orphan_at: float | None = None
-        # Keepalive timings set while SO_KEEPALIVE is off (used once it is on).
-        self._keepalive_params = host.config.keepalive or DEFAULT_KEEPALIVE
 
     # -- the host's side ------------------------------------------------------------------
-    @property
-    def engine(self) -> Connection:
-        """The sans-I/O connection this flow drives."""
-        return self._conn
-
     @property
     def handshake_complete(self) -> bool:
         """True once the engine reported the connection ESTABLISHED."""
         return self._connected
 
     @property
-    def listener(self) -> FlowListener | None:
+    def listener(self) -> FlowListener[DirectFlow] | None:
         """The listener a passive flow was made for (None for an active open)."""
         return self._listener
 
@@ -860,111 +707,6 @@ class DirectFlow(Flow):
         while not (self._fin_received and (self._fin_acked or self._dead)):
             self._check_ack_wait()
             await self._state_waiters().park()
-
-    # -- options ------------------------------------------------------------------------
-    def set_nodelay(self, on: bool) -> None:
-        """``TCP_NODELAY`` without the socket-option plumbing: what the trio-style
-        opens and accepts set on every flow (``setsockopt`` does the same)."""
-        self._option_call(self._conn.set_nodelay, on, self._clock())
-        self.flush()
-
-    def setsockopt(self, level: int, optname: int, value: int | bytes | str) -> None:
-        name = option_name(level, optname)
-        conn = self._conn
-        if name == "TCP_CONGESTION":
-            algorithm = congestion_name(value)
-            if algorithm != conn.congestion and conn.data_sent:
-                raise OSError(errno.EBUSY, "congestion control is fixed once data was sent")
-            self._option_call(conn.set_congestion, algorithm)
-            return
-        number = option_value(name, value)
-        if name == "TCP_NODELAY":
-            self._option_call(conn.set_nodelay, bool(number), self._clock())
-        elif name == "TCP_USER_TIMEOUT":
-            self._option_call(conn.set_user_timeout, number / 1000 if number else None)
-        elif name == "SO_SNDBUF":
-            self._option_call(conn.set_send_buffer, number)
-        elif name == "SO_RCVBUF":
-            self._option_call(conn.set_receive_buffer, number)
-        else:
-            ka = conn.config.keepalive
-            params = self._keepalive_params if ka is None else ka
-            if name == "SO_KEEPALIVE":
-                ka = params if number else None
-            else:
-                field = {"TCP_KEEPIDLE": "idle", "TCP_KEEPINTVL": "interval"}.get(name, "probes")
-                params = attrs.evolve(params, **{field: number})
-                self._keepalive_params = params
-                ka = None if ka is None else params
-            self._option_call(conn.set_keepalive, ka, self._clock())
-        self.flush()
-
-    def _option_call(self, call: Callable[..., None], *args: object) -> None:
-        try:
-            call(*args)
-        except EngineError as exc:
-            raise OSError(errno.EBADF, "the connection was broken by an internal error") from exc
-
-    def getsockopt(self, level: int, optname: int, buflen: int | None = None) -> int | bytes:
-        name = option_name(level, optname)
-        conn = self._conn
-        value: int | bytes
-        if name == "TCP_CONGESTION":
-            value = b"reno" if conn.congestion == "newreno" else conn.congestion.encode()
-        elif name == "TCP_NODELAY":
-            value = int(conn.nodelay)
-        elif name == "SO_KEEPALIVE":
-            value = int(conn.config.keepalive is not None)
-        elif name == "TCP_USER_TIMEOUT":
-            timeout = conn.config.user_timeout
-            value = round(timeout * 1000) if timeout else 0
-        elif name == "SO_SNDBUF":
-            value = conn.send_buffer
-        elif name == "SO_RCVBUF":
-            value = conn.receive_buffer
-        else:
-            params = conn.config.keepalive or self._keepalive_params
-            value = {
-                "TCP_KEEPIDLE": round(params.idle),
-                "TCP_KEEPINTVL": round(params.interval),
-            }.get(name, params.probes)
-        return sockopt_result(value, buflen)
-
-    # -- introspection -----------------------------------------------------------------
-    def get_dest(self) -> tuple[ipaddress.IPv6Address, int]:
-        return (self._remote, self._remote_port)
-
-    def get_local(self) -> tuple[ipaddress.IPv6Address, int]:
-        return (self._host.address, self._local_port)
-
-    @property
-    def local_port(self) -> int:
-        return self._local_port
-
-    @property
-    def state(self) -> State:
-        """The connection's RFC 9293 state."""
-        return self._conn.state
-
-    def info(self) -> FlowInfo:
-        return self._conn.info()
-
-    def trace_states(self, hook: StateTrace | None) -> None:
-        """Call ``hook(old, new, reason, now)`` on every state transition of this
-        connection from now on (None: stop)."""
-        self._conn.trace = hook
-
-    def trace(self) -> FlowTrace:
-        """Record this connection from now on and return the recorder (the same one
-        on later calls): a :class:`~trio_tcp6.tcp.trace.FlowTrace` of every segment
-        in and out with the sender's state, the loss-recovery events and the state
-        transitions; ``trace.save(path)`` writes it for ``python -m trio_tcp6 plot``.
-        ``trace.detach()`` stops it. Off (the default) it costs nothing."""
-        ft = self._conn.flow_trace
-        if ft is None:
-            ft = FlowTrace({"local": str(self._host.address), "remote": str(self._remote)})
-            ft.attach(self._conn)
-        return ft
 
     def __repr__(self) -> str:
         local = getattr(self._host, "address", "?")

@@ -37,7 +37,7 @@ from ..wire.tcp import (
     options_length,
     tcp_pseudo_base,
 )
-from .flow import UnsentPackets
+from .flowhost import UnsentPackets
 
 __all__ = [
     "RST_BUDGET_DESTINATIONS",
@@ -184,14 +184,14 @@ class IPv6Output:
 
     # -- a connection's segments ------------------------------------------------------------
     async def transmit(self, dst: bytes, segs: list[TCPSegment]) -> None:
-        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Send ``segs`` to ``dst``,
+        """(:class:`~trio_tcp6.runtime.flowhost.FlowHost`) Send ``segs`` to ``dst``,
         waiting for the link if it is busy."""
         rest = self.transmit_nowait(dst, segs)
         if rest is not None:
             await self._send_packets(*rest)
 
     def transmit_nowait(self, dst: bytes, segs: list[TCPSegment]) -> UnsentPackets | None:
-        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Build the packets of ``segs``
+        """(:class:`~trio_tcp6.runtime.flowhost.FlowHost`) Build the packets of ``segs``
         and send what the link takes without waiting (``send_nowait``, a link that
         never blocks a sender); returns None when all went, else the packets left
         and their ``partial`` flag, to be sent with :meth:`send_unsent`."""
@@ -230,7 +230,7 @@ class IPv6Output:
         return None
 
     async def send_unsent(self, unsent: UnsentPackets) -> None:
-        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) Send what
+        """(:class:`~trio_tcp6.runtime.flowhost.FlowHost`) Send what
         :meth:`transmit_nowait` left, waiting for the link."""
         await self._send_packets(*unsent)
 

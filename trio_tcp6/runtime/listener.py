@@ -2,7 +2,7 @@
 
 What a listener needs from its stack is :class:`ListenerHost`; this module does not
 import the stack, so a listener can be driven against a fake host in a test. Its
-flows talk to it through :class:`~trio_tcp6.runtime.flow.FlowListener`.
+flows talk to it through :class:`~trio_tcp6.runtime.flowhost.FlowListener`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ from ..tcp.isn import ISNGenerator, SynCookies, decode_ts_options, encode_ts_opt
 from ..tcp.memory import MemoryAccount
 from ..tcp.seq import MASK, seq_gt
 from ..wire.tcp import ACK, RST, SYN, TCPSegment
-from .flow import DirectFlow, FlowHost
+from .flow import DirectFlow
+from .flowhost import FlowHost
 from .ipoutput import IPv6Output
 from .listener import DirectListener
 from .timewait import FlowKey
@@ -45,7 +46,7 @@ def accepted_config(config: TCPConfig, listener: DirectListener) -> TCPConfig:
 class PassiveOpen:
     """The passive-open side of one direct stack (see the module docstring).
 
-    ``host``: the stack, each new flow's :class:`~trio_tcp6.runtime.flow.FlowHost`
+    ``host``: the stack, each new flow's :class:`~trio_tcp6.runtime.flowhost.FlowHost`
     (its ``config``, ``counters`` and ``address`` are read here too);
     ``register(flow)`` adds a new connection to the stack and starts it; ``flows``:
     the stack's live connections (counted, never changed here); ``output``: where
@@ -57,7 +58,7 @@ class PassiveOpen:
 
     def __init__(
         self,
-        host: FlowHost,
+        host: FlowHost[DirectFlow],
         register: Callable[[DirectFlow], None],
         flows: Mapping[FlowKey, DirectFlow],
         output: IPv6Output,

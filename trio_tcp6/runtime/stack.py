@@ -19,7 +19,7 @@ it offers the :class:`~trio_tcp6.runtime.base.Stack` API: the active open
   link.
 
 Every connection is a :class:`~trio_tcp6.runtime.flow.DirectFlow` with a task pair in
-this stack's nursery; the stack is its :class:`~trio_tcp6.runtime.flow.FlowHost` and
+this stack's nursery; the stack is its :class:`~trio_tcp6.runtime.flowhost.FlowHost` and
 each listener's :class:`~trio_tcp6.runtime.listener.ListenerHost`. A connection that
 enters TIME-WAIT leaves its flow for the stack's
 :class:`~trio_tcp6.runtime.timewait.TimeWaitTable` (outside ``max_connections``), where
@@ -166,14 +166,14 @@ class DirectStack(Stack):
         flow.flush()
 
     def unregister(self, flow: DirectFlow) -> None:
-        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) ``flow`` reached CLOSED: its
+        """(:class:`~trio_tcp6.runtime.flowhost.FlowHost`) ``flow`` reached CLOSED: its
         4-tuple and local port are free."""
         if self._flows.get(flow.key) is flow:
             del self._flows[flow.key]
             self._release_port(flow.local_port)
 
     def time_wait_entered(self, flow: DirectFlow) -> None:
-        """(:class:`~trio_tcp6.runtime.flow.FlowHost`) ``flow``'s connection entered
+        """(:class:`~trio_tcp6.runtime.flowhost.FlowHost`) ``flow``'s connection entered
         TIME-WAIT: it no longer counts against ``max_connections``; the TIME-WAIT
         table keeps its engine (and its local port in use) until 2*MSL are over."""
         key = flow.key
