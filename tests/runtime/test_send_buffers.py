@@ -31,6 +31,7 @@ def _buffers() -> list[tuple[str, Buffer, bytes]]:
         ("2-D view", grid, grid.tobytes()),
         ("big bytes", big, big),
         ("big slice", memoryview(big)[7:], big[7:]),
+        ("strided view", memoryview(big)[::2], big[::2]),  # one-dimensional, not contiguous
         ("empty", b"", b""),
     ]
 

@@ -83,3 +83,25 @@ def test_the_receive_buffer_holds_a_view_whole_and_copies_parts_of_one() -> None
     left = bytes(72) + bytes(10) + payload
     assert not _pinned(left, lambda v: rb.add(1 + 100_000 - 10, v))
     assert rb.read(len(payload) + 100) == payload + bytes(100)
+
+
+def test_a_strided_write_is_handed_out_contiguous() -> None:
+    # A one-dimensional view with a step is "B"-formatted yet not contiguous: the
+    # packet builders (bytes + payload, b"".join) take only contiguous buffers.
+    data = bytes(range(256)) * 256
+    buf = SendBuffer(1 << 20)
+    strided = memoryview(data)[::2]
+    assert buf.append(strided) == len(strided)
+    got = buf.get(1 + 5, VIEW_MIN)
+    assert b"".join((b"h", got)) == b"h" + strided[5 : 5 + VIEW_MIN].tobytes()
+    across = SendBuffer(1 << 20)
+    across.append(strided)
+    across.append(strided)
+    assert across.get(1 + len(strided) - 10, 20) == strided[-10:].tobytes() + data[0:20:2]
+
+
+def test_small_strided_writes_join_the_tail() -> None:
+    buf = SendBuffer(1 << 20)
+    buf.append(b"a" * 10)
+    assert buf.append(memoryview(b"abcdefgh")[::2]) == 4
+    assert buf.get(1, 14) == b"a" * 10 + b"aceg"

@@ -77,8 +77,13 @@ class SendBuffer:
             n = space if space > 0 else 0
         if n == 0:
             return 0
-        if type(data) is memoryview and (data.ndim != 1 or data.itemsize != 1):
-            data = data.cast("B")
+        if type(data) is memoryview:
+            if data.ndim != 1 or data.itemsize != 1:
+                data = data.cast("B")
+            if not data.c_contiguous:
+                # A view with a step: what is taken is copied contiguous once, since
+                # the tail's += and the packet builders accept no other buffer.
+                data = data[:n].tobytes()
         chunks = self._chunks
         if chunks is _NO_CHUNKS:
             chunks = self._chunks = []
