@@ -135,9 +135,7 @@ class IPv6Output:
             # both headers, the pseudo-header sum from a per-destination constant.
             base = self._pseudo.get(dst)
             if base is None:
-                if len(self._pseudo) >= PSEUDO_CACHE_SIZE:
-                    self._pseudo.clear()
-                base = self._pseudo[dst] = tcp_pseudo_base(self._addr, dst)
+                base = self._new_pseudo_base(dst)
             fast = build_ipv6_tcp_ts_partial(seg, self._addr, dst, base)
             if fast is not None:
                 return fast
@@ -162,6 +160,14 @@ class IPv6Output:
         ip = build_ipv6_header(src, dst, PROTO_TCP, size, traffic_class=seg.ecn)
         return b"".join((ip, header, payload)) if payload else ip + header
 
+    def _new_pseudo_base(self, dst: bytes) -> int:
+        """The pseudo-header sum toward ``dst``, cached (the lookup stays inline in
+        the callers: it runs for every packet, the miss once per destination)."""
+        if len(self._pseudo) >= PSEUDO_CACHE_SIZE:
+            self._pseudo.clear()
+        base = self._pseudo[dst] = tcp_pseudo_base(self._addr, dst)
+        return base
+
     def _cut_packets(self, dst: bytes, seg: TCPSegment, partial: bool) -> list[bytes]:
         """The packets of ``seg``, a super-segment if it does not fit the MTU: cut
         into segments of MTU - 40 - TCP header length payload bytes, as a TSO link
@@ -173,9 +179,7 @@ class IPv6Output:
         if partial:
             base = self._pseudo.get(dst)
             if base is None:
-                if len(self._pseudo) >= PSEUDO_CACHE_SIZE:
-                    self._pseudo.clear()
-                base = self._pseudo[dst] = tcp_pseudo_base(self._addr, dst)
+                base = self._new_pseudo_base(dst)
             fast = build_ipv6_tcp_ts_partial_cut(seg, self._addr, dst, base, size)
             if fast is not None:
                 return fast
