@@ -110,7 +110,7 @@ class ReceiveBuffer:
         self.stats: Counter[str] = stats if stats is not None else Counter()
         # A list, not a deque: an empty deque costs 760 bytes per idle connection,
         # and a read takes its chunks from the front with one slice deletion.
-        self._chunks: list[bytes | memoryview] = _NO_CHUNKS
+        self._chunks: list[Payload] = _NO_CHUNKS
         #: Bytes in ``_chunks`` (in order, not yet read).
         self.readable = 0
         #: Out-of-order ranges [start, end), sorted, neither overlapping nor
@@ -279,7 +279,7 @@ class ReceiveBuffer:
         self.ooo_bytes += new_bytes
         self.ooo_chunks += new_chunks
 
-    def _own_chunks(self) -> list[bytes | memoryview]:
+    def _own_chunks(self) -> list[Payload]:
         chunks = self._chunks
         if chunks is _NO_CHUNKS:
             chunks = self._chunks = []
@@ -372,7 +372,7 @@ class ReceiveBuffer:
             self._chunks = _NO_CHUNKS
             self.readable = 0
             return out
-        parts: list[bytes | memoryview] = []
+        parts: list[Payload] = []
         need = max_bytes
         taken = 0
         while need:
