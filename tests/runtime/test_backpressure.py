@@ -1,7 +1,9 @@
 """Many flows between two stacks through a VirtualNetwork whose inbound queues are
 small: a full queue pushes back on the senders (the stack's ``send_nowait`` gets
 ``trio.WouldBlock`` and its tasks wait in ``send_batch``), so no packet is lost to
-the simulator and the flows share the path."""
+the simulator and the flows share the path. The queue only fills when packets wait in
+it, so these runs turn inline delivery off (with it, the stacks' inputs take every
+packet in the sender's call); the last test runs the same flows with it on."""
 
 from __future__ import annotations
 
@@ -20,9 +22,13 @@ def jain(xs: list[int]) -> float:
     return sum(xs) ** 2 / (len(xs) * sum(x * x for x in xs))
 
 
-async def run_flows(backpressure: bool) -> tuple[dict[str, int], dict[str, int], list[int]]:
+async def run_flows(
+    backpressure: bool, inline: bool = False
+) -> tuple[dict[str, int], dict[str, int], list[int]]:
     config = tcp6.TCPConfig(max_connections=FLOWS + 8)
-    async with two_stacks(config, rx_queue=64, backpressure=backpressure) as (net, a, b):
+    async with two_stacks(
+        config, rx_queue=64, backpressure=backpressure, inline_delivery=inline
+    ) as (net, a, b):
         listener = await b.open_tcp_listener(80, backlog=FLOWS)
         pairs = []
         for _ in range(FLOWS):
@@ -74,3 +80,17 @@ async def test_the_same_flows_lose_packets_without_backpressure(
     assert net["dropped_rx_overflow"] > 0
     assert a["retransmits"] > 0
     assert min(at_half) < sum(at_half) / FLOWS / 2  # some flow starved
+
+
+async def test_inline_delivery_shares_the_path_without_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The same flows with inline delivery (the default): the inbound queue never
+    fills, so nothing overflows even without backpressure, and no flow starves."""
+    net, a, at_half = await run_flows(backpressure=False, inline=True)
+    assert net["dropped_rx_overflow"] == 0
+    assert net["sent"] == net["delivered"]
+    assert not {k: v for k, v in a.items() if k.startswith("drop_") and v}
+    fair = sum(at_half) / FLOWS
+    assert jain(at_half) >= 0.9, at_half
+    assert min(at_half) >= fair / 2, at_half

@@ -22,6 +22,7 @@ import attrs
 __all__ = [
     "ChecksumOffload",
     "DeclaresCapabilities",
+    "InlineInput",
     "Link",
     "LinkCapabilities",
     "Packet",
@@ -32,6 +33,7 @@ __all__ = [
     "SendNowait",
     "SendNowaitPartial",
     "SendPartial",
+    "SetInlineInput",
     "capabilities_of",
 ]
 
@@ -69,6 +71,12 @@ SendNowait = Callable[[bytes], None]
 #: see :class:`ChecksumOffload`. A packet may be a read-only ``memoryview`` (of bytes
 #: that never change: a link's view behind a header it strips).
 ReceiveBatchMarked = Callable[[], Awaitable[Sequence[tuple[bytes | memoryview, bool]]]]
+#: ``input(packet, partial)``: a receiving stack's synchronous packet input (see
+#: :attr:`LinkCapabilities.inline_input`); ``partial`` as in :class:`ChecksumOffload`'s
+#: marked batches. It must not raise and must not wait.
+InlineInput = Callable[[bytes, bool], None]
+#: ``set_inline_input(input)``: register the stack's :data:`InlineInput` (None: withdraw).
+SetInlineInput = Callable[[InlineInput | None], None]
 
 
 class SendPartial(Protocol):
@@ -152,6 +160,15 @@ class LinkCapabilities:
       offload. A super-segment comes with a full checksum over all of it, or a
       partial one under checksum offload. The stack uses it only when no smaller MSS
       is configured (the link's cut would not respect it).
+    * ``inline_input`` (:data:`SetInlineInput`) -- for an in-memory link: the stack
+      registers its synchronous packet input while its reader runs, and the link may
+      then hand it a packet *in the sending task's call* instead of queueing it for
+      the reader, whenever nothing is queued ahead of it -- as Linux's loopback runs
+      the receive path in the sender's context (the softirq its ``netif_rx`` raises).
+      It saves the reader's wake-up on every packet of an idle host; the segment
+      still reaches its connection through the connection's inbox. The link
+      guarantees that input never nests (a packet sent from inside an inline input is
+      queued) and never overtakes a queued packet.
     * ``resolve`` -- host names the link's network knows (a VirtualNetwork's
       ``attach(addr, name=...)``): ``resolve(name)`` is the address, or None.
     * ``seed`` -- a simulated network's seed for the host on this link (see
@@ -165,10 +182,14 @@ class LinkCapabilities:
     send_nowait: SendNowait | None = None
     checksum_offload: ChecksumOffload | None = None
     gso_max: int = 0
+    inline_input: SetInlineInput | None = None
     resolve: Callable[[str], ipaddress.IPv6Address | None] | None = None
     seed: bytes | None = None
 
     def __attrs_post_init__(self) -> None:
+        if self.inline_input is not None and self.send_nowait is None:
+            # The stack answers inline input (RSTs, SYN-ACKs) without waiting.
+            raise ValueError("a link with inline_input needs send_nowait")
         offload = self.checksum_offload
         if offload is None:
             return

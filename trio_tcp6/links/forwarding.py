@@ -13,7 +13,10 @@ Cost model -- this is the project's simulator, so the common case is cheap:
 * A packet on an unimpaired path (no delay, no loss, no rate, ...) goes straight into
   the destination's inbound deque and wakes its parked receiver: no task hop, no
   random draw, no timer (with ``deterministic=True`` every packet waits for the end
-  of its instant instead).
+  of its instant instead). When the destination's stack registered an inline input
+  and nothing is queued ahead, it does not even wait for the receiver: the
+  destination's input runs in this call (once at a time: what it sends meanwhile is
+  queued), as Linux's loopback runs the receive path in the sender's context.
 * ``rate``/``queue`` model one outbound wire per *sending link*, shared by all its
   destinations; each packet occupies it for ``len / rate`` of its own path's rate.
 * Any other packet gets its fate from :class:`~trio_tcp6.links.impair.Impairer` (see
@@ -67,6 +70,7 @@ class ForwardingPlane:
         "counters",
         "delivery",
         "deterministic",
+        "inlining",
         "layers",
         "links",
         "mtu",
@@ -95,6 +99,9 @@ class ForwardingPlane:
         self.backpressure = backpressure
         #: Packets held until the end of their instant (``deterministic=True``).
         self.deterministic = deterministic
+        #: An inline input is running: packets sent meanwhile are queued, so that
+        #: inputs never nest (two hosts answering each other would recurse).
+        self.inlining = False
         self.counters = Counters()
         # Only paths without a generator of their own (no seed) draw from its.
         self._impairer = Impairer(counters=self.counters)
@@ -159,6 +166,17 @@ class ForwardingPlane:
                 self._capture(
                     complete_tcp_checksum(data) if partial else data, trio.current_time()
                 )
+            inline = dest.inline
+            if inline is not None and not inbound.packets and not self.inlining:
+                # Nothing queued ahead of it: the destination's input takes it now.
+                c.delivered += 1
+                inbound.received += 1
+                self.inlining = True
+                try:
+                    inline(data, partial)
+                finally:
+                    self.inlining = False
+                return None
             if inbound.arrive(data, partial, admitted):
                 c.delivered += 1
             else:

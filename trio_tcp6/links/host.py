@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .base import ChecksumOffload, LinkCapabilities, Packet
+from .base import ChecksumOffload, InlineInput, LinkCapabilities, Packet
 from .inbound import InboundQueue
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class VirtualLink:
         "address",
         "closed",
         "inbound",
+        "inline",
         "packed",
         "paths",
         "sent",
@@ -81,6 +82,9 @@ class VirtualLink:
         #: The network's cache of this source's paths, by destination address.
         self.paths: dict[bytes, Path] = {}
         self.sent = 0
+        #: The receiving stack's synchronous input while its reader runs (see
+        #: :meth:`set_inline_input`), else None.
+        self.inline: InlineInput | None = None
 
     def __repr__(self) -> str:
         return f"<VirtualLink {self.address} mtu={self.mtu}{' closed' if self.closed else ''}>"
@@ -111,9 +115,17 @@ class VirtualLink:
                 send_batch=self.send_batch,
                 send_nowait=self.send_nowait,
             ),
+            inline_input=self.set_inline_input if self._net.inline_delivery else None,
             resolve=self._net.resolve,
             seed=self._net.stack_seed(self.packed),
         )
+
+    def set_inline_input(self, handler: InlineInput | None) -> None:
+        """(:attr:`~trio_tcp6.links.base.LinkCapabilities.inline_input`) While set, a
+        packet that arrives on an unimpaired path with nothing queued ahead of it is
+        handed to ``handler(packet, partial)`` in the sender's call instead of the
+        inbound queue (see :mod:`trio_tcp6.links.virtual`); None withdraws it."""
+        self.inline = handler
 
     @property
     def network(self) -> VirtualNetwork:
@@ -121,7 +133,7 @@ class VirtualLink:
 
     @property
     def received(self) -> int:
-        """Packets queued for this host."""
+        """Packets that arrived for this host (queued, or handed over inline)."""
         return self.inbound.received
 
     @property

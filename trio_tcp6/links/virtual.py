@@ -30,6 +30,18 @@ the host's inbound queue pushes back: the impairments' ``rate``/``queue`` wire a
 their ``loss`` still drop as configured, and the network's own ICMPv6 errors are
 dropped when the queue is full.
 
+Inline delivery (``inline_delivery=True``, the default): a stack started on a link
+registers its packet input with it (the link's ``inline_input`` capability). A packet
+on an unimpaired path to such a host, with nothing in the host's inbound queue ahead
+of it, then does not wait there for the host's reader task: the host's IPv6 input runs
+in the sending call -- parsing, demultiplexing, and handing the segment to its
+connection's inbox, whose receiver task the engine work is left to -- as Linux's
+loopback runs the receive softirq in the sender's context. Inputs never nest: a packet
+sent while one runs (a RST or SYN-ACK the input answers with) is queued as usual.
+The host saves its reader's wake-up per packet; what the model counts is unchanged (a
+packet inline-delivered counts as delivered and received, and is captured). With
+``deterministic=True``, or on an impaired path, every packet is queued.
+
 Impairments are layered (:mod:`trio_tcp6.links.paths`): the network-wide values,
 then ``impair(dst=B)``, ``impair(src=A)`` and ``impair(src=A, dst=B)``; each call sets
 only the knobs it names, and the most specific layer that sets a knob wins.
@@ -125,12 +137,14 @@ class VirtualNetwork:
     ``VirtualNetwork(*, mtu=1500, seed=None, delay=0.0, jitter=0.0, loss=0.0,
     duplicate=0.0, reorder=0.0, corrupt=0.0, rate=None, queue=None, rx_queue=4096,
     rx_queue_bytes=16 MiB, checksum_offload=True, unreachable=True, backpressure=True,
-    deterministic=False)``.
+    deterministic=False, inline_delivery=True)``.
     ``seed`` (int or bytes) seeds the fates and the stacks' secrets;
     ``deterministic=True`` releases each instant's packets in a canonical order (see
     the module docstring: with a seed, a run then replays exactly).
     ``backpressure=False`` drops packets at a full inbound queue instead of making
     their senders wait (see the module docstring).
+    ``inline_delivery=False`` always queues packets for the receiving host's reader
+    task (see the module docstring).
     ``checksum_offload=False`` makes every stack compute and verify every checksum
     (as over a real wire); ``unreachable=False`` drops packets to unattached
     addresses silently instead of answering them (see the module docstring).
@@ -180,12 +194,16 @@ class VirtualNetwork:
         unreachable: bool = True,
         backpressure: bool = True,
         deterministic: bool = False,
+        inline_delivery: bool = True,
     ) -> None:
         if mtu < IPV6_HEADER_LEN:
             raise ValueError("mtu must be at least 40 (one IPv6 header)")
         if rx_queue < 1 or rx_queue_bytes < 1:
             raise ValueError("rx_queue and rx_queue_bytes must be positive")
         self.seed = seed
+        #: Whether links offer the stacks inline input (see the module docstring);
+        #: read when a stack starts on a link.
+        self.inline_delivery = bool(inline_delivery)
         self._rx_queue = rx_queue
         self._rx_queue_bytes = rx_queue_bytes
         self._layers = ImpairmentLayers(

@@ -1,18 +1,19 @@
 """The direct stack's input: the link reader, IPv6 input and the TCP demultiplexer.
 
 One task (:meth:`IPv6Input.run`) reads the link, with the batch form it declares
-(see :class:`~trio_tcp6.links.base.LinkCapabilities`), and for each packet,
-synchronously: parses the IPv6 header (a fast path for TCP right after the fixed
-header), hands ICMPv6 to the stack's
-:class:`~trio_tcp6.runtime.icmp.ICMPv6Handler`, verifies the TCP checksum (unless an
-offloading link marked the packet) and hands the segment to its connection by
-4-tuple -- into the flow's inbox -- or, when no live connection owns it, to the
-TIME-WAIT table, to the listener of its port
-(:class:`~trio_tcp6.runtime.passive.PassiveOpen`), or answers it with a RST (RFC
-9293 §3.10.7.1). What the reader produces itself is queued on the stack's
-:class:`~trio_tcp6.runtime.ipoutput.IPv6Output` and sent once per batch; after each
-batch, under memory pressure, it also prunes out-of-order data across the
-connections.
+(see :class:`~trio_tcp6.links.base.LinkCapabilities`); a link that offers inline input
+(an in-memory network) may instead hand a packet to :meth:`IPv6Input.inline_input` in
+the sender's call when nothing is queued ahead of it. Each packet is processed
+synchronously: the IPv6 header is parsed (a fast path for TCP right after the fixed
+header), ICMPv6 goes to the stack's :class:`~trio_tcp6.runtime.icmp.ICMPv6Handler`,
+the TCP checksum is verified (unless an offloading link marked the packet) and the
+segment goes to its connection by 4-tuple -- into the flow's inbox -- or, when no
+live connection owns it, to the TIME-WAIT table, to the listener of its port
+(:class:`~trio_tcp6.runtime.passive.PassiveOpen`), or is answered with a RST (RFC
+9293 §3.10.7.1). What the input answers itself is queued on the stack's
+:class:`~trio_tcp6.runtime.ipoutput.IPv6Output` and sent once per batch (at once after
+an inline packet); after each batch, under memory pressure, the reader also prunes
+out-of-order data across the connections.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ..wire.ipv6 import (
     parse_ipv6,
     peek_ipv6,
 )
-from ..wire.tcp import ACK, RST, SYN, parse_tcp, verify_tcp_checksum
+from ..wire.tcp import ACK, RST, SYN, complete_tcp_checksum, parse_tcp, verify_tcp_checksum
 from .base import Buffer
 from .flow import DirectFlow
 from .icmp import ICMPv6Handler
@@ -97,7 +98,38 @@ class IPv6Input:
 
     # -- the link reader --------------------------------------------------------------------
     async def run(self) -> None:
-        """Read the link until it closes, processing each packet (the stack's task)."""
+        """Read the link until it closes, processing each packet (the stack's task).
+        While it runs, a link that offers inline input may also hand packets to
+        :meth:`inline_input` in its senders' calls."""
+        set_inline = self._capabilities.inline_input
+        if set_inline is not None:
+            set_inline(self.inline_input)
+        try:
+            await self._read()
+        finally:
+            if set_inline is not None:
+                set_inline(None)
+
+    def inline_input(self, packet: bytes, partial: bool) -> None:
+        """(:data:`~trio_tcp6.links.base.InlineInput`) One packet the link hands over
+        in its sender's call instead of queueing it for the reader: processed as the
+        reader would (a segment goes into its connection's inbox, for the
+        connection's receiver task), and what it answers is sent at once."""
+        now = trio.current_time()
+        if partial and self._capabilities.checksum_offload is None:
+            # (The plain reader takes complete checksums only, and verifies them.)
+            packet = complete_tcp_checksum(packet)
+            partial = False
+        try:
+            self.ip_input(packet, now, partial)
+        except Exception as exc:
+            self._input_failed(exc)
+        if self._memory.relief_due:
+            self._relieve_memory(now)
+        if self._pending:
+            self._output.flush_pending_nowait()
+
+    async def _read(self) -> None:
         link = self._link
         offload = self._capabilities.checksum_offload
         if offload is not None:

@@ -261,12 +261,22 @@ class IPv6Output:
         """Send :attr:`pending` (the reader's answers), then empty it."""
         pending = self.pending
         if pending:
+            if self.send_nowait is not None:
+                self.flush_pending_nowait()
+                return
+            packets = pending.copy()
+            pending.clear()
+            await self._send_packets(packets)
+
+    def flush_pending_nowait(self) -> None:
+        """Send :attr:`pending` with the link's ``send_nowait`` (it must have it), then
+        empty it; what the link refuses is dropped and counted."""
+        pending = self.pending
+        if pending:
             packets = pending.copy()
             pending.clear()
             send_nowait = self.send_nowait
-            if send_nowait is None:
-                await self._send_packets(packets)
-                return
+            assert send_nowait is not None
             # The link reader never waits for a busy link (a link that pushes back,
             # as a VirtualNetwork does on a full inbound queue): two readers waiting
             # on each other's queues would stop both hosts. These are RSTs and
