@@ -106,7 +106,8 @@ def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) ->
     t.rto_count = 0
     t.zw_rtos = 0
     t.ut_base = now
-    rtte.clear_backoff()
+    if rtte.backoff_count:
+        rtte.clear_backoff()
     t.persist_backoff = 0
     if snd.buf.drop_to(ack):
         c.want_writable = True
