@@ -119,8 +119,9 @@ def _contained(
     call: Callable[Concatenate[Connection, _P], _R],
 ) -> Callable[Concatenate[Connection, _P], _R]:
     """A public call: refused on a broken connection; an exception escaping it
-    breaks the connection (see :class:`EngineError`). ``on_segment`` and
-    ``on_timer`` spell this out instead (the per-segment path saves the frame)."""
+    breaks the connection (see :class:`EngineError`). ``on_segment``, ``on_timer``,
+    ``send`` and ``receive`` spell this out instead (the per-segment path saves the
+    frame)."""
 
     @functools.wraps(call)
     def contained(c: Connection, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -685,7 +686,6 @@ class Connection:
         return seq_gt(seg.seq, self.rcv_nxt)
 
     # -- user calls (RFC 9293 §3.10.1-5) -------------------------------------------------
-    @_contained
     def send(
         self,
         data: bytes | bytearray | memoryview,
@@ -698,7 +698,14 @@ class Connection:
         taken. ``nodelay`` sends them without waiting for Nagle. ``urgent`` marks them
         as urgent data (RFC 9293 §3.8.5: segments carrying them have URG set and point
         past the last urgent byte; they are pushed)."""
-        return usercalls.send(self, data, now, nodelay, urgent)
+        # (_contained spelled out, as in on_segment: once per write.)
+        if self.broken is not None:
+            raise self.broken_error()
+        try:
+            return usercalls.send(self, data, now, nodelay, urgent)
+        except BaseException as exc:
+            self.broken = exc
+            raise
 
     @property
     def send_space(self) -> int:
@@ -721,11 +728,17 @@ class Connection:
         """Bytes written but not yet acknowledged."""
         return len(self.snd.buf)
 
-    @_contained
     def receive(self, max_bytes: int, now: float) -> bytes:
         """Take up to ``max_bytes`` of in-order received data (b"" if none); may
         queue a window update."""
-        return usercalls.receive(self, max_bytes, now)
+        # (_contained spelled out, as in on_segment: once per read.)
+        if self.broken is not None:
+            raise self.broken_error()
+        try:
+            return usercalls.receive(self, max_bytes, now)
+        except BaseException as exc:
+            self.broken = exc
+            raise
 
     @property
     def readable(self) -> int:
