@@ -79,10 +79,23 @@ class Timers:
 
     def next_deadline(self) -> float | None:
         """The earliest armed slot."""
+        # Unrolled: the runtime asks after every call on the connection.
         t = self.rtx
-        for x in (self.reo, self.delack, self.keep, self.tw, self.sws):
-            if x is not None and (t is None or x < t):
-                t = x
+        x = self.reo
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.delack
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.keep
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.tw
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.sws
+        if x is not None and (t is None or x < t):
+            t = x
         return t
 
     def stop_all(self) -> None:
