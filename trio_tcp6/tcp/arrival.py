@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..wire.tcp import ACK, ECE, FIN, PSH, RST, SYN, URG, TCPSegment
-from .acks import process_ack
+from .acks import predicted_ack, process_ack
 from .coalesce import EXTRA_FIELDS
 from .delivery import text_and_fin
 from .ecn import on_input as on_ecn_input
@@ -242,15 +242,7 @@ def predicted(c: Connection, seg: TCPSegment, ts: tuple[int, int] | None, now: f
     c.stats["rcv_header_predicted"] += 1
     rcv.last_rcv = now
     t.ka_probes = 0
-    if payload and ack == una:
-        # What process_ack() leaves of an ACK of nothing new with the window
-        # unchanged: the SND.WL1/WL2 record and the time of the ACK.
-        wl1 = snd.wl1
-        if seq_lt(wl1, sseq) or (wl1 == sseq and seq_ge(seg.ack, snd.wl2)):
-            snd.wl1 = sseq
-            snd.wl2 = seg.ack
-        snd.ack_rcvd_at = now
-    elif not process_ack(c, seg, now):
+    if not predicted_ack(c, seg, ack, now):
         return True
     if ts is not None and nxt <= rcv.last_ack_sent:
         opt.ts_recent = ts[0]
