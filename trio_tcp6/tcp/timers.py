@@ -139,17 +139,20 @@ def schedule(c: Connection, now: float) -> None:
         if t.rtx is None or mode is T_PERSIST:
             arm_rto(c, now)
             mode = T_RTO
+        rec = c.rec
+        opt = c.opt
+        srtt = c.rtt.srtt
         if (
             mode is T_RTO
             and t.rto_count == 0
-            and c.rec.tlp_end is None
-            and c.rec.ca is CA_OPEN
-            and c.opt.sack_ok
+            and rec.tlp_end is None
+            and rec.ca is CA_OPEN
+            and opt.sack_ok
             and c.config.rack
-            and c.rtt.srtt is not None
+            and srtt is not None
         ):
-            pto = 2 * c.rtt.srtt
-            if c.sb.outstanding <= c.opt.mss:
+            pto = 2 * srtt
+            if c.sb.outstanding <= opt.mss:
                 pto += WC_DELACK
             t_pto = now + pto
             # RFC 8985 §7.2: never later than the RTO would fire.
