@@ -580,7 +580,8 @@ class Connection:
                 ft.segment_in(self, seg, now)
             if self.state is not State.CLOSED:
                 transmit(self, now)
-            self.flush_events()
+            if self.want_writable:
+                self.flush_events()
             m = self.memory
             if m is not None:
                 # settle(), inline on the per-segment path.

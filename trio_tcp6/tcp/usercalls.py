@@ -55,7 +55,8 @@ def send(
         transmit(c, now)
     if buf.space == 0:
         c.writable_ev = False
-    c.flush_events()
+    if c.want_writable:
+        c.flush_events()
     if m is not None:
         settle(c)
     return n
@@ -88,10 +89,14 @@ def receive(c: Connection, max_bytes: int, now: float) -> bytes:
         mss2 = 2 * c.opt.our_mss
         adv = rcv.adv
         left = adv - rb.nxt
-        right = rb.nxt + min(receive_space(c), 0xFFFF << c.opt.rcv_shift)
-        move = right - adv
-        if move >= min(half, mss2) and (
-            left < half or min(move, most - left) >= max(most >> 2, mss2)
+        # (Conditionals rather than min/max: once per read.)
+        room = receive_space(c)
+        clamp = 0xFFFF << c.opt.rcv_shift
+        move = rb.nxt + (room if room < clamp else clamp) - adv
+        quarter = most >> 2
+        big = quarter if quarter > mss2 else mss2
+        if move >= (half if half < mss2 else mss2) and (
+            left < half or (move >= big and most - left >= big)
         ):
             rcv.ack_now = True
             c.stats["window_updates"] += 1
