@@ -228,7 +228,8 @@ class CongestionControlBase:
                 self.ssthresh = self.cwnd
                 self._on_slow_start_exit(now)
                 return
-            divisor = hs.growth_divisor
+            if phase is HyStartPhase.CSS:
+                divisor = hs.growth_divisor
         if not limited:
             return
         limit = self.abc_limit

@@ -104,7 +104,8 @@ class HyStartPlusPlus:
                     self.in_css = False
                     return HyStartPhase.EXIT
         if rtt is not None:
-            self.current_round_min_rtt = min(self.current_round_min_rtt, rtt)
+            if rtt < self.current_round_min_rtt:
+                self.current_round_min_rtt = rtt
             self.rtt_sample_count += 1
         if self.rtt_sample_count >= N_RTT_SAMPLE:
             if not self.in_css:
