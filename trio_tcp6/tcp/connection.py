@@ -585,7 +585,7 @@ class Connection:
             m = self.memory
             if m is not None:
                 # settle(), inline on the per-segment path.
-                held = self.rcv.buf.held + len(self.snd.buf)
+                held = self.rcv.buf.held + self.snd.buf.queued
                 if held != self.memory_charged:
                     m.charge(held - self.memory_charged)
                     self.memory_charged = held

@@ -13,7 +13,7 @@ from ..wire.icmpv6 import IPV6_MIN_MTU
 from ..wire.tcp import IPV6_TCP_HEADERS_LEN
 from .events import State
 from .handshake import update_mss
-from .memory import send_room, settle
+from .memory import send_room
 from .output import max_offered_window, receive_space, transmit
 from .states import CA_LOSS, RECEIVING, SENDING
 
@@ -58,7 +58,11 @@ def send(
     if c.want_writable:
         c.flush_events()
     if m is not None:
-        settle(c)
+        # settle(), inline: once per write.
+        held = c.rcv.buf.held + buf.queued
+        if held != c.memory_charged:
+            m.charge(held - c.memory_charged)
+            c.memory_charged = held
     return n
 
 
@@ -101,8 +105,13 @@ def receive(c: Connection, max_bytes: int, now: float) -> bytes:
             rcv.ack_now = True
             c.stats["window_updates"] += 1
             transmit(c, now)
-    if c.memory is not None:
-        settle(c)
+    m = c.memory
+    if m is not None:
+        # settle(), inline: once per read.
+        held = rb.held + c.snd.buf.queued
+        if held != c.memory_charged:
+            m.charge(held - c.memory_charged)
+            c.memory_charged = held
     return data
 
 
