@@ -13,7 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.tcp import TCPSegment
-from .events import EV_FIN_ACKED, State
+from .events import (
+    EV_FIN_ACKED,
+    ST_CLOSING,
+    ST_FIN_WAIT_1,
+    ST_FIN_WAIT_2,
+    ST_LAST_ACK,
+    ST_TIME_WAIT,
+    State,
+)
 from .output import ack_invalid, challenge_ack, pipe
 from .recovery import eifel_undo, on_ack, rack_advance, record_flight
 from .sack import EVER_RETRANS
@@ -148,7 +156,7 @@ def process_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
     t = c.timers
     if t.rtx_mode is T_PERSIST:
         t.persist_unanswered = 0
-    if st is State.TIME_WAIT:
+    if st is ST_TIME_WAIT:
         return True
     acked = ack - una
     sacked_before = c.sb.sacked
@@ -162,14 +170,14 @@ def process_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
 def fin_acked(c: Connection, st: State, now: float) -> bool:
     """The state transitions our FIN's acknowledgement causes in ``st`` (the state
     the ACK found). Returns False if the connection closed."""
-    if st is State.FIN_WAIT_1:
-        c.set_state(State.FIN_WAIT_2, "fin acked", now)
+    if st is ST_FIN_WAIT_1:
+        c.set_state(ST_FIN_WAIT_2, "fin acked", now)
         c.eventq.append(EV_FIN_ACKED)
         c.timers.rtx = None
-    elif st is State.CLOSING:
+    elif st is ST_CLOSING:
         c.eventq.append(EV_FIN_ACKED)
         c.enter_time_wait(now)
-    elif st is State.LAST_ACK:
+    elif st is ST_LAST_ACK:
         c.eventq.append(EV_FIN_ACKED)
         c.close(None, "fin acked", now)
         return False

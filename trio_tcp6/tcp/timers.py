@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attr
 
-from .events import State
+from .events import ST_CLOSE_WAIT, ST_ESTABLISHED, ST_FIN_WAIT_2
 from .states import CA_OPEN, SENDING
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def schedule(c: Connection, now: float) -> None:
     st = c.state
     snd = c.snd
     una = snd.una
-    if (st not in SENDING and st is not State.FIN_WAIT_2) or una == 0:
+    if (st not in SENDING and st is not ST_FIN_WAIT_2) or una == 0:
         return
     t = c.timers
     if snd.nxt > una:
@@ -175,7 +175,7 @@ def schedule(c: Connection, now: float) -> None:
             t.persist_backoff = 0
     ka = c.config.keepalive
     if ka is not None:
-        if st in (State.ESTABLISHED, State.CLOSE_WAIT) and snd.nxt == una:
+        if st in (ST_ESTABLISHED, ST_CLOSE_WAIT) and snd.nxt == una:
             if t.ka_probes == 0:
                 t.keep = c.rcv.last_rcv + ka.idle
             else:

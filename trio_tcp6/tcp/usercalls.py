@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from ..wire.icmpv6 import IPV6_MIN_MTU
 from ..wire.tcp import IPV6_TCP_HEADERS_LEN
-from .events import State
+from .events import (
+    ST_CLOSE_WAIT,
+    ST_ESTABLISHED,
+    ST_FIN_WAIT_1,
+    ST_LAST_ACK,
+    ST_SYN_RECEIVED,
+    ST_SYN_SENT,
+)
 from .handshake import update_mss
 from .memory import send_room
 from .output import max_offered_window, receive_space, transmit
@@ -35,10 +42,10 @@ def send(
     """Queue what fits of ``data`` (see ``Connection.send``)."""
     snd = c.snd
     if snd.fin_queued or c.state not in (
-        State.SYN_SENT,
-        State.SYN_RECEIVED,
-        State.ESTABLISHED,
-        State.CLOSE_WAIT,
+        ST_SYN_SENT,
+        ST_SYN_RECEIVED,
+        ST_ESTABLISHED,
+        ST_CLOSE_WAIT,
     ):
         return 0
     buf = snd.buf
@@ -121,19 +128,19 @@ def shutdown(c: Connection, now: float) -> None:
     snd = c.snd
     if snd.fin_queued:
         return
-    if st is State.SYN_SENT:
+    if st is ST_SYN_SENT:
         c.close(None, "close in SYN-SENT", now)
         return
-    if st not in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+    if st not in (ST_SYN_RECEIVED, ST_ESTABLISHED, ST_CLOSE_WAIT):
         return
     snd.fin_queued = True
     snd.fin_off = snd.buf.end
     snd.push_end = snd.fin_off
-    if st is State.ESTABLISHED or (st is State.SYN_RECEIVED and not len(snd.buf)):
+    if st is ST_ESTABLISHED or (st is ST_SYN_RECEIVED and not len(snd.buf)):
         # RFC 9293 §3.10.4: in SYN-RECEIVED with nothing queued, send the FIN now.
-        c.set_state(State.FIN_WAIT_1, "close", now)
-    elif st is State.CLOSE_WAIT:
-        c.set_state(State.LAST_ACK, "close", now)
+        c.set_state(ST_FIN_WAIT_1, "close", now)
+    elif st is ST_CLOSE_WAIT:
+        c.set_state(ST_LAST_ACK, "close", now)
     transmit(c, now)
     c.flush_events()
 
