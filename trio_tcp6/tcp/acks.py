@@ -13,9 +13,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.tcp import TCPSegment
-from .events import EV_FIN_ACKED, State
-from .output import ack_invalid, challenge_ack
-from .recovery import eifel_undo, on_ack, rack_advance
+from .events import (
+    EV_FIN_ACKED,
+    ST_CLOSING,
+    ST_FIN_WAIT_1,
+    ST_FIN_WAIT_2,
+    ST_LAST_ACK,
+    ST_TIME_WAIT,
+    State,
+)
+from .output import ack_invalid, challenge_ack, pipe
+from .recovery import eifel_undo, on_ack, rack_advance, record_flight
 from .sack import EVER_RETRANS
 from .seq import MASK, seq_diff, seq_ge, seq_lt
 from .states import CA_LOSS, CA_RECOVERY
@@ -24,7 +32,7 @@ from .timers import T_PERSIST, arm_rto
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["carries_dsack", "process_ack", "update_window"]
+__all__ = ["carries_dsack", "fin_acked", "predicted_ack", "process_ack", "update_window"]
 
 
 def update_window(c: Connection, seg: TCPSegment, window: int) -> bool:
@@ -106,7 +114,8 @@ def take_cumulative_ack(c: Connection, seg: TCPSegment, ack: int, now: float) ->
     t.rto_count = 0
     t.zw_rtos = 0
     t.ut_base = now
-    rtte.clear_backoff()
+    if rtte.backoff_count:
+        rtte.clear_backoff()
     t.persist_backoff = 0
     if snd.buf.drop_to(ack):
         c.want_writable = True
@@ -147,23 +156,60 @@ def process_ack(c: Connection, seg: TCPSegment, now: float) -> bool:
     t = c.timers
     if t.rtx_mode is T_PERSIST:
         t.persist_unanswered = 0
-    if st is State.TIME_WAIT:
+    if st is ST_TIME_WAIT:
         return True
     acked = ack - una
     sacked_before = c.sb.sacked
     rtt = take_cumulative_ack(c, seg, ack, now) if acked > 0 else None
     on_ack(c, seg, ack, una, acked, sacked_before, window_changed, rtt, now)
-    # -- state transitions on our FIN being acknowledged ------------------------------
     if snd.fin_sent and ack > snd.fin_off:
-        if st is State.FIN_WAIT_1:
-            c.set_state(State.FIN_WAIT_2, "fin acked", now)
-            c.eventq.append(EV_FIN_ACKED)
-            t.rtx = None
-        elif st is State.CLOSING:
-            c.eventq.append(EV_FIN_ACKED)
-            c.enter_time_wait(now)
-        elif st is State.LAST_ACK:
-            c.eventq.append(EV_FIN_ACKED)
-            c.close(None, "fin acked", now)
-            return False
+        return fin_acked(c, st, now)
+    return True
+
+
+def fin_acked(c: Connection, st: State, now: float) -> bool:
+    """The state transitions our FIN's acknowledgement causes in ``st`` (the state
+    the ACK found). Returns False if the connection closed."""
+    if st is ST_FIN_WAIT_1:
+        c.set_state(ST_FIN_WAIT_2, "fin acked", now)
+        c.eventq.append(EV_FIN_ACKED)
+        c.timers.rtx = None
+    elif st is ST_CLOSING:
+        c.eventq.append(EV_FIN_ACKED)
+        c.enter_time_wait(now)
+    elif st is ST_LAST_ACK:
+        c.eventq.append(EV_FIN_ACKED)
+        c.close(None, "fin acked", now)
+        return False
+    return True
+
+
+def predicted_ack(c: Connection, seg: TCPSegment, ack: int, now: float) -> bool:
+    """:func:`process_ack` for a segment header prediction took
+    (:func:`.arrival.predicted`): ``ack`` (absolute) between SND.UNA and SND.NXT,
+    the window unchanged, no SACK blocks, loss recovery open with nothing SACKed,
+    lost or retransmitted, no TLP episode, F-RTO, reordering or persist timer, not
+    in TIME-WAIT. Those conditions decide every test process_ack and
+    :func:`.recovery.on_ack` make; what is left is done here: the SND.WL1/WL2
+    record, the ACK's time and, for new data, the cumulative ACK, the flight
+    record and the congestion controller's growth. Returns False if the
+    connection closed."""
+    snd = c.snd
+    sseq = seg.seq
+    wl1 = snd.wl1
+    if seq_lt(wl1, sseq) or (wl1 == sseq and seq_ge(seg.ack, snd.wl2)):
+        snd.wl1 = sseq
+        snd.wl2 = seg.ack
+    snd.ack_rcvd_at = now
+    una = snd.una
+    if ack == una:
+        return True  # (data acknowledging nothing new)
+    st = c.state
+    acked = ack - una
+    rtt = take_cumulative_ack(c, seg, ack, now)
+    nxt = snd.nxt
+    record_flight(c, ack, una, acked, nxt)
+    c.cc.on_ack(acked, now, rtt, ack, nxt, pipe(c))
+    if snd.fin_sent and ack > snd.fin_off:
+        return fin_acked(c, st, now)
     return True

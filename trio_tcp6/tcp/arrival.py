@@ -26,11 +26,22 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ..wire.tcp import ACK, ECE, FIN, PSH, RST, SYN, URG, TCPSegment
-from .acks import process_ack
+from .acks import predicted_ack, process_ack
 from .coalesce import EXTRA_FIELDS
 from .delivery import text_and_fin
 from .ecn import on_input as on_ecn_input
-from .events import EV_URGENT, State
+from .events import (
+    EV_URGENT,
+    ST_CLOSE_WAIT,
+    ST_CLOSED,
+    ST_CLOSING,
+    ST_ESTABLISHED,
+    ST_FIN_WAIT_1,
+    ST_FIN_WAIT_2,
+    ST_LAST_ACK,
+    ST_SYN_RECEIVED,
+    ST_TIME_WAIT,
+)
 from .handshake import send_syn, syn_received_ack
 from .options import PAWS_IDLE
 from .output import ack_invalid, challenge_ack, send_rst
@@ -49,12 +60,12 @@ FAST_PATH = True
 #: segments (the peer's data, ACKs of ours) arrive and take the same steps.
 PREDICTED_STATES = frozenset(
     {
-        State.ESTABLISHED,
-        State.FIN_WAIT_1,
-        State.FIN_WAIT_2,
-        State.CLOSE_WAIT,
-        State.CLOSING,
-        State.LAST_ACK,
+        ST_ESTABLISHED,
+        ST_FIN_WAIT_1,
+        ST_FIN_WAIT_2,
+        ST_CLOSE_WAIT,
+        ST_CLOSING,
+        ST_LAST_ACK,
     }
 )
 
@@ -120,7 +131,7 @@ def syn_in_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
                 # time since its first (lost) SYN.
                 opt.ts_recent = ts[0]
                 opt.ts_recent_age = now
-            if c.state is State.SYN_RECEIVED:
+            if c.state is ST_SYN_RECEIVED:
                 # A second SYN means our SYN,ACK (or the first SYN's answer) did not
                 # arrive: this SYN,ACK is a retransmission (Karn, RFC 6298 §3; and
                 # RFC 5681 §3.1's one-segment initial window).
@@ -163,7 +174,7 @@ def unacceptable(
     nxt = rb.nxt
     if plen and start + plen <= nxt and c.opt.sack_ok:
         rb.dsack = (start, start + plen)
-    if c.state is State.TIME_WAIT and fin and start + plen + 1 == nxt:
+    if c.state is ST_TIME_WAIT and fin and start + plen + 1 == nxt:
         # A retransmission of the peer's FIN: ACK it, restart 2*MSL.
         c.timers.tw = now + c.config.time_wait_duration
         c.rcv.ack_now = True
@@ -187,7 +198,7 @@ def on_rst(c: Connection, now: float) -> None:
     st = c.state
     if c.snd.una == 0:  # SYN-RECEIVED (or FIN-WAIT-1 reached from it)
         c.close(None if c.passive else "refused", "rst", now)
-    elif st in (State.CLOSING, State.LAST_ACK, State.TIME_WAIT):
+    elif st in (ST_CLOSING, ST_LAST_ACK, ST_TIME_WAIT):
         c.close(None, "rst", now)
     else:
         c.close("reset", "rst", now)
@@ -242,20 +253,12 @@ def predicted(c: Connection, seg: TCPSegment, ts: tuple[int, int] | None, now: f
     c.stats["rcv_header_predicted"] += 1
     rcv.last_rcv = now
     t.ka_probes = 0
-    if payload and ack == una:
-        # What process_ack() leaves of an ACK of nothing new with the window
-        # unchanged: the SND.WL1/WL2 record and the time of the ACK.
-        wl1 = snd.wl1
-        if seq_lt(wl1, sseq) or (wl1 == sseq and seq_ge(seg.ack, snd.wl2)):
-            snd.wl1 = sseq
-            snd.wl2 = seg.ack
-        snd.ack_rcvd_at = now
-    elif not process_ack(c, seg, now):
+    if not predicted_ack(c, seg, ack, now):
         return True
     if ts is not None and nxt <= rcv.last_ack_sent:
         opt.ts_recent = ts[0]
         opt.ts_recent_age = now
-    if payload and c.state is not State.CLOSED:
+    if payload and c.state is not ST_CLOSED:
         text_and_fin(c, nxt, payload, False, now)
     return True
 
@@ -358,7 +361,7 @@ def on_synchronized(c: Connection, seg: TCPSegment, now: float) -> None:
         opt.ts_recent = ts[0]
         opt.ts_recent_age = now
     st = c.state
-    if st is State.CLOSED:
+    if st is ST_CLOSED:
         return
     if c.ecn.ok:
         on_ecn_input(c, seg, now)  # CWR, CE and ECE (RFC 3168 §6.1.2-3)

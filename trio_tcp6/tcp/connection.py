@@ -79,7 +79,20 @@ from . import coalesce, handshake, setsockopt, timeouts, usercalls
 from .arrival import on_closed, on_synchronized
 from .cc import CongestionControl
 from .ecn import ECNState
-from .events import EV_CLOSED, EV_CONNECTED, EV_WRITABLE, Event, EventKind, State
+from .events import (
+    EV_CLOSED,
+    EV_CONNECTED,
+    EV_WRITABLE,
+    ST_CLOSED,
+    ST_ESTABLISHED,
+    ST_LISTEN,
+    ST_SYN_RECEIVED,
+    ST_SYN_SENT,
+    ST_TIME_WAIT,
+    Event,
+    EventKind,
+    State,
+)
 from .info import TCPInfo, snapshot
 from .memory import MemoryAccount, detach, send_room, settle
 from .options import DEFAULT_IPV6_MSS, MIN_MSS, Options, choose_shift
@@ -119,8 +132,9 @@ def _contained(
     call: Callable[Concatenate[Connection, _P], _R],
 ) -> Callable[Concatenate[Connection, _P], _R]:
     """A public call: refused on a broken connection; an exception escaping it
-    breaks the connection (see :class:`EngineError`). ``on_segment`` and
-    ``on_timer`` spell this out instead (the per-segment path saves the frame)."""
+    breaks the connection (see :class:`EngineError`). ``on_segment``, ``on_timer``,
+    ``send`` and ``receive`` spell this out instead (the per-segment path saves the
+    frame)."""
 
     @functools.wraps(call)
     def contained(c: Connection, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -221,7 +235,7 @@ class Connection:
         self.flow_trace: FlowTrace | None = None
         self.local_port = local_port
         self.remote_port = remote_port
-        self.state = State.CLOSED
+        self.state = ST_CLOSED
         #: Opened passively (from a SYN on a listening port).
         self.passive = passive
         #: The peer's SYN was received (we answer with SYN-ACK).
@@ -330,7 +344,7 @@ class Connection:
             passive=False,
             memory=memory,
         )
-        c.set_state(State.SYN_SENT, "active open", now)
+        c.set_state(ST_SYN_SENT, "active open", now)
         handshake.send_syn(c, now)
         return c
 
@@ -378,7 +392,7 @@ class Connection:
         c = cls._passive(config, syn, iss, mss, now, stats, ts_offset, memory)
         handshake.take_peer_syn(c, syn, now)
         handshake.queue_syn_text(c, syn)
-        c.set_state(State.SYN_RECEIVED, "passive open", now)
+        c.set_state(ST_SYN_RECEIVED, "passive open", now)
         handshake.send_syn(c, now)
         return c
 
@@ -412,7 +426,7 @@ class Connection:
             sack_permitted=sack_permitted,
             timestamps=timestamps,
         )
-        c.set_state(State.ESTABLISHED, "syn cookie", now)
+        c.set_state(ST_ESTABLISHED, "syn cookie", now)
         c.eventq.append(EV_CONNECTED)
         c.want_writable = True
         c.on_segment(ack, now)
@@ -523,9 +537,9 @@ class Connection:
 
     def close(self, error: str | None, reason: str, now: float) -> None:
         """Enter CLOSED, reporting ``error`` (an ``ERROR`` event) first if given."""
-        if self.state is State.CLOSED:
+        if self.state is ST_CLOSED:
             return
-        self.set_state(State.CLOSED, reason, now)
+        self.set_state(ST_CLOSED, reason, now)
         if error is not None:
             self.eventq.append(Event(EventKind.ERROR, error))
         self.eventq.append(EV_CLOSED)
@@ -536,14 +550,14 @@ class Connection:
 
     def enter_time_wait(self, now: float) -> None:
         """Both FINs are acknowledged: TIME-WAIT for 2*MSL."""
-        self.set_state(State.TIME_WAIT, "both fins acknowledged", now)
+        self.set_state(ST_TIME_WAIT, "both fins acknowledged", now)
         t = self.timers
         t.rtx = t.reo = t.keep = t.sws = None
         t.tw = now + self.config.time_wait_duration
 
     def is_closed(self) -> bool:
         """In CLOSED (a method, so that callers re-read it after a call)."""
-        return self.state is State.CLOSED
+        return self.state is ST_CLOSED
 
     def flush_events(self) -> None:
         """Queue WRITABLE if a call freed send-buffer space."""
@@ -568,22 +582,23 @@ class Connection:
         try:
             self.rcv.last_rcv = now
             st = self.state
-            if st is State.SYN_SENT:
+            if st is ST_SYN_SENT:
                 handshake.on_syn_sent(self, seg, now)
-            elif st is State.CLOSED or st is State.LISTEN:
+            elif st is ST_CLOSED or st is ST_LISTEN:
                 on_closed(self, seg, now)
             else:
                 on_synchronized(self, seg, now)
             ft = self.flow_trace
             if ft is not None:
                 ft.segment_in(self, seg, now)
-            if self.state is not State.CLOSED:
+            if self.state is not ST_CLOSED:
                 transmit(self, now)
-            self.flush_events()
+            if self.want_writable:
+                self.flush_events()
             m = self.memory
             if m is not None:
                 # settle(), inline on the per-segment path.
-                held = self.rcv.buf.held + len(self.snd.buf)
+                held = self.rcv.buf.held + self.snd.buf.queued
                 if held != self.memory_charged:
                     m.charge(held - self.memory_charged)
                     self.memory_charged = held
@@ -610,7 +625,7 @@ class Connection:
                 merged = True
                 self.on_merged(segs[i : i + k], now)
             i += k
-        if merged and self.rcv.unacked and self.state is not State.CLOSED:
+        if merged and self.rcv.unacked and self.state is not ST_CLOSED:
             # No ACK is delayed past a burst that was merged (Linux after GRO),
             # unless it would close the window before the application reads.
             ack_data(self, now)
@@ -638,7 +653,7 @@ class Connection:
                 # The peer's MSS estimate is its largest segment, not the merged one.
                 biggest = max([len(s.payload) for s in run])
                 rcv.mss = max(mss_before, min(biggest, self.opt.our_mss))
-            if self.state is not State.CLOSED:
+            if self.state is not ST_CLOSED:
                 if rcv.unacked:
                     ack_data(self, now)
                 transmit(self, now)
@@ -676,7 +691,7 @@ class Connection:
         its sequence number lies above RCV.NXT (RFC 1122 §4.2.2.13), as Linux's
         TIME-WAIT decides; an older timestamp is a PAWS duplicate. The runtime then
         closes this connection and accepts the SYN afresh."""
-        if self.state is not State.TIME_WAIT or not seg.syn or seg.rst or seg.has_ack:
+        if self.state is not ST_TIME_WAIT or not seg.syn or seg.rst or seg.has_ack:
             return False
         if self.opt.ts_ok and seg.timestamps is not None:
             tsval = seg.timestamps[0]
@@ -685,7 +700,6 @@ class Connection:
         return seq_gt(seg.seq, self.rcv_nxt)
 
     # -- user calls (RFC 9293 §3.10.1-5) -------------------------------------------------
-    @_contained
     def send(
         self,
         data: bytes | bytearray | memoryview,
@@ -698,7 +712,14 @@ class Connection:
         taken. ``nodelay`` sends them without waiting for Nagle. ``urgent`` marks them
         as urgent data (RFC 9293 §3.8.5: segments carrying them have URG set and point
         past the last urgent byte; they are pushed)."""
-        return usercalls.send(self, data, now, nodelay, urgent)
+        # (_contained spelled out, as in on_segment: once per write.)
+        if self.broken is not None:
+            raise self.broken_error()
+        try:
+            return usercalls.send(self, data, now, nodelay, urgent)
+        except BaseException as exc:
+            self.broken = exc
+            raise
 
     @property
     def send_space(self) -> int:
@@ -721,11 +742,17 @@ class Connection:
         """Bytes written but not yet acknowledged."""
         return len(self.snd.buf)
 
-    @_contained
     def receive(self, max_bytes: int, now: float) -> bytes:
         """Take up to ``max_bytes`` of in-order received data (b"" if none); may
         queue a window update."""
-        return usercalls.receive(self, max_bytes, now)
+        # (_contained spelled out, as in on_segment: once per read.)
+        if self.broken is not None:
+            raise self.broken_error()
+        try:
+            return usercalls.receive(self, max_bytes, now)
+        except BaseException as exc:
+            self.broken = exc
+            raise
 
     @property
     def readable(self) -> int:
@@ -766,7 +793,7 @@ class Connection:
     def abort(self, now: float) -> None:
         """ABORT: send RST (if synchronized) and go to CLOSED."""
         st = self.state
-        if st is State.CLOSED:
+        if st is ST_CLOSED:
             return
         if st in RESET_ON_ABORT:
             send_rst(self, self.snd_nxt, now)

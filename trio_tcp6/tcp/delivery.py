@@ -12,7 +12,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..wire.tcp import Payload
-from .events import EV_EOF, EV_READABLE, State
+from .events import (
+    EV_EOF,
+    EV_READABLE,
+    ST_CLOSE_WAIT,
+    ST_CLOSING,
+    ST_ESTABLISHED,
+    ST_FIN_WAIT_1,
+    ST_FIN_WAIT_2,
+    ST_LAST_ACK,
+    ST_SYN_RECEIVED,
+    ST_TIME_WAIT,
+)
 from .memory import add_under_pressure
 from .output import ack_data
 from .recvbuf import ADD_DROP, ADD_DUP, ADD_INORDER, ADD_OOO
@@ -66,10 +77,10 @@ def text_and_fin(c: Connection, start: int, payload: Payload, fin: bool, now: fl
             rcv.ack_now = True
     in_order = False
     if fin:
-        if st in (State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK):
+        if st in (ST_CLOSE_WAIT, ST_CLOSING, ST_LAST_ACK):
             rcv.ack_now = True  # retransmitted FIN
             return
-        if st is State.TIME_WAIT:
+        if st is ST_TIME_WAIT:
             rcv.ack_now = True
             c.timers.tw = now + c.config.time_wait_duration
             return
@@ -103,8 +114,8 @@ def process_fin(c: Connection, now: float, in_order: bool = False) -> None:
     rcv.buf.nxt += 1
     c.eventq.append(EV_EOF)
     st = c.state
-    if st is State.ESTABLISHED or st is State.SYN_RECEIVED:
-        c.set_state(State.CLOSE_WAIT, "fin received", now)
+    if st is ST_ESTABLISHED or st is ST_SYN_RECEIVED:
+        c.set_state(ST_CLOSE_WAIT, "fin received", now)
         delayed_ack = c.config.delayed_ack
         if in_order and delayed_ack is not None and rcv.unacked < rcv.mss:
             t = c.timers
@@ -114,11 +125,11 @@ def process_fin(c: Connection, now: float, in_order: bool = False) -> None:
             rcv.ack_now = True
         return
     rcv.ack_now = True
-    if st is State.FIN_WAIT_1:
+    if st is ST_FIN_WAIT_1:
         snd = c.snd
         if snd.fin_sent and snd.una > snd.fin_off:
             c.enter_time_wait(now)
         else:
-            c.set_state(State.CLOSING, "fin received (simultaneous close)", now)
-    elif st is State.FIN_WAIT_2:
+            c.set_state(ST_CLOSING, "fin received (simultaneous close)", now)
+    elif st is ST_FIN_WAIT_2:
         c.enter_time_wait(now)

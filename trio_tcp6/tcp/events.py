@@ -14,6 +14,17 @@ __all__ = [
     "EV_READABLE",
     "EV_URGENT",
     "EV_WRITABLE",
+    "ST_CLOSED",
+    "ST_CLOSE_WAIT",
+    "ST_CLOSING",
+    "ST_ESTABLISHED",
+    "ST_FIN_WAIT_1",
+    "ST_FIN_WAIT_2",
+    "ST_LAST_ACK",
+    "ST_LISTEN",
+    "ST_SYN_RECEIVED",
+    "ST_SYN_SENT",
+    "ST_TIME_WAIT",
     "Event",
     "EventKind",
     "State",
@@ -39,6 +50,22 @@ class State(enum.Enum):
     # Enum's own __hash__ is a Python-level call, identity's is not (members are
     # singletons compared by identity, so the sets behave the same).
     __hash__ = object.__hash__
+
+
+# The states as module constants, for the engine's per-segment tests: reading a
+# member through its Enum class goes through the metaclass (in CPython 3.11 several
+# times the cost of reading a global).
+ST_CLOSED = State.CLOSED
+ST_LISTEN = State.LISTEN
+ST_SYN_SENT = State.SYN_SENT
+ST_SYN_RECEIVED = State.SYN_RECEIVED
+ST_ESTABLISHED = State.ESTABLISHED
+ST_FIN_WAIT_1 = State.FIN_WAIT_1
+ST_FIN_WAIT_2 = State.FIN_WAIT_2
+ST_CLOSE_WAIT = State.CLOSE_WAIT
+ST_CLOSING = State.CLOSING
+ST_LAST_ACK = State.LAST_ACK
+ST_TIME_WAIT = State.TIME_WAIT
 
 
 class EventKind(enum.Enum):

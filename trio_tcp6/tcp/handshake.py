@@ -16,7 +16,7 @@ from ..wire.tcp import ACK, FIN, RST, SYN, Payload, TCPSegment
 from . import ecn
 from .cc import CongestionControl, make_congestion_control
 from .delivery import text_and_fin
-from .events import EV_CONNECTED, State
+from .events import EV_CONNECTED, ST_ESTABLISHED, ST_FIN_WAIT_1, ST_SYN_RECEIVED
 from .options import DEFAULT_IPV6_MSS, MAX_WSCALE, MIN_MSS
 from .output import send_rst
 from .sack import Scoreboard
@@ -199,7 +199,7 @@ def syn_timeout(c: Connection, now: float) -> None:
     """Our SYN was not answered in time: retransmit it, or give up."""
     snd = c.snd
     cfg = c.config
-    limit = cfg.synack_retries if c.state is State.SYN_RECEIVED else cfg.syn_retries
+    limit = cfg.synack_retries if c.state is ST_SYN_RECEIVED else cfg.syn_retries
     if snd.syn_retries >= limit:
         c.close("timeout", "syn timeout", now)
         return
@@ -213,7 +213,7 @@ def syn_timeout(c: Connection, now: float) -> None:
 
 def established(c: Connection, now: float) -> None:
     """The handshake completed (SYN-SENT or SYN-RECEIVED -> ESTABLISHED)."""
-    c.set_state(State.ESTABLISHED, "handshake completed", now)
+    c.set_state(ST_ESTABLISHED, "handshake completed", now)
     c.eventq.append(EV_CONNECTED)
     t = c.timers
     t.rtx = None
@@ -227,7 +227,7 @@ def established(c: Connection, now: float) -> None:
     if c.ecn.ok:
         c.stats["ecn_negotiated"] += 1
     if c.snd.fin_queued:
-        c.set_state(State.FIN_WAIT_1, "close queued during the handshake", now)
+        c.set_state(ST_FIN_WAIT_1, "close queued during the handshake", now)
 
 
 # -- text on a SYN -----------------------------------------------------------------------
@@ -311,7 +311,7 @@ def on_syn_sent(c: Connection, seg: TCPSegment, now: float) -> None:
     else:
         # Simultaneous open (RFC 9293 §3.10.7.3 fourth): send SYN,ACK.
         queue_syn_text(c, seg)
-        c.set_state(State.SYN_RECEIVED, "simultaneous open", now)
+        c.set_state(ST_SYN_RECEIVED, "simultaneous open", now)
         send_syn(c, now)
 
 

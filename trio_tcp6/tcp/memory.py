@@ -184,7 +184,7 @@ def settle(c: Connection) -> None:
     m = c.memory
     if m is None:
         return
-    held = c.rcv.buf.held + len(c.snd.buf)
+    held = c.rcv.buf.held + c.snd.buf.queued
     delta = held - c.memory_charged
     if delta:
         c.memory_charged = held
@@ -266,7 +266,7 @@ def send_room(c: Connection, space: int) -> int:
     segments."""
     m = c.memory
     assert m is not None
-    queued = len(c.snd.buf)
+    queued = c.snd.buf.queued
     low = FLOOR_SEGMENTS * c.opt.mss - queued
     if not m.pressure:
         room = m.limit - m.held

@@ -123,7 +123,10 @@ def window_field(c: Connection) -> int:
     right = nxt + avail
     adv = rcv.adv
     if right > adv:
-        thresh = min(cap >> 1, c.opt.our_mss)
+        thresh = cap >> 1
+        mss = c.opt.our_mss
+        if mss < thresh:
+            thresh = mss
         if right - adv >= thresh or (adv <= nxt and avail >= thresh):
             adv = right
     wnd = adv - nxt
@@ -581,7 +584,7 @@ def send_new(c: Connection, now: float) -> None:
     rec = c.rec
     timers = c.timers
     mss = data_mss(c)
-    big = segment_limit(c, mss)
+    big = segment_limit(c, mss) if c.tso_max_bytes else mss
     # Send-side batching (SEND_BATCH): what the segments of this call share,
     # computed with the first plain one.
     plain = SEND_BATCH
@@ -600,9 +603,15 @@ def send_new(c: Connection, now: float) -> None:
             break
         if avail > 0:
             wnd_room = snd.una + snd.wnd - nxt
-            room = budget(c)
+            # budget() and pipe(), inline: once per segment sent.
+            in_pipe = sb.pipe - rec.reno_sacked
+            if rec.ca is CA_RECOVERY:
+                assert rec.prr is not None  # (made on entering recovery)
+                room = rec.prr.budget
+            else:
+                room = c.cc.cwnd - (in_pipe if in_pipe > 0 else 0)
             n = avail if avail < mss else mss
-            if room < n and pipe(c) <= 0:
+            if room < n and in_pipe <= 0:
                 room = n  # always allow one segment into an empty network
             lim = n
             if wnd_room < lim:

@@ -68,7 +68,12 @@ class Rack:
                 self.advance(r.first_xmit, r.first_order, r.end)
             return
         self.rtt = rtt
-        self.advance(r.xmit, r.order, r.end)
+        # advance(), inline: once per ACK of new data.
+        order = r.order
+        if order > self.order or (order == self.order and r.end > self.end_seq):
+            self.xmit_ts = r.xmit
+            self.order = order
+            self.end_seq = r.end
 
     def advance(self, xmit: float, order: int, end: int) -> None:
         """RACK.xmit_ts / RACK.end_seq move to a delivered transmission sent after

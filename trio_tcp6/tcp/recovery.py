@@ -46,6 +46,7 @@ __all__ = [
     "on_rto",
     "process_sack",
     "rack_detect",
+    "record_flight",
     "tlp_fire",
 ]
 
@@ -398,23 +399,9 @@ def on_ack(
     # SEG.ACK - SND.UNA is negative) plus the change in SACKed bytes.
     delivered = (acked if acked > 0 else 0) + (sb.sacked - sacked_before)
     if acked > 0 or seg.sack_blocks:
-        # The flight the previous ACK found joins the round's record now: this
-        # ACK's own loss response (here, or for an ECE after the ACK step) starts
-        # from what it leaves outstanding (RFC 5681 eq. (4)), earlier ACKs of the
-        # round from the flight they found. (An ACK that reports nothing new, such
-        # as data with an unchanged SEG.ACK, tells nothing about the flight.)
-        if rec.flight_found > rec.max_flight:
-            rec.max_flight = rec.flight_found
-        if ack >= rec.round_end:
-            rec.max_flight_prev = rec.max_flight
-            rec.max_flight = 0
-            rec.round_end = nxt
-        # Recorded only if the flight was the window's, not the application's:
-        # data was waiting to be sent, or the send buffer was full before this
-        # ACK freed what it acknowledged.
-        buf = c.snd.buf
-        supplied = buf.end > nxt or buf.space - acked < c.opt.mss
-        rec.flight_found = nxt - una if supplied else 0
+        # (An ACK that reports nothing new, such as data with an unchanged SEG.ACK,
+        # tells nothing about the flight.)
+        record_flight(c, ack, una, acked, nxt)
     # -- loss detection ----------------------------------------------------------------
     if sack_ok:
         if c.config.rack:
@@ -459,6 +446,28 @@ def on_ack(
             enter_recovery(c, now, delivered)
         elif acked > 0:
             cc.on_ack(delivered, now, rtt, ack, nxt, pipe(c))
+
+
+def record_flight(c: Connection, ack: int, una: int, acked: int, nxt: int) -> None:
+    """An ACK that reports something new (``acked`` bytes cumulatively from ``una``
+    to ``ack``, or SACK blocks) with SND.NXT at ``nxt``: the flight the previous
+    ACK found joins the round's record now. This ACK's own loss response (in
+    :func:`on_ack`, or for an ECE after the ACK step) starts from what it leaves
+    outstanding (RFC 5681 eq. (4)), earlier ACKs of the round from the flight
+    they found."""
+    rec = c.rec
+    if rec.flight_found > rec.max_flight:
+        rec.max_flight = rec.flight_found
+    if ack >= rec.round_end:
+        rec.max_flight_prev = rec.max_flight
+        rec.max_flight = 0
+        rec.round_end = nxt
+    # Recorded only if the flight was the window's, not the application's: data
+    # was waiting to be sent, or the send buffer was full before this ACK freed
+    # what it acknowledged.
+    buf = c.snd.buf
+    supplied = buf.end > nxt or buf.space - acked < c.opt.mss
+    rec.flight_found = nxt - una if supplied else 0
 
 
 def duplicate_ack(c: Connection, ack: int) -> int:

@@ -49,6 +49,7 @@ class RTTEstimator:
         "min_rto",
         "min_rtt",
         "min_rtt_window",
+        "rto",
         "rttvar",
         "samples",
         "srtt",
@@ -56,6 +57,11 @@ class RTTEstimator:
 
     srtt: float | None
     rttvar: float
+    #: The RTO to arm the retransmission timer with: the computed RTO doubled once
+    #: per :meth:`backoff` (§5.5), clamped to ``[min_rto, max_rto]`` (§2.4, §2.5).
+    #: Kept up to date by every method that changes what it depends on (the timer
+    #: is armed on every segment sent and most ACKs; it changes far less often).
+    rto: float
     min_rtt: float | None
     latest_rtt: float | None
     backoff_count: int
@@ -98,6 +104,7 @@ class RTTEstimator:
         self._bucket_start: float | None = None
         self._bucket_min = math.inf
         self._prev_bucket_min = math.inf
+        self._update_rto()
 
     # -- the RTO ------------------------------------------------------------------
 
@@ -106,16 +113,15 @@ class RTTEstimator:
         """The RTO of RFC 6298 §2 without backoff, clamped to ``[min_rto, max_rto]``."""
         return min(max(self._base_rto, self.min_rto), self.max_rto)
 
-    @property
-    def rto(self) -> float:
-        """The RTO to arm the retransmission timer with: the computed RTO doubled once
-        per :meth:`backoff` (§5.5), clamped to ``[min_rto, max_rto]`` (§2.4, §2.5)."""
+    def _update_rto(self) -> None:
+        """Recompute :attr:`rto` from the computed RTO and the backoff count."""
         exponent = min(self.backoff_count, _MAX_BACKOFF_EXPONENT)
-        return min(math.ldexp(self.computed_rto, exponent), self.max_rto)
+        self.rto = min(math.ldexp(self.computed_rto, exponent), self.max_rto)
 
     def backoff(self) -> None:
         """The retransmission timer expired: double the RTO (RFC 6298 §5.5)."""
         self.backoff_count += 1
+        self._update_rto()
 
     def clear_backoff(self) -> None:
         """New data was acknowledged after a timeout: use the computed RTO again.
@@ -123,13 +129,16 @@ class RTTEstimator:
         Samples do not clear the backoff by themselves (Karn's algorithm, RFC 6298
         §5 note, keeps the backed-off RTO until an acknowledgement for new data);
         the engine calls this when that acknowledgement arrives."""
-        self.backoff_count = 0
+        if self.backoff_count:
+            self.backoff_count = 0
+            self._update_rto()
 
     def use_syn_fallback(self, fallback: float = 3.0) -> None:
         """RFC 6298 §5.7: if a SYN (or SYN-ACK) was retransmitted and no sample was
         taken, the RTO must be re-initialised to 3 s when data transmission begins."""
         if self.srtt is None:
             self._base_rto = max(self._base_rto, fallback)
+            self._update_rto()
 
     # -- samples ------------------------------------------------------------------
 
@@ -143,32 +152,47 @@ class RTTEstimator:
 
         ``now`` (optional) dates the sample for the windowed ``min_rtt``.
         """
-        if rtt < 0 or not math.isfinite(rtt):
+        if not 0 <= rtt < math.inf:  # (NaN fails too)
             raise ValueError(f"RTT sample must be a finite non-negative number, got {rtt!r}")
-        if self.srtt is None:
-            self.srtt = rtt
+        srtt = self.srtt
+        if srtt is None:
+            srtt = rtt
             self.rttvar = rtt / 2
         else:
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * rtt
-        self._base_rto = self.srtt + max(self.granularity, K * self.rttvar)
+            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(srtt - rtt)
+            srtt = (1 - ALPHA) * srtt + ALPHA * rtt
+        self.srtt = srtt
+        var = K * self.rttvar
+        g = self.granularity
+        base = self._base_rto = srtt + (var if var > g else g)
+        if self.backoff_count:
+            self._update_rto()
+        else:
+            # computed_rto, inline: every ACK of new data takes a sample.
+            lo = self.min_rto
+            rto = lo if lo > base else base
+            hi = self.max_rto
+            self.rto = hi if hi < rto else rto
         self.latest_rtt = rtt
         self.samples += 1
-        self._update_min_rtt(rtt, now)
-
-    def _update_min_rtt(self, rtt: float, now: float | None) -> None:
+        # The windowed minimum.
         if now is not None:
-            half = self.min_rtt_window / 2
-            if self._bucket_start is None:
+            start = self._bucket_start
+            if start is None:
                 self._bucket_start = now
-            elif now - self._bucket_start >= half:
-                # Roll over; if a whole window passed, the old bucket is stale too.
-                expired_both = now - self._bucket_start >= 2 * half
-                self._prev_bucket_min = math.inf if expired_both else self._bucket_min
-                self._bucket_min = math.inf
-                self._bucket_start = now
-        self._bucket_min = min(self._bucket_min, rtt)
-        self.min_rtt = min(self._bucket_min, self._prev_bucket_min)
+            else:
+                half = self.min_rtt_window / 2
+                if now - start >= half:
+                    # Roll over; if a whole window passed, the old bucket is stale too.
+                    expired_both = now - start >= 2 * half
+                    self._prev_bucket_min = math.inf if expired_both else self._bucket_min
+                    self._bucket_min = math.inf
+                    self._bucket_start = now
+        m = self._bucket_min
+        if rtt < m:
+            m = self._bucket_min = rtt
+        prev = self._prev_bucket_min
+        self.min_rtt = prev if prev < m else m
 
     def __repr__(self) -> str:
         return (

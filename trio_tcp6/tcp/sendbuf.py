@@ -42,34 +42,37 @@ class SendBuffer:
     """Data from offset :attr:`base` (the first unacknowledged data byte) to
     :attr:`end` (just past the last queued byte), kept as a list of chunks."""
 
-    __slots__ = ("_chunks", "_head", "_len", "_starts", "base", "capacity")
+    __slots__ = ("_chunks", "_head", "_starts", "base", "capacity", "end", "queued")
 
     def __init__(self, capacity: int, base: int = 1) -> None:
         self.capacity = capacity
         self.base = base
+        #: Just past the last queued byte (``base`` plus what is queued): an
+        #: attribute, not a property, because the sender reads it several times per
+        #: segment; only :meth:`append` moves it (:meth:`drop_to` moves ``base`` and
+        #: shortens the queue by the same amount).
+        self.end = base
         #: Chunks in order; ``_chunks[i]`` holds the bytes from absolute ``_starts[i]``.
         #: Entries before ``_head`` were dropped (compacted from time to time).
         self._chunks: list[_Chunk] = _NO_CHUNKS
         self._starts: list[int] = _NO_STARTS
         self._head = 0
-        self._len = 0
+        #: Bytes queued (``len()``; an attribute for the per-segment memory
+        #: accounting, which would otherwise call ``__len__``).
+        self.queued = 0
 
     def __len__(self) -> int:
-        return self._len
-
-    @property
-    def end(self) -> int:
-        return self.base + self._len
+        return self.queued
 
     @property
     def space(self) -> int:
-        n = self.capacity - self._len
+        n = self.capacity - self.queued
         return n if n > 0 else 0
 
     def append(self, data: bytes | bytearray | memoryview, most: int | None = None) -> int:
         """Queue as much of ``data`` as fits (and at most ``most`` bytes, if given);
         return how many bytes were taken."""
-        space = self.capacity - self._len
+        space = self.capacity - self.queued
         if most is not None and most < space:
             space = most
         n = len(data) if type(data) is not memoryview else data.nbytes
@@ -94,7 +97,8 @@ class SendBuffer:
                 tail = chunks[-1]
                 if type(tail) is bytearray and len(tail) + n <= _TAIL_MAX:
                     tail += data[:n] if n < len(data) else data
-                    self._len += n
+                    self.queued += n
+                    self.end += n
                     return n
             piece: _Chunk = bytearray(data[:n] if n < len(data) else data)
         elif type(data) is bytes:
@@ -103,9 +107,10 @@ class SendBuffer:
             piece = data if n == len(data) else data[:n]  # immutable memory: no copy
         else:
             piece = bytes(data[:n] if n < len(data) else data)
-        self._starts.append(self.base + self._len)
+        self._starts.append(self.end)
         chunks.append(piece)
-        self._len += n
+        self.queued += n
+        self.end += n
         return n
 
     def get(self, start: int, n: int) -> Payload:
@@ -158,8 +163,8 @@ class SendBuffer:
         n = offset - self.base
         if n <= 0:
             return 0
-        if n > self._len:
-            n = self._len
+        if n > self.queued:
+            n = self.queued
         new_base = self.base + n
         chunks = self._chunks
         starts = self._starts
@@ -187,5 +192,5 @@ class SendBuffer:
             head = 0
         self._head = head
         self.base = new_base
-        self._len -= n
+        self.queued -= n
         return n

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..wire.tcp import ACK
 from . import handshake, recovery
-from .events import State
+from .events import ST_CLOSE_WAIT, ST_CLOSED, ST_ESTABLISHED
 from .output import emit, transmit
 from .seq import MASK
 from .timers import T_PERSIST, T_PTO, persist_deadline
@@ -26,7 +26,7 @@ def run(c: Connection, now: float) -> None:
         t.tw = None
         c.close(None, "time-wait expired", now)
         return
-    if c.state is State.CLOSED:
+    if c.state is ST_CLOSED:
         return
     if t.delack is not None and now >= t.delack:
         t.delack = None
@@ -116,7 +116,7 @@ def persist_fire(c: Connection, now: float) -> None:
 def keepalive_fire(c: Connection, now: float) -> None:
     """Keepalive (RFC 9293 §3.8.4): probe with SEQ = SND.NXT - 1, or give up."""
     ka = c.config.keepalive
-    if ka is None or c.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
+    if ka is None or c.state not in (ST_ESTABLISHED, ST_CLOSE_WAIT):
         return
     snd = c.snd
     if snd.nxt != snd.una:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import attr
 
-from .events import State
+from .events import ST_CLOSE_WAIT, ST_ESTABLISHED, ST_FIN_WAIT_2
 from .states import CA_OPEN, SENDING
 
 if TYPE_CHECKING:
@@ -79,10 +79,23 @@ class Timers:
 
     def next_deadline(self) -> float | None:
         """The earliest armed slot."""
+        # Unrolled: the runtime asks after every call on the connection.
         t = self.rtx
-        for x in (self.reo, self.delack, self.keep, self.tw, self.sws):
-            if x is not None and (t is None or x < t):
-                t = x
+        x = self.reo
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.delack
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.keep
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.tw
+        if x is not None and (t is None or x < t):
+            t = x
+        x = self.sws
+        if x is not None and (t is None or x < t):
+            t = x
         return t
 
     def stop_all(self) -> None:
@@ -118,7 +131,7 @@ def schedule(c: Connection, now: float) -> None:
     st = c.state
     snd = c.snd
     una = snd.una
-    if (st not in SENDING and st is not State.FIN_WAIT_2) or una == 0:
+    if (st not in SENDING and st is not ST_FIN_WAIT_2) or una == 0:
         return
     t = c.timers
     if snd.nxt > una:
@@ -126,17 +139,20 @@ def schedule(c: Connection, now: float) -> None:
         if t.rtx is None or mode is T_PERSIST:
             arm_rto(c, now)
             mode = T_RTO
+        rec = c.rec
+        opt = c.opt
+        srtt = c.rtt.srtt
         if (
             mode is T_RTO
             and t.rto_count == 0
-            and c.rec.tlp_end is None
-            and c.rec.ca is CA_OPEN
-            and c.opt.sack_ok
+            and rec.tlp_end is None
+            and rec.ca is CA_OPEN
+            and opt.sack_ok
             and c.config.rack
-            and c.rtt.srtt is not None
+            and srtt is not None
         ):
-            pto = 2 * c.rtt.srtt
-            if c.sb.outstanding <= c.opt.mss:
+            pto = 2 * srtt
+            if c.sb.outstanding <= opt.mss:
                 pto += WC_DELACK
             t_pto = now + pto
             # RFC 8985 §7.2: never later than the RTO would fire.
@@ -159,7 +175,7 @@ def schedule(c: Connection, now: float) -> None:
             t.persist_backoff = 0
     ka = c.config.keepalive
     if ka is not None:
-        if st in (State.ESTABLISHED, State.CLOSE_WAIT) and snd.nxt == una:
+        if st in (ST_ESTABLISHED, ST_CLOSE_WAIT) and snd.nxt == una:
             if t.ka_probes == 0:
                 t.keep = c.rcv.last_rcv + ka.idle
             else:

@@ -11,9 +11,16 @@ from typing import TYPE_CHECKING
 
 from ..wire.icmpv6 import IPV6_MIN_MTU
 from ..wire.tcp import IPV6_TCP_HEADERS_LEN
-from .events import State
+from .events import (
+    ST_CLOSE_WAIT,
+    ST_ESTABLISHED,
+    ST_FIN_WAIT_1,
+    ST_LAST_ACK,
+    ST_SYN_RECEIVED,
+    ST_SYN_SENT,
+)
 from .handshake import update_mss
-from .memory import send_room, settle
+from .memory import send_room
 from .output import max_offered_window, receive_space, transmit
 from .states import CA_LOSS, RECEIVING, SENDING
 
@@ -35,10 +42,10 @@ def send(
     """Queue what fits of ``data`` (see ``Connection.send``)."""
     snd = c.snd
     if snd.fin_queued or c.state not in (
-        State.SYN_SENT,
-        State.SYN_RECEIVED,
-        State.ESTABLISHED,
-        State.CLOSE_WAIT,
+        ST_SYN_SENT,
+        ST_SYN_RECEIVED,
+        ST_ESTABLISHED,
+        ST_CLOSE_WAIT,
     ):
         return 0
     buf = snd.buf
@@ -55,9 +62,14 @@ def send(
         transmit(c, now)
     if buf.space == 0:
         c.writable_ev = False
-    c.flush_events()
+    if c.want_writable:
+        c.flush_events()
     if m is not None:
-        settle(c)
+        # settle(), inline: once per write.
+        held = c.rcv.buf.held + buf.queued
+        if held != c.memory_charged:
+            m.charge(held - c.memory_charged)
+            c.memory_charged = held
     return n
 
 
@@ -88,16 +100,25 @@ def receive(c: Connection, max_bytes: int, now: float) -> bytes:
         mss2 = 2 * c.opt.our_mss
         adv = rcv.adv
         left = adv - rb.nxt
-        right = rb.nxt + min(receive_space(c), 0xFFFF << c.opt.rcv_shift)
-        move = right - adv
-        if move >= min(half, mss2) and (
-            left < half or min(move, most - left) >= max(most >> 2, mss2)
+        # (Conditionals rather than min/max: once per read.)
+        room = receive_space(c)
+        clamp = 0xFFFF << c.opt.rcv_shift
+        move = rb.nxt + (room if room < clamp else clamp) - adv
+        quarter = most >> 2
+        big = quarter if quarter > mss2 else mss2
+        if move >= (half if half < mss2 else mss2) and (
+            left < half or (move >= big and most - left >= big)
         ):
             rcv.ack_now = True
             c.stats["window_updates"] += 1
             transmit(c, now)
-    if c.memory is not None:
-        settle(c)
+    m = c.memory
+    if m is not None:
+        # settle(), inline: once per read.
+        held = rb.held + c.snd.buf.queued
+        if held != c.memory_charged:
+            m.charge(held - c.memory_charged)
+            c.memory_charged = held
     return data
 
 
@@ -107,19 +128,19 @@ def shutdown(c: Connection, now: float) -> None:
     snd = c.snd
     if snd.fin_queued:
         return
-    if st is State.SYN_SENT:
+    if st is ST_SYN_SENT:
         c.close(None, "close in SYN-SENT", now)
         return
-    if st not in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+    if st not in (ST_SYN_RECEIVED, ST_ESTABLISHED, ST_CLOSE_WAIT):
         return
     snd.fin_queued = True
     snd.fin_off = snd.buf.end
     snd.push_end = snd.fin_off
-    if st is State.ESTABLISHED or (st is State.SYN_RECEIVED and not len(snd.buf)):
+    if st is ST_ESTABLISHED or (st is ST_SYN_RECEIVED and not len(snd.buf)):
         # RFC 9293 §3.10.4: in SYN-RECEIVED with nothing queued, send the FIN now.
-        c.set_state(State.FIN_WAIT_1, "close", now)
-    elif st is State.CLOSE_WAIT:
-        c.set_state(State.LAST_ACK, "close", now)
+        c.set_state(ST_FIN_WAIT_1, "close", now)
+    elif st is ST_CLOSE_WAIT:
+        c.set_state(ST_LAST_ACK, "close", now)
     transmit(c, now)
     c.flush_events()
 

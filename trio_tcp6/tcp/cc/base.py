@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..seq import seq_ge
-from .hystart import HyStartPhase, HyStartPlusPlus
+from .hystart import HS_CSS, HS_EXIT, HyStartPlusPlus
 from .interface import CongestionControl
 from .native import mypyc_attr
 
@@ -224,11 +224,12 @@ class CongestionControlBase:
         hs = self.hystart
         if hs is not None and not hs.done and self.ssthresh == INFINITE_SSTHRESH:
             phase = hs.on_ack(rtt, snd_una, snd_nxt)
-            if phase is HyStartPhase.EXIT:
+            if phase is HS_EXIT:
                 self.ssthresh = self.cwnd
                 self._on_slow_start_exit(now)
                 return
-            divisor = hs.growth_divisor
+            if phase is HS_CSS:
+                divisor = hs.growth_divisor
         if not limited:
             return
         limit = self.abc_limit

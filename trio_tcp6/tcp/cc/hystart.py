@@ -25,6 +25,9 @@ from ..seq import seq_ge
 __all__ = [
     "CSS_GROWTH_DIVISOR",
     "CSS_ROUNDS",
+    "HS_CSS",
+    "HS_EXIT",
+    "HS_SLOW_START",
     "MAX_RTT_THRESH",
     "MIN_RTT_DIVISOR",
     "MIN_RTT_THRESH",
@@ -51,6 +54,14 @@ class HyStartPhase(enum.Enum):
     CSS = "css"
     #: Leave slow start now: set ``ssthresh = cwnd`` (RFC 9406 §4.2, after CSS_ROUNDS).
     EXIT = "exit"
+
+
+# The phases as module constants, for the per-ACK code: reading a member through
+# its Enum class goes through the metaclass (in CPython 3.11 several times the
+# cost of reading a global).
+HS_SLOW_START = HyStartPhase.SLOW_START
+HS_CSS = HyStartPhase.CSS
+HS_EXIT = HyStartPhase.EXIT
 
 
 class HyStartPlusPlus:
@@ -89,7 +100,7 @@ class HyStartPlusPlus:
         """Account one ACK received in slow start; ``snd_una`` is the value after the
         ACK was processed, ``rtt`` the ACK's RTT sample if it yielded one."""
         if self.done:
-            return HyStartPhase.EXIT
+            return HS_EXIT
         if self.window_end is None or seq_ge(snd_una, self.window_end):
             # A round ended (or this is the first ACK): start the next one.
             started = self.window_end is not None
@@ -102,9 +113,10 @@ class HyStartPlusPlus:
                 if self.css_rounds >= CSS_ROUNDS:
                     self.done = True
                     self.in_css = False
-                    return HyStartPhase.EXIT
+                    return HS_EXIT
         if rtt is not None:
-            self.current_round_min_rtt = min(self.current_round_min_rtt, rtt)
+            if rtt < self.current_round_min_rtt:
+                self.current_round_min_rtt = rtt
             self.rtt_sample_count += 1
         if self.rtt_sample_count >= N_RTT_SAMPLE:
             if not self.in_css:
@@ -123,7 +135,7 @@ class HyStartPlusPlus:
                 # The RTT increase was spurious: back to standard slow start (§4.2).
                 self.css_baseline_min_rtt = math.inf
                 self.in_css = False
-        return HyStartPhase.CSS if self.in_css else HyStartPhase.SLOW_START
+        return HS_CSS if self.in_css else HS_SLOW_START
 
     def copy(self) -> HyStartPlusPlus:
         # Field by field: compiled, this is a native class without ``__slots__``.
