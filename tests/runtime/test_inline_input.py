@@ -4,13 +4,17 @@ reader's, and is withdrawn when the stack stops; connections behave the same."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
 
 import trio_tcp6 as tcp6
 from trio_tcp6.runtime.ipinput import IPv6Input
-from trio_tcp6.wire.tcp import ACK, SYN, TCPSegment
+from trio_tcp6.wire.ipv6 import parse_ipv6
+from trio_tcp6.wire.pcap import read_pcap
+from trio_tcp6.wire.tcp import ACK, FIN, SYN, TCPSegment, parse_tcp
 
 from .helpers import A, B, connect, receive_exactly
 from .test_stack_hardening import PB, PC, C, tcp_packet, tcp_replies
@@ -92,3 +96,60 @@ async def test_a_failing_input_is_contained(
         assert await receive_exactly(server, 11) == b"still works"
         await client.aclose()
         await server.aclose()
+
+
+def data_segments(pcap: Path, server: bool) -> list[tuple[int, int, int]]:
+    """(offset, length, flags) of every segment the server (port 80), or the client,
+    sent that carries data or a FIN; offsets from its ISN (ISNs follow the clock)."""
+    out = []
+    iss = None
+    for _, packet in read_pcap(pcap):
+        seg = parse_tcp(parse_ipv6(packet).payload)
+        if (seg.src_port == 80) != server:
+            continue
+        if seg.flags & SYN:
+            iss = seg.seq
+        elif seg.payload or seg.flags & FIN:
+            assert iss is not None
+            out.append(((seg.seq - iss) % 2**32, len(seg.payload), seg.flags))
+    return out
+
+
+async def exchange(inline: bool, pcap: Path) -> tuple[bytes, dict[str, int], dict[str, int]]:
+    """A seeded run: a request, a 200 kB answer, both closes (then the FIN handshake
+    settles). Returns what the client read, both stacks' counters and the capture."""
+    net = tcp6.VirtualNetwork(seed=7, inline_delivery=inline)
+    with net.capture(pcap):
+        async with (
+            tcp6.open_stack(net.attach(A), A) as sa,
+            tcp6.open_stack(net.attach(B), B) as sb,
+        ):
+            client, server = await connect(sa, sb)
+            await client.send_all(b"GET")
+            assert await receive_exactly(server, 3) == b"GET"
+            await server.send_all(bytes(range(256)) * 800)
+            await server.send_eof()
+            got = await receive_exactly(client, 204800)
+            assert await client.receive_some() == b""
+            await client.aclose()
+            await server.aclose()
+            await trio.sleep(1)
+            stats = sa.stats(), sb.stats()
+    return got, *stats
+
+
+async def test_connections_behave_the_same_with_and_without_it(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """Inline input changes when a receiver's task runs, so its ACKs may cover a
+    segment more or less (the capture differs there); what each side sends of its
+    data, the data itself and every counter are the same."""
+    pcap_on, pcap_off = tmp_path / "on.pcap", tmp_path / "off.pcap"
+    got_on, client_on, server_on = await exchange(True, pcap_on)
+    got_off, client_off, server_off = await exchange(False, pcap_off)
+    assert got_on == got_off == bytes(range(256)) * 800
+    assert client_on == client_off
+    assert server_on == server_off
+    assert data_segments(pcap_on, True) == data_segments(pcap_off, True)
+    assert len(data_segments(pcap_on, True)) == 204800 // 1428 + 1
+    assert data_segments(pcap_on, False) == data_segments(pcap_off, False)

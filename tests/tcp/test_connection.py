@@ -405,6 +405,22 @@ def test_tail_loss_probe() -> None:
     assert segs and segs[-1].seq == 1001 + 12960  # the last segment re-sent
 
 
+def test_pto_of_a_flight_adds_linuxs_minimum_to_two_srtt() -> None:
+    """RFC 8985 §7.2: PTO = 2*SRTT, plus WCDelAckT for a single segment; a longer
+    flight adds 2 ms, as Linux (TCP_TIMEOUT_MIN): the peer's time to get round to
+    its ACK, which a microsecond RTT does not hold (a zero-RTT path probed at once)."""
+    c, _ = active(ts=False)
+    srtt = c.info().srtt
+    assert srtt is not None
+    send_and_collect(c, b"q" * 14400, 1.0)
+    assert c.next_deadline == pytest.approx(1.0 + 2 * srtt + 0.002, abs=1e-9)
+    c2, _ = active(ts=False)
+    send_and_collect(c2, b"q" * 100, 1.0)
+    assert c2.next_deadline == pytest.approx(
+        min(1.0 + 2 * srtt + 0.2, 1.0 + c2.info().rto), abs=1e-9
+    )
+
+
 def test_rto_backoff_and_retries2() -> None:
     c, stats = active(cfg(retries2=4), ts=False)
     send_and_collect(c, b"q" * 100, 1.0)

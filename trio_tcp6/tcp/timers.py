@@ -24,6 +24,11 @@ __all__ = ["RtxMode", "Timers", "arm_rto", "persist_deadline", "schedule"]
 
 #: RFC 8985 §7.2 WCDelAckT: worst-case delayed-ACK time for the TLP timer.
 WC_DELACK = 0.2
+#: Added to the PTO (2*SRTT) of a flight of more than one segment: the time a peer
+#: may take to get round to ACKing, which an RTT of microseconds (a loopback, a
+#: virtual network's zero delay) does not contain. Without it a probe fires whenever
+#: an ACK is merely late, not lost (Linux adds TCP_TIMEOUT_MIN, 2 ms, alike).
+PTO_MIN_EXTRA = 0.002
 
 
 class RtxMode(enum.IntEnum):
@@ -154,6 +159,8 @@ def schedule(c: Connection, now: float) -> None:
             pto = 2 * srtt
             if c.sb.outstanding <= opt.mss:
                 pto += WC_DELACK
+            else:
+                pto += PTO_MIN_EXTRA
             t_pto = now + pto
             # RFC 8985 §7.2: never later than the RTO would fire.
             if t.rtx is not None and t_pto > t.rtx:
