@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..wire.ipv6 import IPV6_DST, IPV6_HEADER_LEN
+from ..wire.ipv6 import IPV6_HEADER_LEN
 from ..wire.tcp import complete_tcp_checksum
 from .base import Packet
 from .capture import Capture
@@ -134,12 +134,14 @@ class ForwardingPlane:
         if len(data) > self.mtu:
             c.dropped_mtu += 1
             return None
-        path = link.paths.get(data[IPV6_DST])
+        # The destination address (wire.ipv6.IPV6_DST) as a literal slice: the
+        # compiled build slices bytes directly only with literal bounds.
+        path = link.paths.get(data[24:40])
         if path is None:
             if len(data) < IPV6_HEADER_LEN:
                 c.dropped_malformed += 1
                 return None
-            dst = data[IPV6_DST]
+            dst = data[24:40]
             if dst not in self.links:
                 self._no_route(link, data)  # nothing cached for a destination nobody has
                 return None

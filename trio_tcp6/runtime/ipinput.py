@@ -221,8 +221,9 @@ class IPv6Input:
                 return
         try:
             pkt = parse_ipv6(data)
-        except ParameterProblemError as exc:
-            self.icmp.parameter_problem(data, exc, now)
+        except ParameterProblemError as problem:
+            # (Its own name: the compiled build types a name by its first except.)
+            self.icmp.parameter_problem(data, problem, now)
             return
         except ParseError as exc:
             self.malformed(exc)
