@@ -1,8 +1,9 @@
 """Build script: the pure-Python package by default, or a compiled engine on request.
 
 ``TRIO_TCP6_COMPILE=1 pip install .`` compiles the modules of ``trio_tcp6/wire/``,
-``trio_tcp6/tcp/`` and ``trio_tcp6/tcp/cc/`` with mypyc (each becomes a C extension
-next to its ``.py``, which the import system then prefers); every other module stays
+``trio_tcp6/tcp/`` and ``trio_tcp6/tcp/cc/``, and the runtime's per-packet path
+(:data:`RUNTIME_COMPILED`), with mypyc (each becomes a C extension next to its
+``.py``, which the import system then prefers); every other module stays
 interpreted. Without the
 variable, or when mypyc or a C compiler is missing, the build is pure Python and says
 why. The metadata lives in pyproject.toml; this file only adds the extensions.
@@ -36,13 +37,30 @@ NOT_COMPILED = {
 }
 
 
+# Outside the engine, the modules every packet between a connection and a
+# VirtualNetwork passes through: the stack's IPv6 input and output, a virtual link,
+# the network's forwarding and a host's inbound queue. With the engine compiled,
+# their interpreted code was most of what is left per packet. The flow (a trio
+# stream, derived from trio's ABCs, with __slots__), the alarms (subclassed by
+# interpreted code) and the VirtualNetwork object (weakly referenced) stay
+# interpreted: mypyc cannot make those native classes.
+RUNTIME_COMPILED = (
+    "trio_tcp6/links/delivery.py",
+    "trio_tcp6/links/forwarding.py",
+    "trio_tcp6/links/host.py",
+    "trio_tcp6/links/inbound.py",
+    "trio_tcp6/runtime/ipinput.py",
+    "trio_tcp6/runtime/ipoutput.py",
+)
+
+
 def compiled_sources() -> list[str]:
     """The ``.py`` files the compiled build turns into extensions."""
     paths = sorted(
         str(p.relative_to(ROOT).as_posix())
         for pattern in ("trio_tcp6/wire/*.py", "trio_tcp6/tcp/*.py", "trio_tcp6/tcp/cc/*.py")
         for p in ROOT.glob(pattern)
-    )
+    ) + list(RUNTIME_COMPILED)
     return [p for p in paths if p not in NOT_COMPILED]
 
 

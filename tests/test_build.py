@@ -6,10 +6,13 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import pkgutil
+import re
 import types
+from pathlib import Path
 
 import pytest
 
+import trio_tcp6.runtime.flow
 import trio_tcp6.tcp
 import trio_tcp6.tcp.cc
 import trio_tcp6.tcp.connection
@@ -71,6 +74,39 @@ def test_the_build_ci_asked_for_is_the_one_loaded() -> None:
         module = __import__(name, fromlist=["_"])
         compiled = str(module.__file__).endswith(EXTENSION)
         assert compiled != (name in INTERPRETED), name
+
+
+#: The runtime modules setup.py compiles (its RUNTIME_COMPILED): the per-packet path.
+RUNTIME_COMPILED = (
+    "trio_tcp6.links.delivery",
+    "trio_tcp6.links.forwarding",
+    "trio_tcp6.links.host",
+    "trio_tcp6.links.inbound",
+    "trio_tcp6.runtime.ipinput",
+    "trio_tcp6.runtime.ipoutput",
+)
+
+
+def test_setup_compiles_the_runtime_modules_listed_here() -> None:
+    """The list above is setup.py's (read from its source: setup.py runs setuptools
+    when imported)."""
+    source = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    listed = re.search(r"RUNTIME_COMPILED = \(([^)]*)\)", source)
+    assert listed is not None
+    paths = re.findall(r'"([^"]+)\.py"', listed.group(1))
+    assert tuple(p.replace("/", ".") for p in paths) == RUNTIME_COMPILED
+
+
+def test_the_runtime_per_packet_path_is_compiled_with_the_engine() -> None:
+    """Compiled in the compiled build, interpreted in the pure one: never one without
+    the other."""
+    engine_compiled = str(trio_tcp6.tcp.connection.__file__).endswith(EXTENSION)
+    for name in RUNTIME_COMPILED:
+        module = __import__(name, fromlist=["_"])
+        assert str(module.__file__).endswith(EXTENSION) == engine_compiled, name
+        assert (name in compiled_modules()) == engine_compiled, name
+    # The flow stays interpreted in both builds (setup.py says why).
+    assert trio_tcp6.runtime.flow.__file__.endswith(".py")
 
 
 def test_hot_classes_are_native_in_the_compiled_build() -> None:

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 import trio_tcp6 as tcp6
+from trio_tcp6.runtime import ipinput
 from trio_tcp6.runtime.ipinput import IPv6Input
 from trio_tcp6.wire.ipv6 import parse_ipv6
 from trio_tcp6.wire.pcap import read_pcap
@@ -73,6 +74,8 @@ async def test_a_failing_input_is_contained(
 ) -> None:
     """A bug hit by one inline packet drops that packet, is counted, and neither
     raises into the sender nor stops the stack."""
+    if not str(ipinput.__file__).endswith(".py"):
+        pytest.skip("patches a class's method; this build compiled the IPv6 input")
     net = tcp6.VirtualNetwork()
     raw = net.attach(C)
     real = IPv6Input.ip_input

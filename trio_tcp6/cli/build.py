@@ -12,19 +12,16 @@ import importlib.machinery
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-import trio_tcp6.tcp
-import trio_tcp6.tcp.cc
-import trio_tcp6.wire
+import trio_tcp6
 
 __all__ = ["build_description", "compiled_modules", "package_version"]
 
-_PACKAGES = (trio_tcp6.wire, trio_tcp6.tcp, trio_tcp6.tcp.cc)
-
 
 def compiled_modules() -> list[str]:
-    """Names of the loaded engine modules (``trio_tcp6.wire``, ``trio_tcp6.tcp`` and
-    below) that come from compiled extensions, sorted."""
-    prefixes = tuple(p.__name__ for p in _PACKAGES)
+    """Names of the loaded modules of the package that come from compiled extensions
+    (the engine, ``trio_tcp6.wire``, ``trio_tcp6.tcp`` and below, and the runtime's
+    per-packet path), sorted."""
+    prefixes = (trio_tcp6.__name__ + ".",)
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     return sorted(
         name
