@@ -14,7 +14,8 @@ Our bulk figures come twice: with checksum offload (the VirtualNetwork default: 
 Linux's loopback, no TCP checksum is computed or verified on the way) and without
 (``VirtualNetwork(checksum_offload=False)``: every packet checksummed and verified,
 as over a real wire). ``--repeat N`` keeps the best of N runs of every figure (the
-machine's noise only ever makes a run slower). ``--no-coalesce`` and
+machine's noise only ever makes a run slower) and prints the range of the N runs
+after each line (kernel, then ours, in the row's unit). ``--no-coalesce`` and
 ``--no-fast-path`` switch receive coalescing (``trio_tcp6.tcp.coalesce.ENABLED``) and
 header prediction (``trio_tcp6.tcp.arrival.FAST_PATH``) off, to see what each is worth.
 
@@ -113,6 +114,15 @@ class Row:
         #: The same figures per CPU second instead of per wall-clock second.
         self.kernel_cpu: float | None = None
         self.ours_cpu: float | None = None
+        #: The worst of the repeated runs (the best is ``kernel``/``ours``).
+        self.kernel_worst: float | None = None
+        self.ours_worst: float | None = None
+
+    @staticmethod
+    def spread(best: float | None, worst: float | None) -> str:
+        if best is None or worst is None:
+            return "n/a"
+        return f"{min(best, worst):.1f}-{max(best, worst):.1f}"
 
     def ratio(self, kernel: float | None, ours: float | None) -> str:
         if kernel and ours:
@@ -124,7 +134,11 @@ class Row:
         o = f"{self.ours:12.1f}" if self.ours is not None else f"{'n/a':>12}"
         r = self.ratio(self.kernel, self.ours)
         rc = self.ratio(self.kernel_cpu, self.ours_cpu)
-        return f"{self.name:<34}{k}{o} {r} {rc}  {self.unit}"
+        line = f"{self.name:<34}{k}{o} {r} {rc}  {self.unit}"
+        if self.kernel_worst != self.kernel or self.ours_worst != self.ours:
+            kernel = self.spread(self.kernel, self.kernel_worst)
+            line += f"; runs: kernel {kernel}, ours {self.spread(self.ours, self.ours_worst)}"
+        return line
 
 
 async def kernel_bulk(nbytes: int) -> float:
@@ -297,10 +311,10 @@ def engine_cost(mss: int, total: int, bursts: bool) -> float:
 
 async def _best(
     fn: Callable[[], Awaitable[float]], repeat: int, higher: bool
-) -> tuple[float, float]:
-    """The best of ``repeat`` runs of ``fn``, and the best of the same figure
-    scaled to CPU time (the process's user + system time instead of wall-clock
-    time: on a shared machine, time spent waiting for a CPU drops out)."""
+) -> tuple[float, float, float]:
+    """The best of ``repeat`` runs of ``fn``, the best of the same figure scaled to
+    CPU time (the process's user + system time instead of wall-clock time: on a
+    shared machine, time spent waiting for a CPU drops out), and the worst run."""
     results = []
     cpu_results = []
     for _ in range(repeat):
@@ -310,8 +324,8 @@ async def _best(
         results.append(figure)
         scale = wall / cpu if cpu > 0 else 1.0
         cpu_results.append(figure * scale if higher else figure / scale)
-    pick = max if higher else min
-    return pick(results), pick(cpu_results)
+    pick, worst = (max, min) if higher else (min, max)
+    return pick(results), pick(cpu_results), worst(results)
 
 
 async def main(quick: bool, repeat: int) -> None:
@@ -327,14 +341,16 @@ async def main(quick: bool, repeat: int) -> None:
         "rr": Row("1-byte request/response (µs)", "µs median RTT; ratio kernel/ours", False),
         "cps": Row("connections per second", "conn/s; ratio ours/kernel", True),
     }
-    kernel_bulk_rate, kernel_bulk_cpu = await _best(lambda: kernel_bulk(bulk_bytes), repeat, True)
+    kernel_figures = await _best(lambda: kernel_bulk(bulk_bytes), repeat, True)
     for key in ("bulk65535", "bulk65535_nocsum", "bulk1500", "bulk1500_nocsum"):
-        rows[key].kernel = kernel_bulk_rate / mb
-        rows[key].kernel_cpu = kernel_bulk_cpu / mb
-    rows["rr"].kernel, rows["rr"].kernel_cpu = await _best(
+        rows[key].kernel, rows[key].kernel_cpu, rows[key].kernel_worst = (
+            figure / mb for figure in kernel_figures
+        )
+    rr, cps = rows["rr"], rows["cps"]
+    rr.kernel, rr.kernel_cpu, rr.kernel_worst = await _best(
         lambda: kernel_rr(rounds), repeat, False
     )
-    rows["cps"].kernel, rows["cps"].kernel_cpu = await _best(
+    cps.kernel, cps.kernel_cpu, cps.kernel_worst = await _best(
         lambda: kernel_cps(conns), repeat, True
     )
     for mtu, key, offload in (
@@ -345,13 +361,12 @@ async def main(quick: bool, repeat: int) -> None:
     ):
         nbytes = bulk_bytes // (1 if mtu > 9000 else 4)
         try:
-            rate, cpu_rate = await _best(
+            figures = await _best(
                 lambda: stack_bulk(mtu, nbytes, offload),  # noqa: B023
                 repeat,
                 True,
             )
-            rows[key].ours = rate / mb
-            rows[key].ours_cpu = cpu_rate / mb
+            rows[key].ours, rows[key].ours_cpu, rows[key].ours_worst = (f / mb for f in figures)
         except Exception as exc:  # report and keep going: a benchmark, not a test
             print(f"{key}: failed: {exc!r}", file=sys.stderr)
     for key, fn, higher in (
@@ -359,7 +374,9 @@ async def main(quick: bool, repeat: int) -> None:
         ("cps", lambda: stack_cps(conns), True),
     ):
         try:
-            rows[key].ours, rows[key].ours_cpu = await _best(fn, repeat, higher)
+            rows[key].ours, rows[key].ours_cpu, rows[key].ours_worst = await _best(
+                fn, repeat, higher
+            )
         except Exception as exc:
             print(f"{key}: failed: {exc!r}", file=sys.stderr)
     print(f"python {sys.version.split()[0]}, trio {trio.__version__}, best of {repeat}")

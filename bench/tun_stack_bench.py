@@ -20,7 +20,8 @@ user calls it (``open_tun()``: offloads on by default, the kernel hands the stac
 super-segments with partial checksums; the stack may hand the link super-segments).
 Each figure is followed by its ratio to the kernel loopback figure of the same run
 and by this process's CPU time per MB (user and system: the kernel's work in our
-reads and writes counts), which other load on the machine disturbs less.
+reads and writes counts), which other load on the machine disturbs less; with
+``--repeat N`` each figure is the best of N runs and ends with the range of the N.
 The link counters show whether super-segments were actually used in each direction
 (``rx_gso``, ``tx_gso``).
 """
@@ -199,6 +200,13 @@ class Bench:
         return elapsed, cpu
 
 
+def spread(nbytes: int, times: list[float]) -> str:
+    """The range of the repeated runs' rates in MB/s (nothing for a single run)."""
+    if len(times) < 2:
+        return ""
+    return f"  runs {nbytes / max(times) / 1e6:.0f}-{nbytes / min(times) / 1e6:.0f} MB/s"
+
+
 def cpu_per_mb(runs: list[tuple[float, float]], nbytes: int) -> str:
     """This process's CPU time (user + system, the kernel's work in our system calls
     included) per MB moved, least of the runs: less sensitive than the wall-clock
@@ -210,8 +218,10 @@ async def main(megabytes: float, mtu: int, repeat: int, directions: str, plain: 
     nbytes = int(megabytes * 1e6)
     ns = f"tsbench-{os.getpid()}"
     print(f"bulk transfer of {nbytes / 1e6:.0f} MB, TUN MTU {mtu}, best of {repeat}")
-    best = min([await loopback(nbytes) for _ in range(repeat)])
-    print(f"kernel loopback (trio SocketStream, ::1)      {rate(nbytes, best)}")
+    loops = [await loopback(nbytes) for _ in range(repeat)]
+    best = min(loops)
+    print(f"kernel loopback (trio SocketStream, ::1)      {rate(nbytes, best)}"
+          f"{spread(nbytes, loops)}")  # fmt: skip
     sh("ip", "netns", "add", ns)
     try:
         sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -229,6 +239,7 @@ async def main(megabytes: float, mtu: int, repeat: int, directions: str, plain: 
                     print(
                         f"kernel -> stack over TUN, {label}  {rate(nbytes, down)}"
                         f"  {best / down:.3f}x kernel  {cpu_per_mb(runs, nbytes)}"
+                        f"{spread(nbytes, [e for e, _ in runs])}"
                     )
                 if "up" in directions:
                     runs = [await bench.stack_to_kernel(stack) for _ in range(repeat)]
@@ -236,6 +247,7 @@ async def main(megabytes: float, mtu: int, repeat: int, directions: str, plain: 
                     print(
                         f"stack -> kernel over TUN, {label}  {rate(nbytes, up)}"
                         f"  {best / up:.3f}x kernel  {cpu_per_mb(runs, nbytes)}"
+                        f"{spread(nbytes, [e for e, _ in runs])}"
                     )
                 s, ls = stack.stats(), link.stats()
                 print(
