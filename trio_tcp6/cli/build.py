@@ -21,12 +21,12 @@ def compiled_modules() -> list[str]:
     """Names of the loaded modules of the package that come from compiled extensions
     (the engine, ``trio_tcp6.wire``, ``trio_tcp6.tcp`` and below, and the runtime's
     per-packet path), sorted."""
-    prefixes = (trio_tcp6.__name__ + ".",)
+    prefix = trio_tcp6.__name__ + "."
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     return sorted(
         name
         for name, module in list(sys.modules.items())
-        if name.startswith(prefixes)
+        if name.startswith(prefix)
         and str(getattr(module, "__file__", None) or "").endswith(suffixes)
     )
 

@@ -134,14 +134,14 @@ class ForwardingPlane:
         if len(data) > self.mtu:
             c.dropped_mtu += 1
             return None
-        # The destination address (wire.ipv6.IPV6_DST) as a literal slice: the
-        # compiled build slices bytes directly only with literal bounds.
-        path = link.paths.get(data[24:40])
+        # The destination address (wire.ipv6.IPV6_DST) with literal bounds: compiled,
+        # indexing bytes with that slice constant raises TypeError.
+        dst = data[24:40]
+        path = link.paths.get(dst)
         if path is None:
             if len(data) < IPV6_HEADER_LEN:
                 c.dropped_malformed += 1
                 return None
-            dst = data[24:40]
             if dst not in self.links:
                 self._no_route(link, data)  # nothing cached for a destination nobody has
                 return None
